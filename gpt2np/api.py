@@ -1,0 +1,115 @@
+"""`load` a model by name or directory, then `model.run(text)` to get its full Trace.
+
+This is the public face of gpt2np: it joins the pieces (hub -> config + weights + tokenizer ->
+model.forward -> Trace) and checks inputs, so the forward pass itself only does math.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .config import GPT2Config
+from .errors import GPT2npError
+from .hub import resolve
+from .model import forward
+from .tokenizer import Tokenizer
+from .trace import Trace
+from .weights import count_params, load_params
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    origin: str
+    n_params: int
+
+    def describe(self):
+        """One line naming the model, where it came from and its size."""
+        return f"{self.name} — {self.n_params / 1e6:.1f}M parameters — {self.origin}"
+
+
+class Model:
+    """A loaded GPT-2: `config`, `params` (checkpoint names), `tokenizer`, `info`, and `run`."""
+
+    def __init__(self, config, params, tokenizer=None, info=None):
+        self.config = config
+        self.params = params
+        self.tokenizer = tokenizer
+        self.info = info or ModelInfo("model", "built in memory", count_params(params))
+
+    def __repr__(self):
+        return f"<gpt2np.Model {self.info.describe()}>"
+
+    def encode(self, text, bos=False):
+        """Text -> token ids (optionally with <|endoftext|> prepended), checked against the context."""
+        if self.tokenizer is None:
+            raise GPT2npError("This model has no tokenizer (no tokenizer.json or vocab.json + "
+                              "merges.txt in its directory): pass token ids instead of text.")
+        if not isinstance(text, str):
+            raise GPT2npError(f"Expected text (str) or a list of token ids, got {type(text).__name__}.")
+        if not text:
+            raise GPT2npError("The text is empty: give at least one character.")
+        ids = self.tokenizer.encode(text)
+        if bos:
+            ids = [self.bos_id(), *ids]
+        return ids
+
+    def bos_id(self):
+        eot = self.tokenizer.endoftext_id if self.tokenizer else None
+        return eot if eot is not None else self.config.vocab_size - 1
+
+    def check_ids(self, ids):
+        ids = np.asarray(ids)
+        if ids.ndim != 1 or ids.size == 0:
+            raise GPT2npError(f"Token ids must be a non-empty 1-D list, got shape {ids.shape}.")
+        if not np.issubdtype(ids.dtype, np.integer):
+            raise GPT2npError(f"Token ids must be integers, got {ids.dtype}.")
+        n_ctx = self.config.n_positions
+        if ids.size > n_ctx:
+            raise GPT2npError(f"Too many tokens: {ids.size}, but {self.info.name} has a context "
+                              f"of {n_ctx} tokens. Shorten the text.")
+        bad = ids[(ids < 0) | (ids >= self.config.vocab_size)]
+        if bad.size:
+            raise GPT2npError(f"Token id {int(bad[0])} is out of range: the vocabulary has "
+                              f"{self.config.vocab_size} ids (0 to {self.config.vocab_size - 1}).")
+        return ids.astype(np.int64)
+
+    def token_strings(self, ids):
+        if self.tokenizer is None:
+            return [f"<{int(i)}>" for i in ids]
+        return self.tokenizer.token_strings(ids)
+
+    def run(self, text_or_ids, bos=False, z_ablation=None):
+        """Text or token ids -> Trace with every intermediate of the forward pass.
+
+        bos: prepend <|endoftext|> (GPT-2 saw it between documents in training).
+        z_ablation: {(layer, head): value} replacing those heads' hook_z (0.0 = zero-ablation).
+        """
+        if isinstance(text_or_ids, str):
+            ids = self.encode(text_or_ids, bos=bos)
+        else:
+            ids = list(text_or_ids)
+            if bos:
+                ids = [self.bos_id(), *ids]
+        ids = self.check_ids(ids)
+        for layer, head in z_ablation or {}:
+            if not (0 <= layer < self.config.n_layer and 0 <= head < self.config.n_head):
+                raise GPT2npError(f"Cannot ablate head {layer}.{head}: this model has layers "
+                                  f"0–{self.config.n_layer - 1} and heads 0–{self.config.n_head - 1}.")
+        acts = forward(self.params, self.config, ids, z_ablation)
+        return Trace(acts, ids, self.token_strings(ids), self.info.name)
+
+
+def load(name_or_dir="demo", allow_download=True):
+    """Load a GPT-2: a known name (gpt2, distilgpt2, gpt2-medium/large/xl, demo), a Hub repo
+    id (owner/name) or a local directory with config.json, model.safetensors, tokenizer.json."""
+    source = resolve(name_or_dir, allow_download=allow_download)
+    config = GPT2Config.from_file(source.directory / "config.json")
+    params = load_params(source.directory, config)
+    tokenizer = Tokenizer.from_dir(source.directory)
+    if tokenizer is not None and tokenizer.vocab_size > config.vocab_size:
+        raise GPT2npError(
+            f"{source.directory}: the tokenizer has {tokenizer.vocab_size} tokens but the model only "
+            f"{config.vocab_size}; the tokenizer belongs to another model.")
+    info = ModelInfo(source.name, source.origin, count_params(params))
+    return Model(config, params, tokenizer, info)

@@ -1,0 +1,66 @@
+"""The four numerical building blocks of GPT-2, as small pure NumPy functions.
+
+Each follows Hugging Face `transformers` (`modeling_gpt2.py`) exactly: LayerNorm with the biased
+variance, the tanh approximation of GELU ("gelu_new"), a numerically stable softmax, and the
+Conv1D linear layer whose weight is stored [in, out] (so `y = x @ W + b`, no transpose).
+
+Everything stays float32: NumPy would silently promote to float64 if a Python float array or
+a float64 scalar array slipped in, doubling the time and changing the rounding.
+"""
+
+import numpy as np
+
+SQRT_2_OVER_PI = np.float32(np.sqrt(2.0 / np.pi))
+
+
+def layer_norm(x, weight, bias, eps):
+    """Normalise each row of x to mean 0, variance 1, then scale and shift.
+
+    x [T, d], weight [d], bias [d] -> [T, d]
+    """
+    mean = x.mean(axis=-1, keepdims=True)                       # [T, 1]
+    centered = x - mean                                         # [T, d]
+    var = np.mean(centered * centered, axis=-1, keepdims=True)  # [T, 1]  biased variance
+    normalized = centered / np.sqrt(var + np.float32(eps))      # [T, d]
+    normalized *= weight                                        # in place: a fresh buffer
+    normalized += bias
+    return normalized
+
+
+def gelu_new(x):
+    """GELU, tanh approximation: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))).
+
+    Any shape -> same shape. Written with in-place steps on one fresh buffer; `x*x*x` rather than
+    `x**3` because NumPy's power is far slower than two multiplications.
+    """
+    inner = x * x                       # x²
+    inner *= x                          # x³
+    inner *= np.float32(0.044715)
+    inner += x                          # x + 0.044715·x³
+    inner *= SQRT_2_OVER_PI
+    np.tanh(inner, out=inner)
+    inner += np.float32(1.0)
+    inner *= x
+    inner *= np.float32(0.5)
+    return inner
+
+
+def softmax(x, axis=-1):
+    """exp(x - max) / sum(exp(x - max)) along `axis`. -inf entries become exactly 0.0.
+
+    Any shape -> same shape.
+    """
+    shifted = x - x.max(axis=axis, keepdims=True)   # largest entry becomes 0: no overflow
+    np.exp(shifted, out=shifted)
+    shifted /= shifted.sum(axis=axis, keepdims=True)
+    return shifted
+
+
+def linear(x, weight, bias):
+    """Conv1D layer as GPT-2 stores it: y = x @ W + b.
+
+    x [T, n_in], weight [n_in, n_out], bias [n_out] -> [T, n_out]
+    """
+    y = x @ weight      # [T, n_in] @ [n_in, n_out] -> [T, n_out]
+    y += bias
+    return y

@@ -1,0 +1,90 @@
+"""Trace: every intermediate of one forward pass, as named read-only arrays.
+
+A Trace is a read-only mapping from TransformerLens names (`blocks.3.attn.hook_pattern`) to NumPy
+arrays, kept in forward order, together with the token ids and their display strings. It can be
+saved to and loaded from a `.npz` file (no pickle: tokens are stored as JSON text).
+"""
+
+import json
+from collections.abc import Mapping
+
+import numpy as np
+
+from .errors import GPT2npError
+
+
+class Trace(Mapping):
+    """Named intermediates of one run. `trace[name]`, `trace.names()`, `trace.ids`, `trace.tokens`."""
+
+    def __init__(self, arrays, ids, tokens, model_name=""):
+        self._arrays = dict(arrays)
+        for array in self._arrays.values():
+            array.flags.writeable = False
+        self.ids = np.asarray(ids, dtype=np.int64)
+        self.ids.flags.writeable = False
+        self.tokens = list(tokens)
+        self.model_name = model_name
+
+    # -- mapping ------------------------------------------------------------------------------
+    def __getitem__(self, name):
+        try:
+            return self._arrays[name]
+        except KeyError:
+            raise KeyError(f"no trace entry {name!r}; trace.names() lists the "
+                           f"{len(self._arrays)} names (e.g. 'blocks.0.attn.hook_pattern')") from None
+
+    def __iter__(self):
+        return iter(self._arrays)
+
+    def __len__(self):
+        return len(self._arrays)
+
+    def names(self):
+        """Every name, in forward order."""
+        return list(self._arrays)
+
+    # -- conveniences -------------------------------------------------------------------------
+    @property
+    def logits(self):
+        """[T, vocab] float32: next-token scores at every position."""
+        return self._arrays["logits"]
+
+    @property
+    def n_tokens(self):
+        return len(self.ids)
+
+    @property
+    def n_layer(self):
+        return sum(1 for name in self._arrays if name.endswith(".attn.hook_pattern"))
+
+    def pattern(self, layer, head=None):
+        """blocks.{layer}.attn.hook_pattern [H, T, T], or one head's [T, T]."""
+        p = self[f"blocks.{layer}.attn.hook_pattern"]
+        return p if head is None else p[head]
+
+    def nbytes(self):
+        """Bytes held by the trace's arrays (an array stored under two names counts once)."""
+        seen = {id(a): a.nbytes for a in self._arrays.values()}
+        return sum(seen.values())
+
+    def __repr__(self):
+        return (f"<Trace {self.model_name or 'model'}: {self.n_tokens} tokens, "
+                f"{len(self)} arrays, {self.nbytes() / 1e6:.1f} MB>")
+
+    # -- files --------------------------------------------------------------------------------
+    def save(self, path):
+        """Write every array plus ids, tokens and model name to an uncompressed .npz file."""
+        meta = json.dumps({"tokens": self.tokens, "model": self.model_name, "names": self.names()})
+        np.savez(path, __ids__=self.ids, __meta__=np.array(meta), **self._arrays)
+
+    @classmethod
+    def load(cls, path):
+        """Read a trace written by `save`."""
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                meta = json.loads(str(f["__meta__"]))
+                arrays = {name: f[name] for name in meta["names"]}
+                ids = f["__ids__"]
+        except (OSError, KeyError, ValueError) as e:
+            raise GPT2npError(f"{path}: not a gpt2np trace file ({e}).") from None
+        return cls(arrays, ids, meta["tokens"], meta.get("model", ""))

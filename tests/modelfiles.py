@@ -1,0 +1,99 @@
+"""Build model directories for the tests: random GPT-2 weights in the layouts found in the wild.
+
+`write_model_dir` writes config.json + model.safetensors (+ the real GPT-2 tokenizer, copied from
+../shared/gpt2 into the temporary directory, when the vocabulary is GPT-2's). The default layout is
+exactly the official checkpoint's: no `transformer.` prefix, no lm_head, the twelve `h.N.attn.bias`
+causal-mask buffers [1, 1, n_positions, n_positions], F32. Options produce the other variants.
+"""
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+SHARED = Path(os.environ.get("GPT2NP_SHARED", Path(__file__).resolve().parents[2] / "shared")) / "gpt2"
+GPT2_VOCAB = 50257
+
+
+def small_config(n_layer=2, n_head=3, n_embd=48, n_positions=64, vocab_size=100):
+    """A Hugging Face style GPT-2 config dict."""
+    return {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"],
+            "activation_function": "gelu_new", "layer_norm_epsilon": 1e-5,
+            "n_layer": n_layer, "n_head": n_head, "n_embd": n_embd, "n_ctx": n_positions,
+            "n_positions": n_positions, "vocab_size": vocab_size,
+            "bos_token_id": vocab_size - 1, "eos_token_id": vocab_size - 1}
+
+
+def gpt2_small_config():
+    return json.loads((SHARED / "config.json").read_text())
+
+
+def random_params(cfg, seed=0, attn_scale=0.15):
+    """Random learned tensors, checkpoint names and [in, out] layout, float32.
+
+    Attention weights are larger than GPT-2's init (0.02) so that patterns are far from uniform.
+    """
+    rng = np.random.default_rng(seed)
+    d, V, P, L = cfg["n_embd"], cfg["vocab_size"], cfg["n_positions"], cfg["n_layer"]
+    m = cfg.get("n_inner") or 4 * d
+    f = lambda *shape, s=0.02: (rng.standard_normal(shape, dtype=np.float32) * s)  # noqa: E731
+    ln = lambda: (1 + f(d, s=0.1), f(d))  # noqa: E731
+    p = {"wte.weight": f(V, d, s=0.1), "wpe.weight": f(P, d, s=0.05)}
+    for i in range(L):
+        p[f"h.{i}.ln_1.weight"], p[f"h.{i}.ln_1.bias"] = ln()
+        p[f"h.{i}.attn.c_attn.weight"] = f(d, 3 * d, s=attn_scale)
+        p[f"h.{i}.attn.c_attn.bias"] = f(3 * d)
+        p[f"h.{i}.attn.c_proj.weight"] = f(d, d)
+        p[f"h.{i}.attn.c_proj.bias"] = f(d)
+        p[f"h.{i}.ln_2.weight"], p[f"h.{i}.ln_2.bias"] = ln()
+        p[f"h.{i}.mlp.c_fc.weight"] = f(d, m, s=0.05)
+        p[f"h.{i}.mlp.c_fc.bias"] = f(m)
+        p[f"h.{i}.mlp.c_proj.weight"] = f(m, d)
+        p[f"h.{i}.mlp.c_proj.bias"] = f(d)
+    p["ln_f.weight"], p["ln_f.bias"] = ln()
+    return p
+
+
+def save_tensors(tensors, path, dtype="F32"):
+    """Write a safetensors file with the `safetensors` library; F16/BF16 go through torch."""
+    if dtype == "F32":
+        from safetensors.numpy import save_file
+        save_file(tensors, str(path), metadata={"format": "pt"})
+        return
+    import torch
+    from safetensors.torch import save_file
+    torch_dtype = {"F16": torch.float16, "BF16": torch.bfloat16}[dtype]
+    save_file({k: torch.from_numpy(np.ascontiguousarray(v)).to(torch_dtype)
+               if v.dtype == np.float32 else torch.from_numpy(v) for k, v in tensors.items()},
+              str(path), metadata={"format": "pt"})
+
+
+def write_model_dir(path, cfg=None, seed=0, dtype="F32", prefix="", masks=True,
+                    lm_head=False, masked_bias=False, tokenizer=None, params=None):
+    """Write a model directory; returns (path, params as float32 in checkpoint names).
+
+    tokenizer: None -> the real GPT-2 files from ../shared/gpt2 when vocab_size is 50257.
+    """
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    cfg = cfg or gpt2_small_config()
+    params = params if params is not None else random_params(cfg, seed)
+    tensors = {prefix + k: v for k, v in params.items()}
+    n_pos = cfg["n_positions"]
+    for i in range(cfg["n_layer"]):
+        if masks:
+            tensors[f"{prefix}h.{i}.attn.bias"] = np.tril(
+                np.ones((n_pos, n_pos), dtype=np.float32))[None, None]
+        if masked_bias:
+            tensors[f"{prefix}h.{i}.attn.masked_bias"] = np.array(-1e4, dtype=np.float32)
+    if lm_head:
+        tensors["lm_head.weight"] = params["wte.weight"].copy()
+    save_tensors(tensors, path / "model.safetensors", dtype)
+    (path / "config.json").write_text(json.dumps(cfg, indent=2))
+    if tokenizer is None and cfg["vocab_size"] == GPT2_VOCAB:
+        tokenizer = "tokenizer.json"
+    for name in {"tokenizer.json": ["tokenizer.json"], "bpe": ["vocab.json", "merges.txt"]}.get(tokenizer, []):
+        shutil.copy(SHARED / name, path / name)
+    return path, params
