@@ -1,0 +1,33 @@
+"""Shared fixtures: model directories built for the tests (no download), and the shared GPT-2 files."""
+
+import pytest
+
+from modelfiles import SHARED, small_config, write_model_dir
+
+
+def pytest_report_header(config):
+    return f"gpt2np shared GPT-2 files: {SHARED} ({'found' if SHARED.is_dir() else 'MISSING'})"
+
+
+@pytest.fixture(scope="session")
+def shared_gpt2():
+    """../shared/gpt2: the real tokenizer files, config.json and REFERENCE.md."""
+    if not SHARED.is_dir():
+        pytest.fail(f"{SHARED} not found: the tests need ../shared/gpt2 beside the repository "
+                    "(or GPT2NP_SHARED pointing at the folder that contains gpt2/).")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def small_model_dir(tmp_path_factory):
+    """2 layers × 3 heads × 48 dims, context 64, vocab 100, official layout, no tokenizer."""
+    path, _ = write_model_dir(tmp_path_factory.mktemp("small") / "small-2x3x48", small_config(), seed=1)
+    return path
+
+
+@pytest.fixture(scope="session")
+def gpt2_layout_dir(tmp_path_factory, shared_gpt2):
+    """GPT-2 small's exact shapes and official file layout (the twelve mask buffers, no prefix,
+    no lm_head, F32), random weights, the real config.json and tokenizer. About 548 MB."""
+    path, _ = write_model_dir(tmp_path_factory.mktemp("gpt2layout") / "gpt2-layout-random", seed=2)
+    return path
