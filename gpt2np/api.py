@@ -49,6 +49,12 @@ class Model:
             raise GPT2npError(f"Expected text (str) or a list of token ids, got {type(text).__name__}.")
         if not text:
             raise GPT2npError("The text is empty: give at least one character.")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise GPT2npError(f"The text is not valid Unicode: {e.reason} at character {e.start} "
+                              "(invalid UTF-8 bytes or a lone surrogate). Fix the encoding of "
+                              "the input.") from None
         ids = self.tokenizer.encode(text)
         if bos:
             ids = [self.bos_id(), *ids]
