@@ -31,3 +31,30 @@ def gpt2_layout_dir(tmp_path_factory, shared_gpt2):
     no lm_head, F32), random weights, the real config.json and tokenizer. About 548 MB."""
     path, _ = write_model_dir(tmp_path_factory.mktemp("gpt2layout") / "gpt2-layout-random", seed=2)
     return path
+
+
+# -- parity figures: every parity test records max|Δ| per named tensor; printed after the run ----
+PARITY_RECORDS = []
+
+
+@pytest.fixture
+def parity_record(request):
+    """record(name, max_abs_delta, bound): keep a parity figure for the end-of-run table."""
+    def record(name, delta, bound):
+        PARITY_RECORDS.append((request.node.name, name, float(delta), bound))
+    return record
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not PARITY_RECORDS:
+        return
+    tr = terminalreporter
+    tr.section("parity against transformers: max|Δ| per named tensor")
+    width = max(len(n) for _, n, _, _ in PARITY_RECORDS)
+    current = None
+    for test, name, delta, bound in PARITY_RECORDS:
+        if test != current:
+            tr.write_line(test)
+            current = test
+        verdict = "OK" if delta <= bound else "FAIL"
+        tr.write_line(f"  {name:<{width}}  max|Δ| = {delta:.3e}  (bound {bound:.0e})  {verdict}")

@@ -30,10 +30,12 @@ def gpt2_small_config():
     return json.loads((SHARED / "config.json").read_text())
 
 
-def random_params(cfg, seed=0, attn_scale=0.15):
+def random_params(cfg, seed=0):
     """Random learned tensors, checkpoint names and [in, out] layout, float32.
 
-    Attention weights are larger than GPT-2's init (0.02) so that patterns are far from uniform.
+    Attention weights have std 1/√d (larger than GPT-2's init, 0.02) so that q·k/√d_head is of
+    order 1 whatever the width: patterns far from uniform, yet not so peaked that float32
+    rounding is amplified from layer to layer.
     """
     rng = np.random.default_rng(seed)
     d, V, P, L = cfg["n_embd"], cfg["vocab_size"], cfg["n_positions"], cfg["n_layer"]
@@ -43,7 +45,7 @@ def random_params(cfg, seed=0, attn_scale=0.15):
     p = {"wte.weight": f(V, d, s=0.1), "wpe.weight": f(P, d, s=0.05)}
     for i in range(L):
         p[f"h.{i}.ln_1.weight"], p[f"h.{i}.ln_1.bias"] = ln()
-        p[f"h.{i}.attn.c_attn.weight"] = f(d, 3 * d, s=attn_scale)
+        p[f"h.{i}.attn.c_attn.weight"] = f(d, 3 * d, s=float(d) ** -0.5)
         p[f"h.{i}.attn.c_attn.bias"] = f(3 * d)
         p[f"h.{i}.attn.c_proj.weight"] = f(d, d)
         p[f"h.{i}.attn.c_proj.bias"] = f(d)

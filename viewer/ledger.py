@@ -1,0 +1,99 @@
+"""The numbers behind one attention weight, read from the trace: top keys, the Q·K panel, the ledger.
+
+Everything here starts from arrays the forward pass produced (hook_q, hook_k, hook_attn_scores,
+hook_pattern) and only redoes, in float32 and in the model's order, the few steps a learner
+should see:
+
+    q·k  ->  ÷ √d_head  ->  + mask  ->  − row max  ->  exp  ->  ÷ row sum  ->  p
+
+q·k is the dot product of the trace's q and k vectors. Its ÷ √d_head is shown beside the
+trace's own score (hook_attn_scores): they agree to within float32 rounding, not always to the
+last bit, because the model summed the same 64 products in a different order inside a matrix
+multiply. The softmax steps start from the trace's score row and end at hook_pattern's value,
+which is the p shown in the heatmap; both p's are returned so the page can show they are equal.
+"""
+
+import numpy as np
+
+from .wire import f32, f32_list
+
+
+def token_ref(run, position):
+    return {"position": int(position), "token": run.tokens[position], "id": int(run.ids[position])}
+
+
+def scaled_dot(run, layer, head, query, key):
+    """(q·k, q·k/√d_head) in float32 from the trace's hook_q and hook_k."""
+    q = run.q[layer][query, head]                     # [dh]
+    k = run.k[layer][key, head]                       # [dh]
+    qk = np.dot(q, k)                                 # float32 scalar
+    return qk, qk / np.float32(np.sqrt(q.shape[0]))
+
+
+def top_keys(run, layer, head, query, ignore_sink=False, k=5):
+    """Keys of `query` ranked by attention weight (ties: earlier key first)."""
+    row = run.patterns[layer][head, query, : query + 1]            # [query + 1]
+    candidates = np.arange(1 if ignore_sink and query > 0 else 0, query + 1)
+    order = candidates[np.argsort(-row[candidates], kind="stable")][:k]
+    return [int(j) for j in order]
+
+
+def key_entry(run, layer, head, query, key):
+    qk, scaled = scaled_dot(run, layer, head, query, key)
+    score = run.scores[layer][head, query, key]
+    return {**token_ref(run, key),
+            "k": f32_list(run.k[layer][key, head]),
+            "qk": f32(qk), "scaled": f32(scaled), "score": f32(score),
+            "mask": "0" if key <= query else "-inf",
+            "p": f32(run.patterns[layer][head, query, key])}
+
+
+def query_panel(run, layer, head, query, ignore_sink=False):
+    """Top-5 keys of one query with the Q·K numbers of each, for the top-5 list and the Q·K panel."""
+    dh = run.q[layer].shape[-1]
+    keys = top_keys(run, layer, head, query, ignore_sink)
+    return {"layer": layer, "head": head, "query": token_ref(run, query),
+            "ignore_sink": bool(ignore_sink), "d_head": dh, "sqrt_d_head": f32(np.sqrt(dh)),
+            "q": f32_list(run.q[layer][query, head]),
+            "sink_p": f32(run.patterns[layer][head, query, 0]),
+            "keys": [key_entry(run, layer, head, query, j) for j in keys]}
+
+
+def pattern_row(run, layer, head, query):
+    """Exact weights of one heatmap row, keys 0..query."""
+    return {"layer": layer, "head": head, "query": int(query),
+            "p": f32_list(run.patterns[layer][head, query, : query + 1])}
+
+
+def ledger(run, layer, head, query, key):
+    """Every step from q·k to p for one cell, as float32 text, with the trace's values beside."""
+    qk, scaled = scaled_dot(run, layer, head, query, key)
+    row = run.scores[layer][head, query]              # [T] trace scores, -inf above the diagonal
+    score = row[key]
+    mask = np.float32(0.0) if key <= query else np.float32(-np.inf)
+    row_max = row.max()
+    shifted = row - row_max                           # [T]
+    exps = np.exp(shifted)                            # [T], masked keys give exactly 0
+    row_sum = exps.sum()
+    p_steps = exps[key] / row_sum
+    p_trace = run.patterns[layer][head, query, key]
+    dh = run.q[layer].shape[-1]
+    steps = [
+        {"op": "q·k", "detail": f"sum of {dh} products q[d]·k[d] (hook_q · hook_k)", "value": f32(qk)},
+        {"op": "÷ √d_head", "detail": f"÷ {f32(np.sqrt(dh))}", "value": f32(scaled),
+         "trace": f32(score), "trace_name": f"blocks.{layer}.attn.hook_attn_scores",
+         "abs_diff": f32(abs(scaled - score)) if np.isfinite(score) else "0"},
+        {"op": "+ mask", "detail": "0: key is not after the query" if key <= query
+         else "−∞: key comes after the query", "value": f32(score), "operand": f32(mask)},
+        {"op": "− row max", "detail": f"max of row {query} = {f32(row_max)}", "value": f32(shifted[key]),
+         "operand": f32(row_max)},
+        {"op": "exp", "detail": "e to the power of the step above", "value": f32(exps[key])},
+        {"op": "÷ row sum", "detail": f"sum of exp over keys 0..{query} = {f32(row_sum)}",
+         "value": f32(p_steps), "operand": f32(row_sum)},
+    ]
+    return {"layer": layer, "head": head, "query": token_ref(run, query), "key": token_ref(run, key),
+            "d_head": dh, "steps": steps,
+            "p": f32(p_trace), "p_name": f"blocks.{layer}.attn.hook_pattern",
+            "p_from_steps": f32(p_steps), "p_equal": bool(p_steps == p_trace),
+            "scores_agree": bool(np.isclose(scaled, score, rtol=1e-5, atol=1e-6))
+            if key <= query else True}
