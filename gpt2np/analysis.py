@@ -48,9 +48,9 @@ THRESHOLDS = {
 
 HEAD_TYPES = ("induction", "previous-token", "self", "sink", "broadcast", "diffuse", "mixed")
 
-# The positional types and the statistic each one is judged by.
-POSITIONAL_TYPES = (("previous-token", "previous"), ("self", "self"), ("sink", "sink"),
-                    ("broadcast", "top_column_share"))
+# The positional types: (type, the statistic it is judged by, its key in THRESHOLDS).
+POSITIONAL_TYPES = (("previous-token", "previous", "previous"), ("self", "self", "self"),
+                    ("sink", "sink", "sink"), ("broadcast", "top_column_share", "broadcast"))
 
 
 # -- the original three (used by cli.py) --------------------------------------------------------
@@ -218,14 +218,13 @@ def classify_head(stats, thresholds=THRESHOLDS):
     if induction is not None and induction >= t["induction"]:
         return "induction"
     candidates = []
-    for name, key in POSITIONAL_TYPES:
-        value = stats[key]
+    for order, (name, stat, threshold) in enumerate(POSITIONAL_TYPES):
         if name == "broadcast" and int(stats["top_column"]) == 0:
             continue                                  # column 0 is the sink, not a bar
-        if value >= t["sink" if name == "sink" else key if key != "top_column_share" else "broadcast"]:
-            candidates.append((value, name))
+        if stats[stat] >= t[threshold]:
+            candidates.append((stats[stat], -order, name))
     if candidates:
-        return max(candidates, key=lambda c: c[0])[1]  # ties: the earlier of POSITIONAL_TYPES
+        return max(candidates)[2]                     # largest statistic; ties: earlier type
     if stats["entropy_norm"] >= t["diffuse"]:
         return "diffuse"
     return "mixed"

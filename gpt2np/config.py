@@ -83,8 +83,8 @@ class GPT2Config:
         fields = {f: d[f] for f in cls.__dataclass_fields__ if f in d}
         try:
             return cls(**fields)
-        except TypeError as e:  # pragma: no cover - dataclass field errors
-            raise GPT2npError(f"{source}: {e}") from None
+        except GPT2npError as e:    # name the file the bad value came from
+            raise GPT2npError(str(e).replace("config:", f"{source}:", 1)) from None
 
     @classmethod
     def from_file(cls, path) -> "GPT2Config":

@@ -78,22 +78,26 @@ def ledger(run, layer, head, query, key):
     p_steps = exps[key] / row_sum
     p_trace = run.patterns[layer][head, query, key]
     dh = run.q[layer].shape[-1]
+    masked_score = scaled + mask
     steps = [
-        {"op": "q·k", "detail": f"sum of {dh} products q[d]·k[d] (hook_q · hook_k)", "value": f32(qk)},
-        {"op": "÷ √d_head", "detail": f"÷ {f32(np.sqrt(dh))}", "value": f32(scaled),
-         "trace": f32(score), "trace_name": f"blocks.{layer}.attn.hook_attn_scores",
-         "abs_diff": f32(abs(scaled - score)) if np.isfinite(score) else "0"},
-        {"op": "+ mask", "detail": "0: key is not after the query" if key <= query
-         else "−∞: key comes after the query", "value": f32(score), "operand": f32(mask)},
-        {"op": "− row max", "detail": f"max of row {query} = {f32(row_max)}", "value": f32(shifted[key]),
-         "operand": f32(row_max)},
-        {"op": "exp", "detail": "e to the power of the step above", "value": f32(exps[key])},
-        {"op": "÷ row sum", "detail": f"sum of exp over keys 0..{query} = {f32(row_sum)}",
-         "value": f32(p_steps), "operand": f32(row_sum)},
+        {"op": "q·k", "detail": f"sum of the {dh} products q[d]·k[d] (hook_q · hook_k)",
+         "value": f32(qk)},
+        {"op": "÷ √d_head", "detail": f"÷ √{dh} = ÷ {f32(np.sqrt(dh))}", "operand": f32(np.sqrt(dh)),
+         "value": f32(scaled)},
+        {"op": "+ mask", "detail": "0: the key is not after the query" if key <= query
+         else "−∞: the key comes after the query, so it is hidden", "operand": f32(mask),
+         "value": f32(masked_score), "trace": f32(score),
+         "trace_name": f"blocks.{layer}.attn.hook_attn_scores",
+         "abs_diff": f32(abs(masked_score - score)) if np.isfinite(score) else "0"},
+        {"op": "− row max", "detail": f"largest score in row {query} (from the trace)",
+         "operand": f32(row_max), "value": f32(shifted[key])},
+        {"op": "exp", "detail": "e to the power of the line above", "value": f32(exps[key])},
+        {"op": "÷ row sum", "detail": f"sum of exp over keys 0..{query}", "operand": f32(row_sum),
+         "value": f32(p_steps)},
     ]
     return {"layer": layer, "head": head, "query": token_ref(run, query), "key": token_ref(run, key),
             "d_head": dh, "steps": steps,
             "p": f32(p_trace), "p_name": f"blocks.{layer}.attn.hook_pattern",
             "p_from_steps": f32(p_steps), "p_equal": bool(p_steps == p_trace),
-            "scores_agree": bool(np.isclose(scaled, score, rtol=1e-5, atol=1e-6))
-            if key <= query else True}
+            "scores_agree": bool(masked_score == score
+                                 or np.isclose(masked_score, score, rtol=1e-5, atol=1e-6))}

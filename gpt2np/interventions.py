@@ -1,0 +1,281 @@
+"""Tools that connect attention to the output: logit lens, head ablation, minimal pairs.
+
+    logit_lens(model, trace)              top-k next tokens read from every layer's residual stream
+    ablate(model, text, ["4.11"], ...)    rerun with heads' hook_z zeroed or mean-replaced; the change
+                                          in the top-5 next tokens and in one chosen token
+    minimal_pair(model, text_a, text_b)   heads ranked by how much their attention changes between
+                                          two sentences that differ in a word or two
+
+Everything returns JSON-ready dicts (str, int, float, lists), for the command line and the viewer
+alike. Ablation is not a second implementation of the model: it passes `z_ablation` to the same
+forward pass (`Model.run`), which replaces the heads' `hook_z` before the output projection.
+
+The logit lens follows nostalgebraist (2020, "interpreting GPT: the logit lens"): the residual
+stream after layer L is put through the final LayerNorm `ln_f` and the tied unembedding `wte`ᵀ,
+exactly as the last layer's is. After the last layer this gives the model's own logits.
+"""
+
+from difflib import SequenceMatcher
+
+import numpy as np
+
+from .errors import GPT2npError
+from .ops import layer_norm
+
+
+# -- small shared helpers ------------------------------------------------------------------------
+def probabilities(logits):
+    """Softmax in float64 of one logit row. [V] -> [V]"""
+    z = np.asarray(logits, dtype=np.float64)
+    p = np.exp(z - z.max())
+    return p / p.sum()
+
+
+def top_tokens(model, probs, k=5):
+    """The k most probable tokens: [{"token", "id", "p"}], best first."""
+    best = np.argsort(-probs, kind="stable")[:k]
+    return [{"token": s, "id": int(i), "p": float(probs[i])}
+            for s, i in zip(model.token_strings(best), best)]
+
+
+def rank_of(probs, token_id):
+    """1-based rank of a token among all tokens (1 = most probable)."""
+    return int((probs > probs[token_id]).sum()) + 1
+
+
+def head_name(layer, head):
+    return f"{layer}.{head}"
+
+
+def parse_heads(specs, config):
+    """Heads given as "4.11", "4.11,5.1", (4, 11) or [4, 11] -> sorted list of (layer, head).
+
+    Checks every head against the model's shape.
+    """
+    if isinstance(specs, str) or (isinstance(specs, tuple) and len(specs) == 2
+                                  and all(isinstance(x, (int, np.integer)) for x in specs)):
+        specs = [specs]
+    heads = set()
+    for spec in specs:
+        parts = spec.split(",") if isinstance(spec, str) else [spec]
+        for part in parts:
+            try:
+                layer, head = (map(int, part.strip().split(".")) if isinstance(part, str)
+                               else map(int, part))
+            except (ValueError, TypeError):
+                raise GPT2npError(f"Cannot read the head {part!r}: write heads as LAYER.HEAD, "
+                                  "e.g. 4.11 for layer 4, head 11.") from None
+            if not (0 <= layer < config.n_layer and 0 <= head < config.n_head):
+                raise GPT2npError(f"There is no head {layer}.{head}: this model has layers "
+                                  f"0–{config.n_layer - 1} and heads 0–{config.n_head - 1}.")
+            heads.add((layer, head))
+    if not heads:
+        raise GPT2npError("No heads given: name at least one head as LAYER.HEAD, e.g. 4.11.")
+    return sorted(heads)
+
+
+def token_id(model, token):
+    """A token given as an id or as text that is exactly one token -> id."""
+    if isinstance(token, (int, np.integer)) and not isinstance(token, bool):
+        if not 0 <= token < model.config.vocab_size:
+            raise GPT2npError(f"Token id {token} is out of range: the vocabulary has ids "
+                              f"0 to {model.config.vocab_size - 1}.")
+        return int(token)
+    if not isinstance(token, str) or not token:
+        raise GPT2npError(f"Give the token as text or as an id, got {token!r}.")
+    if model.tokenizer is None:
+        if token.isdigit():
+            return token_id(model, int(token))
+        raise GPT2npError("This model has no tokenizer: give the token as an id.")
+    ids = model.encode(token)
+    if len(ids) != 1:
+        pieces = ", ".join(repr(s) for s in model.token_strings(ids))
+        raise GPT2npError(f"{token!r} is {len(ids)} tokens ({pieces}), not one. Give a single "
+                          f"token (often with its leading space, e.g. ' big') or its id.")
+    return ids[0]
+
+
+def check_position(trace, position):
+    T = trace.n_tokens
+    if not -T <= position < T:
+        raise GPT2npError(f"Position {position} is out of range: the text has tokens 0–{T - 1}.")
+    return position % T
+
+
+# -- logit lens ----------------------------------------------------------------------------------
+def lens_logits(resid, ln_f_weight, ln_f_bias, wte, eps):
+    """Read logits off a residual stream: ln_f, then the tied unembedding. [..., d] -> [..., V]"""
+    return layer_norm(resid, ln_f_weight, ln_f_bias, eps) @ wte.T    # [..., d] @ [d, V]
+
+
+def logit_lens(model, trace, position=-1, k=5, target=None):
+    """Top-k next tokens after `position`, read from the residual stream at every depth.
+
+    Streams: the embeddings (`blocks.0.hook_resid_pre`), then `blocks.L.hook_resid_post` for every
+    layer; the last one gives the model's own prediction. `target` (a token or id; default the
+    model's final top-1 token) is followed through the layers with its probability and rank.
+    -> {"position", "token", "target": {"token", "id"}, "streams": [{"name", "label", "layer",
+        "top": [{"token", "id", "p"}], "target_p", "target_rank"}]}
+    """
+    p = model.params
+    position = check_position(trace, position)
+    eps = model.config.layer_norm_epsilon
+    names = ["blocks.0.hook_resid_pre"] + [f"blocks.{L}.hook_resid_post" for L in range(trace.n_layer)]
+    resid = np.stack([trace[n][position] for n in names])                              # [L+1, d]
+    logits = lens_logits(resid, p["ln_f.weight"], p["ln_f.bias"], p["wte.weight"], eps)  # [L+1, V]
+    probs = [probabilities(row) for row in logits]
+    target_id = int(np.argmax(probs[-1])) if target is None else token_id(model, target)
+    streams = []
+    for depth, (name, pr) in enumerate(zip(names, probs)):
+        streams.append({
+            "name": name, "layer": depth - 1,
+            "label": "embeddings" if depth == 0 else f"after layer {depth - 1}",
+            "top": top_tokens(model, pr, k),
+            "target_p": float(pr[target_id]), "target_rank": rank_of(pr, target_id)})
+    return {"position": position, "token": trace.tokens[position],
+            "target": {"token": model.token_strings([target_id])[0], "id": target_id},
+            "streams": streams}
+
+
+# -- head ablation -------------------------------------------------------------------------------
+def mean_z(traces, layer, head):
+    """A head's hook_z averaged over every position of one or more traces. -> [dh]"""
+    traces = traces if isinstance(traces, (list, tuple)) else [traces]
+    z = np.concatenate([t[f"blocks.{layer}.attn.hook_z"][:, head, :] for t in traces])  # [ΣT, dh]
+    return z.mean(axis=0)
+
+
+def ablate(model, text_or_ids, heads, mode="zero", token=None, k=5, position=-1, bos=False,
+           reference=None):
+    """Rerun with heads ablated and report how the next-token prediction changes.
+
+    heads: "4.11", ["4.11", "5.1"], [(4, 11)], ... mode: "zero" replaces the heads' hook_z by 0;
+    "mean" by their mean hook_z over every position of `reference` (texts or traces; default the
+    same input), a [d_head] vector. token: a token (text or id) whose probability to follow.
+    -> {"heads", "mode", "position", "after_token", "before", "after" (top-k lists),
+        "changes": [{"token", "id", "p_before", "p_after", "delta", "rank_before", "rank_after"}]
+        for every token in either top-k, "token": same for the chosen token (or None),
+        "top1_changed": bool}
+    """
+    if mode not in ("zero", "mean"):
+        raise GPT2npError(f"Ablation mode {mode!r} is unknown: use 'zero' or 'mean'.")
+    heads = parse_heads(heads, model.config)
+    base = model.run(text_or_ids, bos=bos)
+    position = check_position(base, position)
+    if mode == "zero":
+        values = {h: 0.0 for h in heads}
+    else:
+        refs = [base] if reference is None else [
+            r if hasattr(r, "pattern") else model.run(r, bos=bos)
+            for r in (reference if isinstance(reference, (list, tuple)) else [reference])]
+        values = {(L, H): mean_z(refs, L, H) for L, H in heads}
+    ablated = model.run(base.ids, z_ablation=values)
+
+    p0, p1 = probabilities(base.logits[position]), probabilities(ablated.logits[position])
+    before, after = top_tokens(model, p0, k), top_tokens(model, p1, k)
+
+    def change(i):
+        return {"token": model.token_strings([i])[0], "id": int(i),
+                "p_before": float(p0[i]), "p_after": float(p1[i]), "delta": float(p1[i] - p0[i]),
+                "rank_before": rank_of(p0, i), "rank_after": rank_of(p1, i)}
+
+    union = list(dict.fromkeys([t["id"] for t in before] + [t["id"] for t in after]))
+    return {"heads": [head_name(L, H) for L, H in heads], "mode": mode, "position": position,
+            "after_token": base.tokens[position], "tokens": base.tokens,
+            "before": before, "after": after, "changes": [change(i) for i in union],
+            "token": None if token is None else change(token_id(model, token)),
+            "top1_changed": before[0]["id"] != after[0]["id"]}
+
+
+# -- minimal pairs -------------------------------------------------------------------------------
+def align_tokens(ids_a, ids_b):
+    """Pair up the positions of two token sequences.
+
+    Same length: position by position ("positional"), differing tokens included.
+    Different lengths: only the tokens they share, in order ("shared", difflib's longest matching
+    blocks). -> (list of (i_a, i_b), mode)
+    """
+    ids_a, ids_b = list(map(int, ids_a)), list(map(int, ids_b))
+    if len(ids_a) == len(ids_b):
+        return [(i, i) for i in range(len(ids_a))], "positional"
+    matcher = SequenceMatcher(a=ids_a, b=ids_b, autojunk=False)
+    pairs = [(blk.a + n, blk.b + n) for blk in matcher.get_matching_blocks() for n in range(blk.size)]
+    return pairs, "shared"
+
+
+def common_prefix(ids_a, ids_b):
+    """How many leading tokens two sequences share."""
+    n = 0
+    for a, b in zip(ids_a, ids_b):
+        if a != b:
+            break
+        n += 1
+    return n
+
+
+def row_changes(pattern_a, pattern_b, pairs):
+    """Total variation distance between the attention rows of aligned queries.
+
+    Aligned keys count as the same outcome; weight on keys without a partner counts as different,
+    so TV = ½ (Σ_aligned |α_a - α_b| + unaligned weight in a + unaligned weight in b), in 0…1.
+    pattern_a [H, Ta, Ta], pattern_b [H, Tb, Tb], pairs [(i_a, i_b)] * Q -> [H, Q]
+    """
+    ia, ib = (np.array(x, dtype=np.int64) for x in zip(*pairs))       # [Q], [Q]
+    a = pattern_a[:, ia][:, :, ia].astype(np.float64)                  # [H, Q, Q] aligned keys
+    b = pattern_b[:, ib][:, :, ib].astype(np.float64)
+    unaligned = (1 - a.sum(-1)) + (1 - b.sum(-1))                      # [H, Q]
+    return 0.5 * (np.abs(a - b).sum(-1) + np.clip(unaligned, 0, None))
+
+
+def attention_changes(trace_a, trace_b):
+    """Every head's attention change between two runs, ranked, from their traces.
+
+    Queries before the first difference see identical inputs and cannot change (causal
+    attention), so each head's score is the mean TV distance (`row_changes`) over the aligned
+    queries from the first difference on; its largest change and where it happens are reported.
+    -> {"alignment": {"mode", "pairs", "n_aligned", "first_difference", "note"},
+        "heads": [{"head", "layer", "index", "mean_change", "max_change",
+                   "max_query_a", "max_query_b", "max_query_token"}] sorted by mean_change}
+    """
+    pairs, mode = align_tokens(trace_a.ids, trace_b.ids)
+    start = common_prefix(trace_a.ids, trace_b.ids)
+    scored = [(ia, ib) for ia, ib in pairs if ia >= start]
+    Ta, Tb = trace_a.n_tokens, trace_b.n_tokens
+    if mode == "positional":
+        note = f"same number of tokens ({Ta}): compared position by position"
+    else:
+        note = (f"different numbers of tokens ({Ta} and {Tb}): compared on the {len(pairs)} "
+                f"tokens they share; weight on unshared tokens counts as changed")
+    if start == Ta == Tb:
+        note += "; the two inputs are identical"
+    heads = []
+    for layer in range(trace_a.n_layer):
+        if scored:
+            tv = row_changes(trace_a.pattern(layer), trace_b.pattern(layer), scored)   # [H, Q]
+        else:
+            tv = np.zeros((trace_a.pattern(layer).shape[0], 1))
+        for h in range(tv.shape[0]):
+            q = int(tv[h].argmax())
+            qa, qb = scored[q] if scored else (Ta - 1, Tb - 1)
+            heads.append({"head": head_name(layer, h), "layer": layer, "index": h,
+                          "mean_change": float(tv[h].mean()), "max_change": float(tv[h].max()),
+                          "max_query_a": qa, "max_query_b": qb,
+                          "max_query_token": trace_a.tokens[qa]})
+    heads.sort(key=lambda r: (-r["mean_change"], r["layer"], r["index"]))
+    return {"alignment": {"mode": mode, "pairs": [list(p) for p in pairs], "n_aligned": len(pairs),
+                          "first_difference": start, "note": note},
+            "heads": heads}
+
+
+def minimal_pair(model, text_a, text_b, bos=False, k=5):
+    """Run two sentences and rank heads by how much their attention changes between them.
+
+    -> {"a": {"text", "tokens", "next"}, "b": {...}, "alignment": {...}, "heads": [...]}
+    (see `attention_changes`; "next" is the top-k next tokens after the last position).
+    """
+    ta, tb = model.run(text_a, bos=bos), model.run(text_b, bos=bos)
+    result = attention_changes(ta, tb)
+    side = lambda text, t: {"text": text if isinstance(text, str) else None,  # noqa: E731
+                            "tokens": t.tokens, "ids": t.ids.tolist(),
+                            "next": top_tokens(model, probabilities(t.logits[-1]), k)}
+    return {"a": side(text_a, ta), "b": side(text_b, tb), **result}

@@ -1,0 +1,252 @@
+"""The viewer's one blueprint: the page, its static files, and the JSON API it calls.
+
+    GET  /                                   the page
+    GET  /api/model                          model name, origin, parameters, shapes
+    POST /api/run        {"text"|"ids", "bos"}  run a sentence -> handle, tokens, ids, shapes
+    GET  /api/runs/<handle>                  the same summary again (404 once evicted)
+    GET  /api/runs/<handle>/pattern?layer&head          one head's heatmap, compact bytes
+    GET  /api/runs/<handle>/overview                    thumbnails of every head, bytes
+    GET  /api/runs/<handle>/row?layer&head&query        one heatmap row, exact float32
+    GET  /api/runs/<handle>/query?layer&head&query&ignore_sink   top-5 keys + Q·K panel
+    GET  /api/runs/<handle>/ledger?layer&head&query&key q·k -> ... -> p for one cell
+    GET  /api/runs/<handle>/next?position               next-token top-5
+    GET  /api/runs/<handle>/trace.npz                   the whole trace
+
+Views only parse arguments and pick numbers; the numbers come from runs.py and ledger.py.
+"""
+
+import os
+import tempfile
+import threading
+import time
+
+import numpy as np
+from flask import Blueprint, current_app, jsonify, render_template, request, send_file
+
+from .errors import ApiError
+from .ledger import ledger, pattern_row, query_panel, token_ref
+from .runs import Run, run_handle
+from .wire import ENCODING, THUMB_ENCODING, f32, lower_triangle_bytes
+
+bp = Blueprint("viewer", __name__, static_folder="static", static_url_path="/static",
+               template_folder="templates")
+_run_lock = threading.Lock()   # one forward pass at a time: a 1,024-token trace is ~2 GB
+
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+       "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+
+
+def model():
+    return current_app.extensions["gpt2np.model"]
+
+
+def runs():
+    return current_app.extensions["gpt2np.runs"]
+
+
+@bp.after_app_request
+def security_headers(response):
+    response.headers.setdefault("Content-Security-Policy", CSP)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    return response
+
+
+# -- arguments ------------------------------------------------------------------------------------
+def index_arg(name, size, what):
+    """?name=<int in 0..size-1>, else a 400 that says the valid range."""
+    raw = request.args.get(name)
+    if raw is None:
+        raise ApiError(f"Missing ?{name}=: give the {what}, 0 to {size - 1}.")
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(f"?{name}={raw!r} is not a whole number: give the {what}, 0 to {size - 1}.") from None
+    if not 0 <= value < size:
+        owner = "model has" if name in ("layer", "head") else "run has"
+        raise ApiError(f"{what.capitalize()} {value} is out of range: this {owner} {size} "
+                       f"({name} 0 to {size - 1}).")
+    return value
+
+
+def layer_head():
+    cfg = model().config
+    return index_arg("layer", cfg.n_layer, "layer"), index_arg("head", cfg.n_head, "head")
+
+
+def get_run(handle):
+    run = runs().get(handle)
+    if run is None:
+        raise ApiError(f"Unknown or expired run {handle!r}: recent runs are kept in a cache of "
+                       "limited size. Run the sentence again (POST /api/run).", 404)
+    return run
+
+
+def flag_arg(name):
+    return request.args.get(name, "0").lower() in ("1", "true", "yes", "on")
+
+
+# -- page and model -------------------------------------------------------------------------------
+def model_summary():
+    m = model()
+    cfg = m.config
+    return {"name": m.info.name, "origin": m.info.origin, "n_params": m.info.n_params,
+            "describe": m.info.describe(), "not_gpt2": "not GPT-2" in m.info.origin,
+            "has_tokenizer": m.tokenizer is not None,
+            "n_layer": cfg.n_layer, "n_head": cfg.n_head, "d_head": cfg.d_head, "n_embd": cfg.n_embd,
+            "n_positions": cfg.n_positions, "vocab_size": cfg.vocab_size}
+
+
+@bp.get("/")
+def index():
+    return render_template("index.html", model=model_summary())
+
+
+@bp.get("/api/model")
+def api_model():
+    return jsonify(model_summary())
+
+
+# -- runs -----------------------------------------------------------------------------------------
+def parse_run_body():
+    body = request.get_json(force=True, silent=True)
+    if not isinstance(body, dict):
+        raise ApiError('The body must be a JSON object: {"text": "a sentence"} '
+                       'or {"ids": [464, 318]}.')
+    bos = body.get("bos", False)
+    if not isinstance(bos, bool):
+        raise ApiError('"bos" must be true or false.')
+    if "ids" in body and body["ids"] is not None:
+        ids = body["ids"]
+        if not isinstance(ids, list) or not all(type(i) is int for i in ids):
+            raise ApiError('"ids" must be a list of whole numbers, e.g. [464, 318, 257].')
+        return ids, bos
+    if "text" not in body:
+        raise ApiError('Give "text" (a sentence) or "ids" (a list of token ids).')
+    if not isinstance(body["text"], str):
+        raise ApiError('"text" must be a string.')
+    return body["text"], bos
+
+
+def run_summary(run, cached):
+    cfg = model().config
+    T, last = run.n_tokens, run.n_tokens - 1
+    return {"handle": run.handle, "model": model().info.name, "n_tokens": T,
+            "tokens": run.tokens, "ids": [int(i) for i in run.ids], "bos": run.bos,
+            "n_layer": cfg.n_layer, "n_head": cfg.n_head, "d_head": cfg.d_head,
+            "shapes": {"hook_pattern": [cfg.n_head, T, T], "hook_attn_scores": [cfg.n_head, T, T],
+                       "hook_q": [T, cfg.n_head, cfg.d_head], "hook_k": [T, cfg.n_head, cfg.d_head],
+                       "logits": [T, cfg.vocab_size]},
+            "next_token": next_tokens(run, last), "elapsed_ms": round(run.elapsed * 1000, 1),
+            "cached": cached, "encoding": ENCODING,
+            "cache": {"runs": len(runs()), "bytes": runs().nbytes(), "max_bytes": runs().max_bytes}}
+
+
+@bp.post("/api/run")
+def api_run():
+    text_or_ids, bos = parse_run_body()
+    m = model()
+    ids = m.check_ids(m.encode(text_or_ids, bos=bos) if isinstance(text_or_ids, str)
+                      else ([m.bos_id()] if bos else []) + text_or_ids)
+    handle = run_handle(m, ids, bos)
+    run = runs().get(handle)
+    if run is not None:
+        return jsonify(run_summary(run, cached=True))
+    with _run_lock:
+        start = time.perf_counter()
+        trace = m.run(ids)
+        run = Run(handle, trace, bos, 0.0)
+        run.elapsed = time.perf_counter() - start
+        del trace                                      # keep only what Run took from it
+    runs().put(run)
+    return jsonify(run_summary(run, cached=False))
+
+
+@bp.get("/api/runs/<handle>")
+def api_run_summary(handle):
+    return jsonify(run_summary(get_run(handle), cached=True))
+
+
+def binary(data, **headers):
+    response = current_app.response_class(data, mimetype="application/octet-stream")
+    response.headers["Cache-Control"] = "no-store"
+    for name, value in headers.items():
+        response.headers["X-Gpt2np-" + name.replace("_", "-").title()] = str(value)
+    return response
+
+
+@bp.get("/api/runs/<handle>/pattern")
+def api_pattern(handle):
+    run = get_run(handle)
+    layer, head = layer_head()
+    return binary(lower_triangle_bytes(run.patterns[layer][head]), tokens=run.n_tokens,
+                  encoding=ENCODING, layer=layer, head=head)
+
+
+@bp.get("/api/runs/<handle>/overview")
+def api_overview(handle):
+    run = get_run(handle)
+    data, size = run.overview()
+    cfg = model().config
+    return binary(data, tokens=run.n_tokens, encoding=THUMB_ENCODING, size=size,
+                  layers=cfg.n_layer, heads=cfg.n_head)
+
+
+@bp.get("/api/runs/<handle>/row")
+def api_row(handle):
+    run = get_run(handle)
+    layer, head = layer_head()
+    return jsonify(pattern_row(run, layer, head, index_arg("query", run.n_tokens, "query position")))
+
+
+@bp.get("/api/runs/<handle>/query")
+def api_query(handle):
+    run = get_run(handle)
+    layer, head = layer_head()
+    query = index_arg("query", run.n_tokens, "query position")
+    return jsonify(query_panel(run, layer, head, query, flag_arg("ignore_sink")))
+
+
+@bp.get("/api/runs/<handle>/ledger")
+def api_ledger(handle):
+    run = get_run(handle)
+    layer, head = layer_head()
+    query = index_arg("query", run.n_tokens, "query position")
+    key = index_arg("key", run.n_tokens, "key position")
+    return jsonify(ledger(run, layer, head, query, key))
+
+
+def next_tokens(run, position):
+    m = model()
+    ids = run.next_ids[position]
+    strings = m.token_strings(ids)
+    return {**token_ref(run, position),
+            "top": [{"id": int(i), "token": s, "p": f32(p)}
+                    for i, s, p in zip(ids, strings, run.next_probs[position])]}
+
+
+@bp.get("/api/runs/<handle>/next")
+def api_next(handle):
+    run = get_run(handle)
+    return jsonify(next_tokens(run, index_arg("position", run.n_tokens, "position")))
+
+
+@bp.get("/api/runs/<handle>/trace.npz")
+def api_trace(handle):
+    """The full trace. The viewer keeps only part of it in memory, so the same ids are run again
+    through the same model (the forward pass is deterministic; checked against the cached pattern)."""
+    run = get_run(handle)
+    with _run_lock:
+        trace = model().run(run.ids)
+    if not all(np.array_equal(trace.pattern(i), p) for i, p in enumerate(run.patterns)):
+        raise ApiError("The re-run for the download differs from the cached run; not sending it.", 500)
+    fd, path = tempfile.mkstemp(suffix=".npz", prefix="gpt2np-trace-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            trace.save(f)
+        del trace
+        f = open(path, "rb")
+    finally:
+        os.unlink(path)                                # the open handle keeps the data readable
+    name = f"gpt2np-{model().info.name}-{run.n_tokens}tok-{handle[:8]}.npz"
+    return send_file(f, mimetype="application/octet-stream", as_attachment=True, download_name=name)

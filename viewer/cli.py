@@ -1,0 +1,46 @@
+"""`python -m viewer`: parse the options, load the model once, print the URL, serve."""
+
+import argparse
+import sys
+
+from gpt2np import GPT2npError
+
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python -m viewer",
+        description="The gpt2np attention viewer: type a sentence, see every head of the model.")
+    parser.add_argument("--model", default="demo",
+                        help="model name (demo, gpt2, ...) or a local model directory (default: demo)")
+    parser.add_argument("--port", type=int, default=8765, help="port to listen on (default: 8765)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to bind (default: 127.0.0.1, this machine only)")
+    parser.add_argument("--debug", action="store_true",
+                        help="Flask debug mode: reloader and debugger; never on a shared network")
+    parser.add_argument("--cache-mb", type=int, default=512,
+                        help="memory for recent runs, in MB (default: 512)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None, serve=True):
+    """Returns the app (and does not serve) when serve=False, for tests."""
+    args = parse_args(argv)
+    if args.host not in LOCAL_HOSTS:
+        print(f"warning: binding to {args.host}: other machines on the network can reach the "
+              "viewer and make it run the model. Use --host 127.0.0.1 to keep it local.",
+              file=sys.stderr)
+    from . import create_app
+    try:
+        app = create_app({"MODEL": args.model, "CACHE_BYTES": args.cache_mb * 1024 * 1024})
+    except GPT2npError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    info = app.extensions["gpt2np.model"].info
+    print(f"gpt2np viewer — {info.describe()}")
+    print(f"open http://{host}:{args.port}/   (Ctrl+C to stop)", flush=True)
+    if serve:
+        app.run(host=args.host, port=args.port, debug=args.debug, use_reloader=args.debug)
+    return app
