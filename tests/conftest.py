@@ -58,3 +58,12 @@ def pytest_terminal_summary(terminalreporter):
             current = test
         verdict = "OK" if delta <= bound else "FAIL"
         tr.write_line(f"  {name:<{width}}  max|Δ| = {delta:.3e}  (bound {bound:.0e})  {verdict}")
+
+
+@pytest.fixture(scope="session")
+def small_text_model_dir(tmp_path_factory, shared_gpt2):
+    """2 layers × 4 heads × 64 dims, context 64, GPT-2's vocabulary and real tokenizer: a cheap
+    model that takes text."""
+    cfg = small_config(n_layer=2, n_head=4, n_embd=64, n_positions=64, vocab_size=50257)
+    path, _ = write_model_dir(tmp_path_factory.mktemp("smalltext") / "small-text-2x4x64", cfg, seed=5)
+    return path

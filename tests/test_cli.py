@@ -1,0 +1,109 @@
+"""The command line, run as a user runs it: `python -m gpt2np "sentence" [options]`."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import gpt2np
+from gpt2np import analysis
+
+SENTENCE = "The trophy doesn't fit in the suitcase because it is too big."
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "gpt2np", *args], capture_output=True, text=True,
+                          timeout=120, env=dict(os.environ, HF_HUB_OFFLINE="1"))
+
+
+@pytest.fixture(scope="module")
+def model(small_text_model_dir):
+    return gpt2np.load(small_text_model_dir)
+
+
+def test_text_output(small_text_model_dir, model):
+    r = run("--model", str(small_text_model_dir), SENTENCE)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert f"model: {model.info.describe()}" in out
+    assert '1:" trophy"' in out and '13:"."' in out
+    trace = model.run(SENTENCE)
+    best = int(np.argmax(trace.logits[-1]))
+    assert f"1. {json.dumps(model.tokenizer.token_string(best), ensure_ascii=False)}" in out
+    assert "most on position 0" in out and len([ln for ln in out.splitlines() if ln.strip().startswith(("0 ", "1 "))]) >= 2
+
+
+def test_json_output_matches_the_api(small_text_model_dir, model):
+    r = run("--model", str(small_text_model_dir), SENTENCE, "--json", "--layer", "1", "--head", "2",
+            "--query", "9", "--top-k", "3")
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    trace = model.run(SENTENCE)
+    assert data["ids"] == trace.ids.tolist() and data["tokens"] == trace.tokens
+    assert data["model"]["n_params"] == model.info.n_params
+    probs = np.exp(trace.logits[-1].astype(np.float64) - trace.logits[-1].max())
+    probs /= probs.sum()
+    assert [t["id"] for t in data["next_token"]] == np.argsort(-probs)[:3].tolist()
+    assert abs(data["next_token"][0]["p"] - probs.max()) < 1e-9
+    np.testing.assert_allclose(data["pattern"]["weights"], trace.pattern(1, 2), atol=1e-7)
+    keys = analysis.top_keys(trace.pattern(1, 2)[9], 3)
+    assert [(k["position"], pytest.approx(k["weight"])) for k in data["query"]["keys"]] == keys
+    sink = analysis.sink_mass(trace.pattern(0))
+    assert data["layers"][0]["sink_head"] == int(sink.argmax())
+
+
+def test_text_heatmap_and_query(small_text_model_dir):
+    r = run("--model", str(small_text_model_dir), SENTENCE, "--layer", "0", "--head", "1", "--query", "9")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    start = next(i for i, ln in enumerate(lines) if ln.startswith("layer 0 head 1 attention pattern"))
+    rows = lines[start + 2:start + 2 + 14]
+    assert rows[0].startswith('   0 "The"') and rows[0].endswith("|█-------------|")
+    assert all(row.count("-") == 13 - i for i, row in enumerate(rows))  # masked cells above the diagonal
+    assert 'top 5 keys of query 9 " it"' in r.stdout
+
+
+def test_save_npz(small_text_model_dir, model, tmp_path):
+    path = tmp_path / "trace.npz"
+    r = run("--model", str(small_text_model_dir), SENTENCE, "--save", str(path))
+    assert r.returncode == 0 and path.is_file()
+    saved = gpt2np.Trace.load(path)
+    trace = model.run(SENTENCE)
+    assert saved.names() == trace.names() and saved.tokens == trace.tokens
+    np.testing.assert_array_equal(saved["blocks.1.attn.hook_pattern"], trace["blocks.1.attn.hook_pattern"])
+
+
+def test_bos(small_text_model_dir):
+    r = run("--model", str(small_text_model_dir), "Hello", "--bos", "--json")
+    assert json.loads(r.stdout)["ids"][0] == 50256
+
+
+@pytest.mark.parametrize("args, phrase", [
+    (["",], "The text is empty"),
+    (["word" + " word" * 69], "Too many tokens: 70, but small-text-2x4x64 has a context of 64"),
+    (["hi", "--layer", "5", "--head", "0"], "--layer 5 is out of range"),
+    (["hi", "--layer", "0", "--head", "9"], "--head 9 is out of range"),
+    (["hi", "--layer", "0"], "--layer and --head go together"),
+    (["hi", "--query", "0"], "--query needs --layer"),
+    (["hi", "--layer", "0", "--head", "0", "--query", "4"], "--query 4 is out of range"),
+    (["hi", "--top-k", "0"], "--top-k must be at least 1"),
+])
+def test_errors_exit_2_with_one_line(small_text_model_dir, args, phrase):
+    r = run("--model", str(small_text_model_dir), *args)
+    assert r.returncode == 2
+    assert phrase in r.stderr and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+
+
+def test_bad_option_value_exits_2():
+    r = run("hi", "--layer", "x")
+    assert r.returncode == 2 and "invalid int value" in r.stderr
+
+
+def test_console_script_installed():
+    exe = shutil.which("gpt2np") or os.path.join(os.path.dirname(sys.executable), "gpt2np")
+    r = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "--model" in r.stdout
