@@ -76,7 +76,7 @@ def row_entropy(pattern):
     """Entropy of every attention row, in bits (0·log 0 = 0). [..., T, T] -> [..., T]"""
     p = np.asarray(pattern, dtype=np.float64)
     logp = np.log2(np.where(p > 0, p, 1.0))          # log2 of 1 = 0 where p = 0
-    return -(p * logp).sum(axis=-1)
+    return 0.0 - (p * logp).sum(axis=-1)             # 0.0 - x: no "-0.0" for a one-hot row
 
 
 def mean_entropy(pattern):
