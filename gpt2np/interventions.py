@@ -213,16 +213,18 @@ def common_prefix(ids_a, ids_b):
     return n
 
 
-def row_changes(pattern_a, pattern_b, pairs):
+def row_changes(pattern_a, pattern_b, queries, keys=None):
     """Total variation distance between the attention rows of aligned queries.
 
     Aligned keys count as the same outcome; weight on keys without a partner counts as different,
     so TV = ½ (Σ_aligned |α_a - α_b| + unaligned weight in a + unaligned weight in b), in 0…1.
-    pattern_a [H, Ta, Ta], pattern_b [H, Tb, Tb], pairs [(i_a, i_b)] * Q -> [H, Q]
+    pattern_a [H, Ta, Ta], pattern_b [H, Tb, Tb], queries [(i_a, i_b)] * Q, keys [(j_a, j_b)] * K
+    (default: the queries) -> [H, Q]
     """
-    ia, ib = (np.array(x, dtype=np.int64) for x in zip(*pairs))       # [Q], [Q]
-    a = pattern_a[:, ia][:, :, ia].astype(np.float64)                  # [H, Q, Q] aligned keys
-    b = pattern_b[:, ib][:, :, ib].astype(np.float64)
+    qa, qb = (np.array(x, dtype=np.int64) for x in zip(*queries))             # [Q], [Q]
+    ka, kb = (np.array(x, dtype=np.int64) for x in zip(*(keys or queries)))   # [K], [K]
+    a = pattern_a[:, qa][:, :, ka].astype(np.float64)                  # [H, Q, K]
+    b = pattern_b[:, qb][:, :, kb].astype(np.float64)
     unaligned = (1 - a.sum(-1)) + (1 - b.sum(-1))                      # [H, Q]
     return 0.5 * (np.abs(a - b).sum(-1) + np.clip(unaligned, 0, None))
 
@@ -251,7 +253,7 @@ def attention_changes(trace_a, trace_b):
     heads = []
     for layer in range(trace_a.n_layer):
         if scored:
-            tv = row_changes(trace_a.pattern(layer), trace_b.pattern(layer), scored)   # [H, Q]
+            tv = row_changes(trace_a.pattern(layer), trace_b.pattern(layer), scored, pairs)  # [H, Q]
         else:
             tv = np.zeros((trace_a.pattern(layer).shape[0], 1))
         for h in range(tv.shape[0]):
