@@ -87,11 +87,20 @@ def flag_arg(name):
 
 
 # -- page and model -------------------------------------------------------------------------------
+def model_kind(info):
+    """demo | official (the pinned, sha256-checked GPT-2) | local (unverified files) | hub."""
+    if "not GPT-2" in info.origin:
+        return "demo"
+    if info.name == "gpt2" and info.origin.startswith("Hugging Face Hub openai-community/gpt2@"):
+        return "official"
+    return "local" if info.origin.startswith("local directory") else "hub"
+
+
 def model_summary():
     m = model()
     cfg = m.config
     return {"name": m.info.name, "origin": m.info.origin, "n_params": m.info.n_params,
-            "describe": m.info.describe(), "not_gpt2": "not GPT-2" in m.info.origin,
+            "describe": m.info.describe(), "kind": model_kind(m.info),
             "has_tokenizer": m.tokenizer is not None,
             "n_layer": cfg.n_layer, "n_head": cfg.n_head, "d_head": cfg.d_head, "n_embd": cfg.n_embd,
             "n_positions": cfg.n_positions, "vocab_size": cfg.vocab_size}

@@ -1,0 +1,59 @@
+// The viewer's API client: JSON in and out, attention as bytes. Errors become ApiError with the
+// server's own message (the server always answers errors as JSON, see viewer/errors.py).
+
+export class ApiError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+  get expired() {
+    return this.status === 404 && /Unknown or expired run/.test(this.message);
+  }
+}
+
+async function fail(response) {
+  let message = `HTTP ${response.status}`;
+  try {
+    message = (await response.json()).error || message;
+  } catch (_) { /* not JSON: keep the status line */ }
+  throw new ApiError(response.status, message);
+}
+
+async function getJson(url, options) {
+  const response = await fetch(url, options);
+  if (!response.ok) await fail(response);
+  return response.json();
+}
+
+async function getBytes(url) {
+  const response = await fetch(url);
+  if (!response.ok) await fail(response);
+  const header = (name) => response.headers.get("X-Gpt2np-" + name);
+  return { bytes: new Uint8Array(await response.arrayBuffer()), header };
+}
+
+const q = (params) => new URLSearchParams(params).toString();
+const runUrl = (handle, what, params) => `/api/runs/${encodeURIComponent(handle)}/${what}` + (params ? "?" + q(params) : "");
+
+export const api = {
+  model: () => getJson("/api/model"),
+  run: (payload) => getJson("/api/run", {
+    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(payload),
+  }),
+  // One head: T(T+1)/2 bytes, row i holds keys 0..i.
+  async pattern(handle, layer, head) {
+    const { bytes, header } = await getBytes(runUrl(handle, "pattern", { layer, head }));
+    return { T: Number(header("Tokens")), codes: bytes, encoding: header("Encoding") };
+  },
+  // Every head: [L, H, S, S] bytes.
+  async overview(handle) {
+    const { bytes, header } = await getBytes(runUrl(handle, "overview"));
+    return { size: Number(header("Size")), layers: Number(header("Layers")), heads: Number(header("Heads")), codes: bytes };
+  },
+  row: (handle, layer, head, query) => getJson(runUrl(handle, "row", { layer, head, query })),
+  query: (handle, layer, head, query, ignoreSink) =>
+    getJson(runUrl(handle, "query", { layer, head, query, ignore_sink: ignoreSink ? 1 : 0 })),
+  ledger: (handle, layer, head, query, key) => getJson(runUrl(handle, "ledger", { layer, head, query, key })),
+  next: (handle, position) => getJson(runUrl(handle, "next", { position })),
+  traceUrl: (handle) => runUrl(handle, "trace.npz"),
+};

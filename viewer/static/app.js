@@ -1,0 +1,382 @@
+// The page's wiring: state, events, and the order of requests. Drawing is in heatmap.js and
+// overview.js, panels in panels.js, the API client in api.js, the URL in permalink.js.
+
+import { api } from "./api.js";
+import { codeToP } from "./colors.js";
+import { Heatmap, drawLegend } from "./heatmap.js";
+import { markOverview, renderOverview } from "./overview.js";
+import { markToken, renderLedger, renderNext, renderQK, renderTokens, renderTopK } from "./panels.js";
+import { readPermalink, writePermalink } from "./permalink.js";
+import { ID_PRESETS, TEXT_PRESETS } from "./presets.js";
+import { el, tokenSpan } from "./text.js";
+
+const $ = (id) => document.getElementById(id);
+const S = {
+  model: null, run: null, input: null,
+  layer: 0, head: 0, query: null, key: null, ignoreSink: false, scale: "linear",
+  heads: new Map(), headBytes: 0, rows: new Map(), overview: null,
+  seq: { head: 0, query: 0, ledger: 0, run: 0 },
+};
+const HEAD_CACHE_BYTES = 64 << 20;
+const heatmap = new Heatmap($("heatmap"));
+window.__viewer = { heatmap, state: S };   // read by the browser tests
+
+// -- messages -------------------------------------------------------------------------------------
+function showError(message) {
+  $("error").textContent = message;
+  $("error").hidden = !message;
+}
+const setStatus = (text) => { $("status").textContent = text; };
+
+// A request on the current run; if the server evicted it, run the sentence again and retry once.
+async function onRun(request) {
+  try {
+    return await request(S.run.handle);
+  } catch (e) {
+    if (!e.expired || !S.input) throw e;
+    S.run = await api.run(S.input);
+    return request(S.run.handle);
+  }
+}
+
+// -- input ----------------------------------------------------------------------------------------
+function readInput() {
+  const raw = $("sentence").value, bos = $("bos").checked;
+  if (S.model.has_tokenizer) {
+    if (!raw) throw new Error("Type a sentence first (or pick a preset).");
+    return { payload: { text: raw, bos }, view: { text: raw, ids: null, bos } };
+  }
+  const parts = raw.split(/[\s,]+/).filter(Boolean);
+  if (!parts.length || !parts.every((p) => /^\d+$/.test(p)))
+    throw new Error(`This model has no tokenizer: type token ids (0 to ${S.model.vocab_size - 1}) separated by spaces.`);
+  return { payload: { ids: parts.map(Number), bos }, view: { ids: parts.join(","), text: null, bos } };
+}
+
+function view() {
+  const v = { ...S.inputView, layer: S.layer, head: S.head, q: S.query, k: S.key, sink: S.ignoreSink, scale: S.scale };
+  return v;
+}
+
+async function runSentence(restore = null) {
+  let input;
+  try {
+    input = readInput();
+  } catch (e) {
+    showError(e.message);
+    return;
+  }
+  showError("");
+  const seq = ++S.seq.run, t0 = performance.now();
+  $("run").disabled = true;
+  setStatus("running the model…");
+  let run;
+  try {
+    run = await api.run(input.payload);
+  } catch (e) {
+    if (seq === S.seq.run) { showError(e.message); setStatus(""); }
+    return;
+  } finally {
+    $("run").disabled = false;
+  }
+  if (seq !== S.seq.run) return;
+  S.run = run;
+  S.input = input.payload;
+  S.inputView = input.view;
+  S.overview = null;
+  const T = run.n_tokens;
+  const r = restore || {};
+  S.layer = clamp(r.layer ?? S.layer, S.model.n_layer);
+  S.head = clamp(r.head ?? S.head, S.model.n_head);
+  S.query = clamp(r.q ?? T - 1, T);
+  S.key = r.k != null && r.k < T ? r.k : null;
+  renderTokens($("tokens"), run.tokens, S.query, (i) => selectQuery(i));
+  $("export-npz").href = api.traceUrl(run.handle);
+  $("export-npz").download = `gpt2np-${S.model.name}-${T}tok.npz`;
+  await showHead();
+  const ms = performance.now() - t0;
+  document.body.dataset.firstHeatmapMs = ms.toFixed(1);
+  setStatus(`${T} token${T === 1 ? "" : "s"} · ${run.cached ? "from the cache (its forward pass took" : "forward pass"} ${run.elapsed_ms} ms${run.cached ? ")" : ""} · first heatmap on screen ${ms.toFixed(0)} ms after Run`);
+  writePermalink(view(), !restore);
+  loadOverview();
+}
+
+const clamp = (v, n) => Math.max(0, Math.min(n - 1, Number(v) || 0));
+
+// -- the heatmap ----------------------------------------------------------------------------------
+async function headData(layer, head) {
+  const key = `${S.run.handle}|${layer}|${head}`;
+  if (S.heads.has(key)) {
+    const hit = S.heads.get(key);
+    S.heads.delete(key);
+    S.heads.set(key, hit);
+    return hit;
+  }
+  const data = await onRun((h) => api.pattern(h, layer, head));
+  S.heads.set(key, data);
+  S.headBytes += data.codes.length;
+  for (const [k, v] of S.heads) {
+    if (S.headBytes <= HEAD_CACHE_BYTES) break;
+    S.heads.delete(k);
+    S.headBytes -= v.codes.length;
+  }
+  return data;
+}
+
+async function showHead() {
+  if (!S.run) return;
+  const seq = ++S.seq.head, { layer, head } = S;
+  $("layer").value = layer;
+  $("head").value = head;
+  $("layer-value").textContent = layer;
+  $("head-value").textContent = head;
+  $("heatmap-title").textContent = `blocks.${layer}.attn.hook_pattern[${head}]`;
+  const spinner = setTimeout(() => { $("heatmap-loading").hidden = false; }, 150);
+  let data;
+  try {
+    data = await headData(layer, head);
+  } catch (e) {
+    showError(e.message);
+    return;
+  } finally {
+    clearTimeout(spinner);
+    if (seq === S.seq.head) $("heatmap-loading").hidden = true;
+  }
+  if (seq !== S.seq.head) return;
+  heatmap.query = S.query;
+  heatmap.key = S.key;
+  heatmap.setData({ ...data, tokens: S.run.tokens, layer, head });
+  Object.assign($("heatmap").dataset, { layer, head, tokens: data.T, handle: S.run.handle });
+  markOverview($("overview"), layer, head);
+  writePermalink(view());
+  refreshQuery();
+}
+
+function setLayerHead(layer, head) {
+  layer = clamp(layer, S.model.n_layer);
+  head = clamp(head, S.model.n_head);
+  if (layer === S.layer && head === S.head) return;
+  S.layer = layer;
+  S.head = head;
+  showHead();
+}
+
+// -- the selected query -----------------------------------------------------------------------------
+function selectQuery(i, keepKey = false) {
+  if (!S.run) return;
+  S.query = clamp(i, S.run.n_tokens);
+  if (!keepKey) closeLedger(false);
+  heatmap.setSelection(S.query, S.key);
+  markToken($("tokens"), S.query);
+  writePermalink(view());
+  refreshQuery();
+}
+
+async function refreshQuery() {
+  if (!S.run || S.query == null) return;
+  const seq = ++S.seq.query, { layer, head, query, ignoreSink } = S;
+  let panel, next;
+  try {
+    [panel, next] = await Promise.all([
+      onRun((h) => api.query(h, layer, head, query, ignoreSink)),
+      onRun((h) => api.next(h, query)),
+    ]);
+  } catch (e) {
+    showError(e.message);
+    return;
+  }
+  if (seq !== S.seq.query) return;
+  $("query-label").replaceChildren(el("span", { className: "pos", text: String(query) }), tokenSpan(panel.query.token));
+  $("next-pos").textContent = String(query);
+  renderTopK($("topk"), panel, S.scale, (k) => openLedger(k));
+  renderNext($("next-token"), next, S.scale);
+  renderQK($("qk-body"), panel, S.key, (k) => openLedger(k));
+  Object.assign($("topk").dataset, { layer, head, query, ignoreSink: ignoreSink ? "1" : "0" });
+  if (S.key != null) openLedger(S.key);
+}
+
+// -- the ledger ---------------------------------------------------------------------------------------
+async function exactRow(layer, head, query) {
+  const key = `${S.run.handle}|${layer}|${head}|${query}`;
+  if (!S.rows.has(key)) {
+    if (S.rows.size > 4000) S.rows.clear();
+    S.rows.set(key, onRun((h) => api.row(h, layer, head, query)).catch((e) => { S.rows.delete(key); throw e; }));
+  }
+  return S.rows.get(key);
+}
+
+async function openLedger(key) {
+  if (!S.run || S.query == null) return;
+  S.key = key;
+  heatmap.setSelection(S.query, key);
+  for (const tr of $("qk-body").querySelectorAll("tr[data-key]")) tr.classList.toggle("selected", Number(tr.dataset.key) === key);
+  writePermalink(view());
+  const seq = ++S.seq.ledger, { layer, head, query } = S;
+  let data, row;
+  try {
+    [data, row] = await Promise.all([onRun((h) => api.ledger(h, layer, head, query, key)), exactRow(layer, head, query)]);
+  } catch (e) {
+    showError(e.message);
+    return;
+  }
+  if (seq !== S.seq.ledger) return;
+  const cellP = key <= query ? row.p[key] : "0.0";
+  renderLedger($("ledger-title"), $("ledger-body"), data, cellP);
+  Object.assign($("ledger").dataset, { layer, head, query, key, cellP });
+  $("ledger").hidden = false;
+}
+
+function closeLedger(update = true) {
+  S.key = null;
+  $("ledger").hidden = true;
+  heatmap.setSelection(S.query, null);
+  if (update) writePermalink(view());
+}
+
+// -- hover --------------------------------------------------------------------------------------------
+let hoverTimer = null;
+function showTooltip(event) {
+  const cell = heatmap.hit(event.offsetX, event.offsetY);
+  const tip = $("tooltip");
+  if (!cell || cell.j == null) {
+    tip.hidden = true;
+    heatmap.setHover(null);
+    return;
+  }
+  heatmap.setHover(cell);
+  const { i, j } = cell, { layer, head } = S, tokens = S.run.tokens;
+  const head1 = el("div", { className: "tt-head" }, "q ", el("span", { className: "pos", text: String(i) }), tokenSpan(tokens[i]),
+    " → k ", el("span", { className: "pos", text: String(j) }), tokenSpan(tokens[j]));
+  const value = el("div", { className: "tt-value" });
+  if (j > i) value.textContent = "masked: the key comes after the query, p = 0";
+  else {
+    value.append("p ≈ ", el("b", { text: codeToP(heatmap.code(i, j)).toPrecision(3) }));
+    clearTimeout(hoverTimer);
+    hoverTimer = setTimeout(async () => {
+      const row = await exactRow(layer, head, i).catch(() => null);
+      if (row && heatmap.hover && heatmap.hover.i === i && heatmap.hover.j === j && layer === S.layer && head === S.head)
+        value.replaceChildren("p = ", el("b", { testid: "tooltip-p", text: row.p[j] }), el("span", { className: "muted", text: " exact float32" }));
+    }, 30);
+  }
+  tip.replaceChildren(head1, value);
+  tip.hidden = false;
+  const wrap = $("heatmap-wrap");
+  const x = event.offsetX + $("heatmap").offsetLeft - wrap.scrollLeft, y = event.offsetY + $("heatmap").offsetTop - wrap.scrollTop;
+  tip.style.left = `${Math.min(x + 16, wrap.clientWidth - tip.offsetWidth - 4) + wrap.scrollLeft}px`;
+  tip.style.top = `${y + 18 + wrap.scrollTop}px`;
+}
+
+// -- overview -----------------------------------------------------------------------------------------
+async function loadOverview() {
+  const handle = S.run.handle;
+  try {
+    const data = await onRun((h) => api.overview(h));
+    if (!S.run || S.run.handle !== handle) return;
+    S.overview = data;
+    renderOverview($("overview"), data, S.scale, S, setLayerHead);
+  } catch (e) {
+    showError(e.message);
+  }
+}
+
+// -- export -------------------------------------------------------------------------------------------
+function download(blob, name) {
+  const url = URL.createObjectURL(blob);
+  const a = el("a", { href: url, download: name });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 5000);
+}
+const exportTitle = () => `gpt2np · ${S.model.name} · blocks.${S.layer}.attn.hook_pattern[${S.head}] · ${S.run.n_tokens} tokens`;
+const exportName = (ext) => `gpt2np-${S.model.name}-L${S.layer}H${S.head}.${ext}`;
+
+// -- wiring -------------------------------------------------------------------------------------------
+function setScale(scale) {
+  S.scale = scale;
+  $("scale-linear").classList.toggle("on", scale === "linear");
+  $("scale-sqrt").classList.toggle("on", scale === "sqrt");
+  $("scale-linear").setAttribute("aria-pressed", String(scale === "linear"));
+  $("scale-sqrt").setAttribute("aria-pressed", String(scale === "sqrt"));
+  heatmap.setScale(scale);
+  drawLegend($("legend"), scale);
+  if (S.overview) renderOverview($("overview"), S.overview, scale, S, setLayerHead);
+  if (S.run) { writePermalink(view()); refreshQuery(); }
+}
+
+function bind() {
+  $("run").addEventListener("click", () => runSentence());
+  $("sentence").addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) { e.preventDefault(); runSentence(); }
+  });
+  $("preset").addEventListener("change", (e) => {
+    if (!e.target.value) return;
+    $("sentence").value = e.target.value;
+    e.target.value = "";
+    runSentence();
+  });
+  $("layer").addEventListener("input", (e) => setLayerHead(Number(e.target.value), S.head));
+  $("head").addEventListener("input", (e) => setLayerHead(S.layer, Number(e.target.value)));
+  $("ignore-sink").addEventListener("change", (e) => { S.ignoreSink = e.target.checked; writePermalink(view()); refreshQuery(); });
+  $("scale-linear").addEventListener("click", () => setScale("linear"));
+  $("scale-sqrt").addEventListener("click", () => setScale("sqrt"));
+  $("ledger-close").addEventListener("click", () => closeLedger());
+  $("export-png").addEventListener("click", async () => S.run && download(await heatmap.toPng(exportTitle()), exportName("png")));
+  $("export-svg").addEventListener("click", () => S.run &&
+    download(new Blob([heatmap.toSvg(exportTitle())], { type: "image/svg+xml" }), exportName("svg")));
+  const canvas = $("heatmap");
+  canvas.addEventListener("mousemove", showTooltip);
+  canvas.addEventListener("mouseleave", () => { $("tooltip").hidden = true; heatmap.setHover(null); });
+  canvas.addEventListener("click", (e) => {
+    const cell = heatmap.hit(e.offsetX, e.offsetY);
+    if (!cell) return;
+    if (cell.j == null) selectQuery(cell.i);
+    else if (cell.i === S.query) openLedger(cell.j);
+    else { S.key = cell.j; selectQuery(cell.i, true); }
+  });
+  document.addEventListener("keydown", (e) => {
+    const t = e.target;
+    if (!S.run || e.ctrlKey || e.metaKey || e.altKey) return;
+    if (t.matches("textarea, select, input:not([type=checkbox])")) return;
+    const moves = { ArrowLeft: [0, -1], ArrowRight: [0, 1], ArrowUp: [-1, 0], ArrowDown: [1, 0] };
+    if (moves[e.key]) {
+      e.preventDefault();
+      setLayerHead(S.layer + moves[e.key][0], S.head + moves[e.key][1]);
+    } else if (e.key === "[" || e.key === "]") {
+      e.preventDefault();
+      selectQuery(S.query + (e.key === "]" ? 1 : -1));
+    } else if (e.key === "Escape") closeLedger();
+  });
+  window.addEventListener("popstate", () => restore(readPermalink()));
+}
+
+async function restore(v) {
+  S.ignoreSink = v.sink;
+  $("ignore-sink").checked = v.sink;
+  $("bos").checked = v.bos;
+  if (v.scale !== S.scale) setScale(v.scale);
+  const source = v.ids != null ? v.ids.split(",").join(" ") : v.text;
+  if (source == null) return false;
+  $("sentence").value = source;
+  await runSentence(v);
+  return true;
+}
+
+async function init() {
+  try {
+    S.model = await api.model();
+  } catch (e) {
+    showError(`Cannot reach the viewer's server: ${e.message}`);
+    return;
+  }
+  const presets = S.model.has_tokenizer ? TEXT_PRESETS : ID_PRESETS;
+  $("preset").append(...presets.map((p) => el("option", { value: p.text, text: p.name })));
+  drawLegend($("legend"), S.scale);
+  bind();
+  if (!(await restore(readPermalink()))) {
+    $("sentence").value = presets[0].text;
+    await runSentence({});
+  }
+  document.body.dataset.ready = "1";
+}
+
+init();

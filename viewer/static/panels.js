@@ -1,0 +1,106 @@
+// The side panels and the token strip, built from API JSON with textContent only: token chips,
+// the top-5 keys, the next-token top-5, the Q·K panel and the ledger. Numbers are shown as the
+// float32 text the server sent (viewer/wire.py f32), never recomputed here.
+
+import { divergingCss, weightCss } from "./colors.js";
+import { el, tokenSpan } from "./text.js";
+
+export function renderTokens(box, tokens, selected, onPick) {
+  box.replaceChildren(...tokens.map((t, i) => el("button", {
+    className: "chip" + (i === selected ? " selected" : ""), testid: `token-${i}`,
+    title: `position ${i}`, onclick: () => onPick(i),
+    dataset: { position: String(i) },
+  }, el("span", { className: "pos", text: String(i) }), tokenSpan(t))));
+}
+
+export function markToken(box, selected) {
+  for (const chip of box.children) chip.classList.toggle("selected", Number(chip.dataset.position) === selected);
+  const chip = box.children[selected];
+  if (chip) chip.scrollIntoView({ block: "nearest", inline: "nearest" });
+}
+
+function bar(p, scale) {
+  const fill = el("span", { className: "fill" });
+  fill.style.width = `${Math.max(0.5, Number(p) * 100)}%`;
+  fill.style.backgroundColor = weightCss(Math.min(1, Math.max(Number(p), 0.15)), scale);
+  return el("span", { className: "bar" }, fill);
+}
+
+// Top-5 keys of the selected query: position, token, weight bar, p.
+export function renderTopK(list, data, scale, onKey) {
+  list.replaceChildren(...data.keys.map((k, r) => el("li", {
+    testid: `topk-item-${r}`, dataset: { key: String(k.position), p: k.p },
+    onclick: () => onKey(k.position), title: "open the ledger of this cell",
+  }, el("span", { className: "pos", text: String(k.position) }), tokenSpan(k.token), bar(k.p, scale),
+  el("span", { className: "num", testid: `topk-p-${r}`, text: k.p }))));
+  if (data.ignore_sink && data.query.position > 0)
+    list.append(el("li", { className: "note", text: `position 0 (ignored) has p = ${data.sink_p}` }));
+}
+
+export function renderNext(list, data, scale) {
+  list.replaceChildren(...data.top.map((t, r) => el("li", {
+    testid: `next-item-${r}`, dataset: { id: String(t.id), p: t.p },
+  }, el("span", { className: "pos", text: `#${t.id}` }), tokenSpan(t.token), bar(t.p, scale),
+  el("span", { className: "num", text: t.p }))));
+}
+
+// A vector as a strip of coloured cells, scaled by `maxAbs`.
+function strip(values, maxAbs, label, testid) {
+  const cells = values.map((v, d) => {
+    const cell = el("i", { title: `${label}[${d}] = ${v}` });
+    cell.style.backgroundColor = divergingCss(Number(v) / maxAbs);
+    return cell;
+  });
+  return el("div", { className: "strip", testid }, ...cells);
+}
+
+export function renderQK(box, data, selectedKey, onKey) {
+  const vectors = [data.q, ...data.keys.map((k) => k.k)];
+  const maxAbs = Math.max(1e-9, ...vectors.flat().map((v) => Math.abs(Number(v))));
+  const q = data.query;
+  const strips = el("div", { className: "strips" },
+    el("div", { className: "strip-label" }, el("b", { text: "q " }), el("span", { className: "pos", text: String(q.position) }), tokenSpan(q.token)),
+    strip(data.q, maxAbs, "q", "q-strip"),
+    ...data.keys.flatMap((k, r) => [
+      el("div", { className: "strip-label" }, el("b", { text: "k " }), el("span", { className: "pos", text: String(k.position) }), tokenSpan(k.token)),
+      strip(k.k, maxAbs, "k", `k-strip-${r}`),
+    ]));
+  const head = el("tr", {}, ...["key", "q·k", `÷ √${data.d_head}`, "score (trace)", "mask", "p"]
+    .map((h) => el("th", { text: h })));
+  const rows = data.keys.map((k, r) => el("tr", {
+    testid: `qk-row-${r}`, className: k.position === selectedKey ? "selected" : "",
+    dataset: { key: String(k.position) }, tabIndex: 0, title: "open the full ledger of this cell",
+    onclick: () => onKey(k.position),
+    onkeydown: (e) => { if (e.key === "Enter") onKey(k.position); },
+  }, el("td", {}, el("span", { className: "pos", text: String(k.position) }), tokenSpan(k.token)),
+  el("td", { className: "num", text: k.qk }), el("td", { className: "num", text: k.scaled }),
+  el("td", { className: "num", text: k.score }), el("td", { className: "num", text: k.mask }),
+  el("td", { className: "num strong", testid: `qk-p-${r}`, text: k.p })));
+  const scaleNote = el("p", { className: "muted small", text:
+    `d_head = ${data.d_head} numbers per vector; colours from −${maxAbs.toPrecision(3)} (blue) to +${maxAbs.toPrecision(3)} (red). Hover a cell for its value.` });
+  box.replaceChildren(strips, scaleNote, el("table", { className: "qk-table" }, el("thead", {}, head), el("tbody", {}, ...rows)));
+}
+
+// q·k -> ÷√d_head -> + mask -> − row max -> exp -> ÷ row sum -> p, each with its operand.
+export function renderLedger(title, box, data, cellP) {
+  const q = data.query, k = data.key;
+  title.replaceChildren(`layer ${data.layer}, head ${data.head}: query `, el("span", { className: "pos", text: String(q.position) }),
+    tokenSpan(q.token), " → key ", el("span", { className: "pos", text: String(k.position) }), tokenSpan(k.token));
+  const rows = data.steps.map((s, r) => el("tr", { testid: `ledger-step-${r}` },
+    el("td", {}, el("div", { className: "op", text: s.op }), el("div", { className: "detail", text: s.detail }),
+      ...(s.trace != null ? [el("div", { className: "check", testid: "ledger-trace-check",
+        text: `trace ${s.trace_name}: ${s.trace}  |Δ| = ${s.abs_diff}` })] : [])),
+    el("td", { className: "num", text: s.operand ?? "" }),
+    el("td", { className: "num strong", testid: `ledger-value-${r}`, text: s.value })));
+  const table = el("table", { className: "ledger-table" },
+    el("thead", {}, el("tr", {}, ...["step", "operand", "value"].map((h) => el("th", { text: h })))),
+    el("tbody", {}, ...rows));
+  const equal = data.p_equal ? "=" : "≠";
+  const final = el("div", { className: "ledger-final" + (data.p_equal ? " ok" : " bad") },
+    el("div", {}, "p = ", el("b", { testid: "ledger-p", text: data.p }),
+      el("span", { className: "muted", text: `  ${data.p_name}[${data.head}, ${q.position}, ${k.position}]` })),
+    el("div", { className: "small", testid: "ledger-check",
+      text: `steps above give ${data.p_from_steps} ${equal} the trace's p` +
+        (cellP != null ? `; the heatmap cell shows ${cellP} (${cellP === data.p ? "the same float32" : "differs"})` : "") }));
+  box.replaceChildren(table, final);
+}

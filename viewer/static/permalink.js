@@ -1,0 +1,32 @@
+// The view in the URL: ?text=…&layer=&head=&q=&k=&sink=&scale=&bos= (or ids=1,2,3 for models
+// without a tokenizer). Reading it restores the view; every change replaces it in history.
+
+const INTS = ["layer", "head", "q", "k"];
+
+export function readPermalink() {
+  const p = new URLSearchParams(location.search);
+  const view = { text: p.get("text"), ids: p.get("ids"), bos: p.get("bos") === "1",
+    sink: p.get("sink") === "1", scale: p.get("scale") === "sqrt" ? "sqrt" : "linear" };
+  for (const name of INTS) {
+    const v = p.get(name);
+    view[name] = v != null && /^\d+$/.test(v) ? Number(v) : null;
+  }
+  return view;
+}
+
+export function permalink(view) {
+  const p = new URLSearchParams();
+  if (view.ids != null) p.set("ids", view.ids);
+  else if (view.text != null) p.set("text", view.text);
+  if (view.bos) p.set("bos", "1");
+  for (const name of INTS) if (view[name] != null) p.set(name, String(view[name]));
+  if (view.sink) p.set("sink", "1");
+  if (view.scale === "sqrt") p.set("scale", "sqrt");
+  return `${location.pathname}?${p.toString()}`;
+}
+
+export function writePermalink(view, push = false) {
+  const url = permalink(view);
+  if (url === location.pathname + location.search) return;
+  history[push ? "pushState" : "replaceState"](null, "", url);
+}
