@@ -1,0 +1,483 @@
+"""The findings report: the original demo's predictions about attention, measured on a loaded model.
+
+`python -m gpt2np findings [--model NAME|DIR] [--sentence TEXT] [--json]` prints, for each
+prediction, the measured number next to "holds" / "does not hold" ("not applicable" when the model
+lacks the layers a prediction is about), then every head's type, then — for a model with GPT-2
+small's shape — the published roles of its heads, measured. The same command runs the tools of
+`gpt2np.interventions`: `--lens TEXT`, `--ablate 4.11 [5.1 ...] [--text TEXT] [--mean] [--token
+TOK]`, `--pair TEXT_A TEXT_B`.
+
+For other programs (the viewer), every piece returns a JSON-ready dict or list:
+    head_table(model, text_or_trace)      every head's statistics and type (see gpt2np.analysis)
+    induction_scores(model)               the induction probe: scores [n_layer, n_head] and its trace
+    report(model, ...)                    the whole report, as printed by `--json`
+The predictions are small pure functions over arrays (`check_*`), tested on constructed input.
+"""
+
+import argparse
+import json
+import re
+import sys
+
+import numpy as np
+
+from . import analysis, interventions
+from .analysis import THRESHOLDS
+from .api import load
+from .errors import GPT2npError
+
+DEFAULT_MODEL = "gpt2"          # as the main command line
+SENTENCE = ("The trophy doesn't fit in the suitcase because it is too big. When Mary and John "
+            "went to the store, John gave a drink to Mary. The quick brown fox jumps over the "
+            "lazy dog.")
+COREF_SENTENCE = "The trophy doesn't fit in the suitcase because it is too big."
+PRONOUN, CANDIDATES = "it", ("trophy", "suitcase")      # the first candidate is the referent
+IOI_SENTENCE = "When Mary and John went to the store, John gave a drink to"
+IOI_NAMES = ("Mary", "John")                            # indirect object, subject
+PROBE_LENGTH, PROBE_SEED = 30, 0
+SINK_SHARE = 0.3                # prediction 3: "≥ 30% mass on column 0"
+SINK_LAYERS = range(4, 9)       # prediction 3: layers 4–8
+SPECIALIZED_BY = 4              # prediction 5: by layer 4
+MIN_TYPES = 3                   # prediction 5: at least 3 distinct head types in a layer
+
+HOLDS, FAILS, NOT_APPLICABLE = "holds", "does not hold", "not applicable"
+
+WANG = "Wang et al. 2022, Interpretability in the Wild (IOI), arXiv 2211.00593"
+MCDOUGALL = "McDougall et al. 2023, Copy Suppression, arXiv 2310.04625"
+PUBLISHED_ROLES = (
+    # role, heads, how it is measured here, source
+    ("previous-token", ("4.11", "2.2"), "previous", WANG),
+    ("induction", ("5.1", "5.5", "6.9", "7.2", "7.10"), "induction",
+     f"{WANG} (5.5, 6.9); 5.1, 7.2, 7.10: the other top scorers of the same repeated-random-"
+     "token induction score (Olsson et al. 2022 method), as listed in gpt2np issue 5"),
+    ("name mover", ("9.9", "9.6", "10.0"), "ioi", WANG),
+    ("copy suppression", ("10.7", "11.10"), "ioi",
+     f"{MCDOUGALL}; {WANG} (negative name movers)"),
+)
+
+
+# -- measuring heads -----------------------------------------------------------------------------
+def induction_scores(model, length=PROBE_LENGTH, seed=PROBE_SEED, bos=True):
+    """Run the induction probe (`analysis.induction_probe_ids`) and score every head.
+
+    -> (scores [n_layer, n_head], probe trace, {"length", "seed", "bos", "ids"})
+    """
+    cfg = model.config
+    start = 1 if bos else 0
+    length = min(length, (cfg.n_positions - start) // 2, cfg.vocab_size - 1)
+    if length < 2:
+        raise GPT2npError(f"{model.info.name}'s context ({cfg.n_positions}) is too short for the "
+                          "induction probe (two copies of at least 2 tokens).")
+    ids = analysis.induction_probe_ids(cfg.vocab_size, length, seed,
+                                       bos_id=model.bos_id() if bos else None)
+    trace = model.run(ids)
+    scores = np.stack([analysis.induction_score(trace.pattern(L), length, start)
+                       for L in range(cfg.n_layer)])                       # [L, H]
+    return scores, trace, {"length": length, "seed": seed, "bos": bos, "ids": ids.tolist()}
+
+
+def head_table(model, text_or_trace, bos=False, induction=None, thresholds=THRESHOLDS):
+    """Every head's statistics on one input, with its type: one JSON-ready row per head.
+
+    text_or_trace: a sentence, token ids or a Trace already computed by `model.run`.
+    induction: scores [n_layer, n_head] from `induction_scores` (computed here if None).
+    -> [{"head": "L.H", "layer", "index", "type", "entropy", "entropy_norm", "sink",
+         "previous", "self", "top_column", "top_column_token", "top_column_share",
+         "vw_sink_share", "induction"}], layer by layer. Statistics: gpt2np.analysis.
+    """
+    trace = text_or_trace if hasattr(text_or_trace, "pattern") else model.run(text_or_trace, bos=bos)
+    if trace.n_tokens < 2:
+        raise GPT2npError("Head statistics average over query positions 1…T-1: give a text of "
+                          "at least 2 tokens.")
+    if induction is None:
+        induction = induction_scores(model)[0]
+    rows = []
+    for L in range(trace.n_layer):
+        w_o = analysis.head_output_weights(model.params[f"h.{L}.attn.c_proj.weight"],
+                                           model.config.n_head)             # [H, dh, d]
+        stats = analysis.layer_stats(trace.pattern(L), trace[f"blocks.{L}.attn.hook_v"], w_o)
+        stats["induction"] = induction[L]
+        for h in range(model.config.n_head):
+            row = {"head": f"{L}.{h}", "layer": L, "index": h}
+            row.update({k: (int(v[h]) if k == "top_column" else float(v[h])) for k, v in stats.items()})
+            row["top_column_token"] = trace.tokens[row["top_column"]]
+            row["type"] = analysis.classify_head(row, thresholds)
+            rows.append(row)
+    return rows
+
+
+def word_tokens(model, trace, word, occurrence=0):
+    """Token positions that make up the `occurrence`-th whole-word match of `word` in the text."""
+    ids = trace.ids.tolist()
+    text = model.tokenizer.decode(ids)
+    starts = [len(model.tokenizer.decode(ids[:k])) for k in range(len(ids) + 1)]   # char offsets
+    matches = list(re.finditer(rf"\b{re.escape(word)}\b", text))
+    if len(matches) <= occurrence:
+        raise GPT2npError(f"The word {word!r} is not in {text!r}: give a sentence that contains "
+                          "it, or change the word.")
+    a, b = matches[occurrence].span()
+    return [k for k in range(len(ids)) if starts[k] < b and starts[k + 1] > a]
+
+
+# -- the predictions: pure checks over arrays ----------------------------------------------------
+def check_upper_triangle(patterns):
+    """Prediction 1. patterns: list of [H, T, T] (any T) -> (verdict, largest weight above the diagonal)"""
+    worst = max(float(np.triu(p, k=1).max()) if p.shape[-1] > 1 else 0.0 for p in patterns)
+    return (HOLDS if worst == 0.0 else FAILS), worst
+
+
+def check_first_token(patterns):
+    """Prediction 2. -> (verdict, smallest α[0,0], largest entropy of row 0 in bits)"""
+    first = min(float(p[:, 0, 0].min()) for p in patterns)
+    entropy = max(float(analysis.row_entropy(p)[:, 0].max()) for p in patterns)
+    return (HOLDS if first == 1.0 and entropy == 0.0 else FAILS), first, entropy
+
+
+def check_sink_heads(sink, layers=SINK_LAYERS, share=SINK_SHARE, allowed=(1, 2)):
+    """Prediction 3. sink [n_layer, n_head] -> (verdict, {layer: count of heads with sink ≥ share})
+
+    Only layers the model has are checked; with none of them the verdict is "not applicable".
+    """
+    sink = np.asarray(sink)
+    counts = {L: int((sink[L] >= share).sum()) for L in layers if L < sink.shape[0]}
+    if not counts:
+        return NOT_APPLICABLE, counts
+    return (HOLDS if all(c in allowed for c in counts.values()) else FAILS), counts
+
+
+def check_referent(weights):
+    """Prediction 4. weights [n_head, 2]: each last-layer head's weight from the pronoun on the
+    referent (column 0) and the other candidate (column 1).
+    -> (verdict: holds when the referent gets more weight on average, mean weights [2],
+        heads where the referent wins)"""
+    weights = np.asarray(weights, dtype=np.float64)
+    mean = weights.mean(axis=0)
+    return (HOLDS if mean[0] > mean[1] else FAILS), mean, int((weights[:, 0] > weights[:, 1]).sum())
+
+
+def check_specialization(types, by_layer=SPECIALIZED_BY, at_least=MIN_TYPES):
+    """Prediction 5. types: per layer, the list of its heads' types.
+    -> (verdict: holds when some layer 0..by_layer has ≥ at_least distinct types,
+        {layer: number of distinct types})"""
+    counts = {L: len(set(t)) for L, t in enumerate(types) if L <= by_layer}
+    return (HOLDS if any(c >= at_least for c in counts.values()) else FAILS), counts
+
+
+# -- the report ----------------------------------------------------------------------------------
+def is_gpt2_small(config):
+    return (config.n_layer, config.n_head, config.n_embd) == (12, 12, 768)
+
+
+def referent_table(model, trace, pronoun, candidates):
+    """Prediction 4's measurements on the last layer: one row per head."""
+    L = trace.n_layer - 1
+    query = word_tokens(model, trace, pronoun)[-1]               # the pronoun's last token
+    spans = [word_tokens(model, trace, c) for c in candidates]
+    rows = []
+    for h, row in enumerate(trace.pattern(L)[:, query]):        # [H, T] -> [T]
+        (j0, w0), = analysis.top_keys(row, 1)
+        (j1, w1), = analysis.top_keys(row, 1, skip_first=True) or [(0, float(row[0]))]
+        on = [float(row[s].sum()) for s in spans]
+        rows.append({"head": f"{L}.{h}", "top_key": j0, "top_key_token": trace.tokens[j0],
+                     "top_weight": w0, "top_key_no0": j1, "top_key_no0_token": trace.tokens[j1],
+                     "top_weight_no0": w1, "candidates": on,
+                     "winner": candidates[int(np.argmax(on))] if max(on) > 0 else None})
+    return {"layer": L, "query": query, "query_token": trace.tokens[query],
+            "candidate_tokens": [[trace.tokens[k] for k in s] for s in spans], "heads": rows}
+
+
+def published_roles(model, rows, ioi):
+    """GPT-2 small's published head roles, each measured here; skipped for other shapes."""
+    if not is_gpt2_small(model.config):
+        return {"applicable": False, "note": "not GPT-2 small: skipped", "roles": []}
+    by_name = {r["head"]: r for r in rows}
+    roles = []
+    for role, heads, measure, source in PUBLISHED_ROLES:
+        measured = []
+        for name in heads:
+            r = by_name[name]
+            entry = {"head": name, "type": r["type"], "sink": r["sink"], "previous": r["previous"],
+                     "induction": r["induction"]}
+            if measure == "previous":
+                entry["value"], ok = r["previous"], r["previous"] >= THRESHOLDS["previous"]
+                entry["measure"] = "mean weight on the previous token"
+            elif measure == "induction":
+                entry["value"], ok = r["induction"], r["induction"] >= THRESHOLDS["induction"]
+                entry["measure"] = "induction score"
+            else:
+                io, s = ioi["weights"][name]
+                entry.update(value=io, subject=s, measure=f"weight from the last token on "
+                             f"{IOI_NAMES[0]!r} (vs {IOI_NAMES[1]!r})")
+                ok = io > s
+            entry["verdict"] = HOLDS if ok else FAILS
+            measured.append(entry)
+        roles.append({"role": role, "source": source, "heads": measured})
+    return {"applicable": True, "note": "GPT-2 small's shape: published roles measured",
+            "ioi_sentence": ioi["text"], "roles": roles}
+
+
+def ioi_weights(model, bos=False):
+    """From the last token of IOI_SENTENCE: every head's weight on the indirect object's and the
+    subject's tokens (all their occurrences)."""
+    trace = model.run(IOI_SENTENCE, bos=bos)
+    io = word_tokens(model, trace, IOI_NAMES[0])
+    s = word_tokens(model, trace, IOI_NAMES[1]) + word_tokens(model, trace, IOI_NAMES[1], 1)
+    weights = {}
+    for L in range(trace.n_layer):
+        last = trace.pattern(L)[:, -1]                           # [H, T]
+        for h in range(last.shape[0]):
+            weights[f"{L}.{h}"] = (float(last[h, io].sum()), float(last[h, s].sum()))
+    return {"text": IOI_SENTENCE, "weights": weights}
+
+
+def report(model, sentence=SENTENCE, coref_sentence=COREF_SENTENCE, pronoun=PRONOUN,
+           candidates=CANDIDATES, bos=False, probe_length=PROBE_LENGTH, seed=PROBE_SEED):
+    """The whole findings report as a JSON-ready dict (what `--json` prints)."""
+    if model.tokenizer is None:
+        raise GPT2npError(f"{model.info.name} has no tokenizer, and the findings report runs "
+                          "sentences: use a model directory with tokenizer.json.")
+    cfg = model.config
+    induction, probe, probe_info = induction_scores(model, probe_length, seed)
+    trace = model.run(sentence, bos=bos)
+    coref = model.run(coref_sentence, bos=bos)
+    rows = head_table(model, trace, induction=induction)
+    grid = lambda key: np.array([[r[key] for r in rows if r["layer"] == L]  # noqa: E731
+                                 for L in range(cfg.n_layer)])
+    types = [[r["type"] for r in rows if r["layer"] == L] for L in range(cfg.n_layer)]
+    all_patterns = [t.pattern(L) for t in (trace, coref, probe) for L in range(cfg.n_layer)]
+    last = cfg.n_layer - 1
+
+    v1, worst = check_upper_triangle(all_patterns)
+    v2, first, ent0 = check_first_token(all_patterns)
+    v3, counts3 = check_sink_heads(grid("sink"))
+    ref = referent_table(model, coref, pronoun, candidates)
+    v4, mean4, wins4 = check_referent([h["candidates"] for h in ref["heads"]])
+    v5, counts5 = check_specialization(types)
+    runs = f"{cfg.n_layer} layers × {cfg.n_head} heads × 3 inputs (sentence, coreference sentence, probe)"
+    layers5 = f"layers 0–{min(SPECIALIZED_BY, last)}"
+    predictions = [
+        {"id": 1, "prediction": "the upper triangle of every attention pattern is exactly 0",
+         "verdict": v1, "measured": {"max_above_diagonal": worst},
+         "summary": f"largest weight above the diagonal: {worst:g} over {runs}"},
+        {"id": 2, "prediction": "the first token attends 1.0 to itself, with entropy 0",
+         "verdict": v2, "measured": {"min_first_weight": first, "max_first_entropy_bits": ent0},
+         "summary": f"smallest α[0,0] = {first:.9g}, largest entropy of row 0 = {ent0:g} bits"},
+        {"id": 3, "prediction": f"in layers 4–8, 1–2 heads per layer put ≥ {SINK_SHARE:.0%} of "
+                                "their weight on position 0",
+         "verdict": v3, "measured": {"heads_per_layer": {str(k): c for k, c in counts3.items()},
+                                     "all_layers": [int((grid("sink")[L] >= SINK_SHARE).sum())
+                                                    for L in range(cfg.n_layer)]},
+         "summary": ("heads with ≥ 30% on position 0: " + ", ".join(
+             f"layer {k}: {c}" for k, c in counts3.items())) if counts3 else
+            (f"the model has layers 0–{last} only; for reference, per layer: " + ", ".join(
+                f"{L}: {int((grid('sink')[L] >= SINK_SHARE).sum())}" for L in range(cfg.n_layer)))},
+        {"id": 4, "prediction": f"at the last layer, {pronoun!r} attends more to {candidates[0]!r} "
+                                f"than to {candidates[1]!r}",
+         "verdict": v4, "measured": {"mean_weight": dict(zip(candidates, map(float, mean4))),
+                                     f"heads_where_{candidates[0]}_wins": wins4,
+                                     "layer": ref["layer"], "heads": ref["heads"]},
+         "summary": (f"layer {last}, mean over heads: {candidates[0]!r} {mean4[0]:.3f} vs "
+                     f"{candidates[1]!r} {mean4[1]:.3f}; {candidates[0]!r} wins in {wins4} of "
+                     f"{cfg.n_head} heads")},
+        {"id": 5, "prediction": f"by layer {SPECIALIZED_BY}, some layer has ≥ {MIN_TYPES} distinct "
+                                "head types",
+         "verdict": v5, "measured": {"distinct_types": {str(k): c for k, c in counts5.items()}},
+         "summary": f"distinct types per layer in {layers5}: " + ", ".join(
+             f"{k}: {c}" for k, c in counts5.items())},
+    ]
+    needs_ioi = is_gpt2_small(cfg)
+    return {
+        "model": {"name": model.info.name, "origin": model.info.origin,
+                  "n_params": model.info.n_params, "n_layer": cfg.n_layer, "n_head": cfg.n_head},
+        "inputs": {"sentence": {"text": sentence, "tokens": trace.tokens},
+                   "coref": {"text": coref_sentence, "tokens": coref.tokens, "pronoun": pronoun,
+                             "candidates": list(candidates),
+                             "candidate_tokens": ref["candidate_tokens"],
+                             "query": ref["query"]},
+                   "probe": probe_info, "bos": bos},
+        "thresholds": {**THRESHOLDS, "sink_finding": SINK_SHARE},
+        "type_rules": {t: analysis.type_rule(t) for t in analysis.HEAD_TYPES},
+        "predictions": predictions,
+        "types_by_layer": [{"layer": L, "types": types[L]} for L in range(cfg.n_layer)],
+        "heads": rows,
+        "published_roles": published_roles(model, rows, ioi_weights(model, bos) if needs_ioi else None),
+    }
+
+
+# -- printing ------------------------------------------------------------------------------------
+def show(s):
+    return json.dumps(s, ensure_ascii=False)
+
+
+TYPE_STAT = {"induction": "induction", "previous-token": "previous", "self": "self", "sink": "sink",
+             "broadcast": "top_column_share", "diffuse": "entropy_norm", "mixed": "entropy_norm"}
+SHORT = {"induction": "ind", "previous": "prev", "self": "self", "sink": "sink",
+         "top_column_share": "bar", "entropy_norm": "Hn"}
+
+
+def print_report(r, table=False, out=None):
+    p = lambda *a: print(*a, file=out or sys.stdout)  # noqa: E731
+    m = r["model"]
+    p(f"model: {m['name']} — {m['n_layer']} layers × {m['n_head']} heads — {m['n_params'] / 1e6:.1f}M "
+      f"parameters — {m['origin']}")
+    inp = r["inputs"]
+    p(f"sentence ({len(inp['sentence']['tokens'])} tokens): {inp['sentence']['text']}")
+    p(f"induction probe: {inp['probe']['length']} random tokens × 2 after <|endoftext|> "
+      f"(seed {inp['probe']['seed']})")
+    p("\nPredictions of the original demo, measured on this model:")
+    for pr in r["predictions"]:
+        p(f"  {pr['id']}. [{pr['verdict']}] {pr['prediction']}")
+        p(f"     {pr['summary']}")
+        if pr["id"] == 4:
+            c = inp["coref"]
+            p(f"     query {show(c['tokens'][c['query']])} (position {c['query']}) in: {c['text']}")
+            p("     head   top key (with position 0)    top key (without position 0)   "
+              + "  ".join(f"{x:>9.9}" for x in c["candidates"]) + "  winner")
+            for h in pr["measured"]["heads"]:
+                p(f"     {h['head']:<6} {show(h['top_key_token']):>14} {h['top_weight']:.3f}"
+                  f"           {show(h['top_key_no0_token']):>14} {h['top_weight_no0']:.3f}      "
+                  + "  ".join(f"{w:9.3f}" for w in h["candidates"]) + f"  {h['winner']}")
+    p("\nHead types (statistics over the sentence; induction over the probe):")
+    for t in r["type_rules"]:
+        p(f"  {t:<15} {r['type_rules'][t]}")
+    p("  (head index, with the statistic that decided its type)")
+    for layer in r["types_by_layer"]:
+        rows = [h for h in r["heads"] if h["layer"] == layer["layer"]]
+        groups = []
+        for t in analysis.HEAD_TYPES:
+            members = [h for h in rows if h["type"] == t]
+            if members:
+                stat = TYPE_STAT[t]
+                groups.append(f"{t} " + " ".join(
+                    f"{h['index']}" if t in ("diffuse", "mixed") else
+                    f"{h['index']} ({SHORT[stat]} {h[stat]:.2f})" for h in members))
+        p(f"  layer {layer['layer']:>2}: " + " | ".join(groups))
+    sinks = [h for h in r["heads"] if h["type"] == "sink"]
+    if sinks:
+        p("  sink heads: weight on position 0 vs its share of value-weighted attention "
+          "(‖α·v·W_O‖; small = little moved): " + ", ".join(
+              f"{h['head']} {h['sink']:.2f}/{h['vw_sink_share']:.2f}" for h in sinks))
+    if table:
+        p("\n  head  type            entropy  Hn    sink  prev  self  top column (share)      "
+          "vw_sink  induction")
+        for h in r["heads"]:
+            p(f"  {h['head']:<5} {h['type']:<15} {h['entropy']:6.2f}  {h['entropy_norm']:.2f}  "
+              f"{h['sink']:.2f}  {h['previous']:.2f}  {h['self']:.2f}  "
+              f"{h['top_column']:>3} {show(h['top_column_token'])[:12]:<12} ({h['top_column_share']:.2f})"
+              f"  {h['vw_sink_share']:.2f}     {h['induction']:.2f}")
+    roles = r["published_roles"]
+    p("\nPublished head roles of GPT-2 small:")
+    if not roles["applicable"]:
+        p(f"  {roles['note']}")
+    for role in roles["roles"]:
+        p(f"  {role['role']} — {role['source']}")
+        for e in role["heads"]:
+            p(f"    {e['head']:<6} [{e['verdict']}] {e['measure']}: {e['value']:.3f}"
+              + (f" (vs {e['subject']:.3f})" if "subject" in e else "") + f"; type {e['type']}")
+    return 0
+
+
+def print_lens(lens, out=None):
+    out = out or sys.stdout
+    t = lens["target"]
+    print(f"logit lens at position {lens['position']} {show(lens['token'])}; following "
+          f"{show(t['token'])} (id {t['id']})", file=out)
+    for s in lens["streams"]:
+        top = "  ".join(f"{show(x['token'])} {x['p']:.3f}" for x in s["top"])
+        print(f"  {s['label']:<15} {show(t['token'])} p={s['target_p']:.4f} rank {s['target_rank']:<6} "
+              f"top: {top}", file=out)
+
+
+def print_ablation(a, out=None):
+    out = out or sys.stdout
+    print(f"{a['mode']}-ablation of heads {', '.join(a['heads'])}; next token after "
+          f"{show(a['after_token'])} (position {a['position']}):", file=out)
+    print("  token                 p before  p after   change   rank before → after", file=out)
+    rows = a["changes"] + ([a["token"]] if a["token"] and a["token"]["id"] not in
+                           [c["id"] for c in a["changes"]] else [])
+    for c in rows:
+        mark = " (chosen)" if a["token"] and c["id"] == a["token"]["id"] else ""
+        print(f"  {show(c['token']):<20} {c['p_before']:9.4f} {c['p_after']:9.4f} {c['delta']:+9.4f}"
+              f"   {c['rank_before']:>5} → {c['rank_after']}{mark}", file=out)
+    print(f"  top-1 {'changed' if a['top1_changed'] else 'unchanged'}: {show(a['before'][0]['token'])}"
+          f" → {show(a['after'][0]['token'])}", file=out)
+
+
+def print_pair(pair, k=10, out=None):
+    out = out or sys.stdout
+    al = pair["alignment"]
+    for side in ("a", "b"):
+        s = pair[side]
+        print(f"{side}: {' '.join(show(t) for t in s['tokens'])}   next: "
+              + ", ".join(f"{show(x['token'])} {x['p']:.3f}" for x in s["next"]), file=out)
+    print(f"{al['note']}; queries from position {al['first_difference']} on are scored", file=out)
+    print(f"heads by attention change (mean total variation distance; top {k}):", file=out)
+    for h in pair["heads"][:k]:
+        print(f"  {h['head']:<6} mean {h['mean_change']:.3f}  max {h['max_change']:.3f} at query "
+              f"{h['max_query_a']} {show(h['max_query_token'])}", file=out)
+
+
+# -- command line --------------------------------------------------------------------------------
+def build_parser():
+    p = argparse.ArgumentParser(
+        prog="gpt2np findings",
+        description="Check the original demo's predictions about attention on a model, with the "
+                    "measured numbers; or run one tool: --lens, --ablate, --pair.")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"name or directory (default {DEFAULT_MODEL})")
+    p.add_argument("--sentence", default=SENTENCE, help="text for the per-head statistics")
+    p.add_argument("--coref-sentence", default=COREF_SENTENCE, help="text for prediction 4")
+    p.add_argument("--pronoun", default=PRONOUN, help=f"query word of prediction 4 (default {PRONOUN})")
+    p.add_argument("--candidates", nargs=2, default=CANDIDATES, metavar=("REFERENT", "OTHER"),
+                   help="the two words prediction 4 compares (default: trophy suitcase)")
+    p.add_argument("--bos", action="store_true", help="prepend <|endoftext|> to every text")
+    p.add_argument("--probe-length", type=int, default=PROBE_LENGTH,
+                   help=f"random tokens per copy in the induction probe (default {PROBE_LENGTH})")
+    p.add_argument("--seed", type=int, default=PROBE_SEED, help="seed of the induction probe")
+    p.add_argument("--table", action="store_true", help="also print every head's statistics")
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    tool = p.add_mutually_exclusive_group()
+    tool.add_argument("--lens", metavar="TEXT", help="logit lens: top tokens after every layer")
+    tool.add_argument("--ablate", nargs="+", metavar="L.H", help="ablate these heads (e.g. 4.11 5.1)")
+    tool.add_argument("--pair", nargs=2, metavar=("TEXT_A", "TEXT_B"),
+                      help="minimal pair: heads ranked by how much their attention changes")
+    p.add_argument("--text", default=COREF_SENTENCE, help="input of --ablate (default: prediction 4's)")
+    p.add_argument("--mean", action="store_true", help="--ablate: mean-ablation instead of zero")
+    p.add_argument("--token", help="--ablate / --lens: a token whose probability to follow")
+    p.add_argument("--top-k", type=int, default=5, help="tokens listed by --lens / --ablate")
+    return p
+
+
+def run(args):
+    model = load(args.model)
+    if args.top_k < 1:
+        raise GPT2npError(f"--top-k must be at least 1, got {args.top_k}.")
+    if args.lens is not None:
+        result = interventions.logit_lens(model, model.run(args.lens, bos=args.bos), k=args.top_k,
+                                          target=args.token)
+        printer = print_lens
+    elif args.ablate:
+        result = interventions.ablate(model, args.text, args.ablate, "mean" if args.mean else "zero",
+                                      token=args.token, k=args.top_k, bos=args.bos)
+        printer = print_ablation
+    elif args.pair:
+        result = interventions.minimal_pair(model, *args.pair, bos=args.bos, k=args.top_k)
+        printer = print_pair
+    else:
+        result = report(model, args.sentence, args.coref_sentence, args.pronoun,
+                        tuple(args.candidates), args.bos, args.probe_length, args.seed)
+        printer = lambda r: print_report(r, table=args.table)  # noqa: E731
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False))
+    else:
+        printer(result)
+    return 0
+
+
+def main(argv=None):
+    """`python -m gpt2np findings ...`; user errors print one line and return 2."""
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
+    try:
+        return run(args)
+    except GPT2npError as e:
+        print(f"gpt2np: error: {e}", file=sys.stderr)
+        return 2
