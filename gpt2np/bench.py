@@ -1,0 +1,159 @@
+"""Benchmark: gpt2np's full-trace forward pass against transformers' eager forward, side by side.
+
+    python -m gpt2np.bench                  # T = 16, 64, 256, 1024; about 3 minutes on 2 cores
+    python -m gpt2np.bench --tokens 16 64 --repeats 3
+
+Needs no download: it saves a randomly initialised GPT-2 small (transformers' GPT2LMHeadModel,
+124M parameters) to a temporary directory, then loads that one file into both implementations.
+Both produce the full trace: gpt2np always does; transformers is asked for
+`output_attentions=True, output_hidden_states=True` with `attn_implementation="eager"`.
+Runs are interleaved (ours, theirs, ours, ...) in one process so that both see the same machine
+state, and medians are reported. Also measured: load time of the same file, read bandwidth and the
+memory-bandwidth floor at T=16, and peak memory at T=1024 in a fresh process.
+
+Timing is for reading, never for pass/fail tests. transformers and torch are needed here only.
+"""
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def median_time(fn, repeats):
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def save_random_gpt2(directory):
+    """A randomly initialised GPT-2 small, saved by transformers (its own file layout)."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+    torch.manual_seed(0)
+    GPT2LMHeadModel(GPT2Config()).save_pretrained(directory)
+
+
+def read_bandwidth(n_bytes=1 << 30, repeats=5):
+    """Bytes per second a NumPy reduction reads from memory (best of several passes)."""
+    a = np.ones(n_bytes // 4, dtype=np.float32)
+    best = min(median_time(lambda: a.sum(), 1) for _ in range(repeats))
+    return n_bytes / best
+
+
+def peak_memory_child(directory, T):
+    """Run in a fresh process: peak RSS growth from load + one forward at T tokens."""
+    code = f"""
+import resource, json, numpy as np, gpt2np
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+model = gpt2np.load({str(directory)!r})
+trace = model.run(np.arange({T}) % model.config.vocab_size)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+weights = sum(p.nbytes for p in model.params.values())
+print(json.dumps({{"peak_growth": (peak - before) * 1024, "weights": weights, "trace": trace.nbytes()}}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def machine_line():
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import torch
+    return (f"{cpu}, {os.cpu_count()} cores; Python {platform.python_version()}, NumPy "
+            f"{np.__version__}, torch {torch.__version__} ({torch.get_num_threads()} threads)")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m gpt2np.bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--tokens", type=int, nargs="+", default=[16, 64, 256, 1024])
+    p.add_argument("--repeats", type=int, default=5, help="timed runs per implementation and length")
+    p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    args = p.parse_args(argv)
+
+    try:
+        import torch
+        from transformers import GPT2LMHeadModel
+    except ImportError:
+        print("The benchmark needs the test extra: pip install -e \".[test]\"", file=sys.stderr)
+        return 2
+    import gpt2np
+
+    results = {"machine": machine_line(), "forward": []}
+    print(results["machine"], flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        print("saving a random GPT-2 small (124M) ...", flush=True)
+        save_random_gpt2(tmp)
+        file_mb = (Path(tmp) / "model.safetensors").stat().st_size / 1e6
+
+        load_ours = median_time(lambda: gpt2np.load(tmp), 3)
+        load_theirs = median_time(lambda: GPT2LMHeadModel.from_pretrained(
+            tmp, attn_implementation="eager", dtype=torch.float32), 3)
+        results["load"] = {"file_mb": file_mb, "gpt2np_s": load_ours, "transformers_s": load_theirs}
+        print(f"\nload {file_mb:.0f} MB: gpt2np {load_ours * 1e3:.0f} ms, "
+              f"transformers from_pretrained {load_theirs * 1e3:.0f} ms", flush=True)
+
+        ours = gpt2np.load(tmp)
+        theirs = GPT2LMHeadModel.from_pretrained(tmp, attn_implementation="eager",
+                                                 dtype=torch.float32).eval()
+        print(f"\nfull-trace forward, median of {args.repeats} interleaved runs:")
+        print(f"{'T':>6} {'gpt2np':>10} {'transformers':>13} {'ratio':>7}")
+        for T in args.tokens:
+            ids = np.random.default_rng(T).integers(0, 50257, T)
+            tids = torch.tensor([ids.tolist()])
+
+            def run_theirs():
+                with torch.no_grad():
+                    theirs(tids, output_attentions=True, output_hidden_states=True)
+            run_ours = lambda: ours.run(ids)  # noqa: E731
+            run_ours(), run_theirs()                       # warm-up: page in weights, allocators
+            a, b = [], []
+            for _ in range(args.repeats):
+                a.append(median_time(run_ours, 1))
+                b.append(median_time(run_theirs, 1))
+            row = {"T": T, "gpt2np_s": float(np.median(a)), "transformers_s": float(np.median(b))}
+            row["ratio"] = row["gpt2np_s"] / row["transformers_s"]
+            results["forward"].append(row)
+            print(f"{T:>6} {row['gpt2np_s'] * 1e3:>8.1f}ms {row['transformers_s'] * 1e3:>11.1f}ms "
+                  f"{row['ratio']:>6.2f}×", flush=True)
+
+        bw = read_bandwidth()
+        weight_bytes = sum(p.nbytes for p in ours.params.values())
+        floor = weight_bytes / bw
+        results["bandwidth"] = {"read_GBps": bw / 1e9, "weights_MB": weight_bytes / 1e6, "floor_s": floor}
+        t16 = next((r["gpt2np_s"] for r in results["forward"] if r["T"] == 16), None)
+        print(f"\nread bandwidth {bw / 1e9:.1f} GB/s; reading the {weight_bytes / 1e6:.0f} MB of "
+              f"weights once takes {floor * 1e3:.0f} ms (the floor)"
+              + (f"; T=16 forward is {t16 / floor:.1f}× the floor" if t16 else ""))
+
+        if 1024 in args.tokens:
+            mem = peak_memory_child(tmp, 1024)
+            budget = mem["weights"] + mem["trace"]
+            results["memory"] = mem
+            print(f"peak memory at T=1024 (fresh process, load + forward): "
+                  f"{mem['peak_growth'] / 1e6:.0f} MB = {mem['peak_growth'] / budget:.2f} × "
+                  f"(weights {mem['weights'] / 1e6:.0f} MB + trace {mem['trace'] / 1e6:.0f} MB)")
+
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
