@@ -10,7 +10,9 @@ TOK]`, `--pair TEXT_A TEXT_B`.
 For other programs (the viewer), every piece returns a JSON-ready dict or list:
     head_table(model, text_or_trace)      every head's statistics and type (see gpt2np.analysis)
     induction_scores(model)               the induction probe: scores [n_layer, n_head] and its trace
+    value_weighted(model, trace, layer)   ‖α_ij · v_j W_O^h‖ per head, [H, T, T]
     report(model, ...)                    the whole report, as printed by `--json`
+Pass `induction=induction_scores(model)[0]` to `head_table` to run the probe once per model.
 The predictions are small pure functions over arrays (`check_*`), tested on constructed input.
 """
 
@@ -104,6 +106,17 @@ def head_table(model, text_or_trace, bos=False, induction=None, thresholds=THRES
             row["type"] = analysis.classify_head(row, thresholds)
             rows.append(row)
     return rows
+
+
+def value_weighted(model, trace, layer):
+    """‖α_ij · v_j W_O^h‖ for every head of one layer (analysis.value_weighted_pattern). -> [H, T, T]
+
+    Rows do not sum to 1: a row's total is how much that head moves into the query; divide by
+    it to draw the value-weighted pattern on the same scale as the attention pattern.
+    """
+    w_o = analysis.head_output_weights(model.params[f"h.{layer}.attn.c_proj.weight"],
+                                       model.config.n_head)                 # [H, dh, d]
+    return analysis.value_weighted_pattern(trace.pattern(layer), trace[f"blocks.{layer}.attn.hook_v"], w_o)
 
 
 def word_tokens(model, trace, word, occurrence=0):

@@ -231,3 +231,15 @@ def test_report_on_the_demo_model():
     types = {h["type"] for h in r["heads"]}
     assert "sink" in types and "previous-token" in types
     assert r["published_roles"]["note"] == "not GPT-2 small: skipped"
+
+
+def test_value_weighted_helper(texty):
+    trace = texty.run("The cat sat on the mat.")
+    vw = F.value_weighted(texty, trace, 1)
+    v = trace["blocks.1.attn.hook_v"].astype(np.float64)                        # [T, H, dh]
+    w = texty.params["h.1.attn.c_proj.weight"].astype(np.float64)               # [d, d]
+    dh = texty.config.d_head
+    h, i, j = 2, 5, 3
+    moved = trace.pattern(1)[h, i, j] * v[j, h] @ w[h * dh:(h + 1) * dh]        # α_ij v_j W_O^h
+    assert vw.shape == (4, 7, 7) and vw[h, i, j] == pytest.approx(np.linalg.norm(moved), rel=1e-5)
+    assert (vw[:, 0, 1:] == 0).all()                                            # causal
