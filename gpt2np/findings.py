@@ -263,6 +263,7 @@ def report(model, sentence=SENTENCE, coref_sentence=COREF_SENTENCE, pronoun=PRON
     v1, worst = check_upper_triangle(all_patterns)
     v2, first, ent0 = check_first_token(all_patterns)
     v3, counts3 = check_sink_heads(grid("sink"))
+    all3 = [int((row >= SINK_SHARE).sum()) for row in grid("sink")]          # every layer
     ref = referent_table(model, coref, pronoun, candidates)
     v4, mean4, wins4 = check_referent([h["candidates"] for h in ref["heads"]])
     v5, counts5 = check_specialization(types)
@@ -278,16 +279,15 @@ def report(model, sentence=SENTENCE, coref_sentence=COREF_SENTENCE, pronoun=PRON
         {"id": 3, "prediction": f"in layers 4–8, 1–2 heads per layer put ≥ {SINK_SHARE:.0%} of "
                                 "their weight on position 0",
          "verdict": v3, "measured": {"heads_per_layer": {str(k): c for k, c in counts3.items()},
-                                     "all_layers": [int((grid("sink")[L] >= SINK_SHARE).sum())
-                                                    for L in range(cfg.n_layer)]},
+                                     "all_layers": all3},
          "summary": ("heads with ≥ 30% on position 0: " + ", ".join(
              f"layer {k}: {c}" for k, c in counts3.items())) if counts3 else
-            (f"the model has layers 0–{last} only; for reference, per layer: " + ", ".join(
-                f"{L}: {int((grid('sink')[L] >= SINK_SHARE).sum())}" for L in range(cfg.n_layer)))},
+            (f"the model has layers 0–{last} only; for reference, per layer: "
+             + ", ".join(f"{L}: {c}" for L, c in enumerate(all3)))},
         {"id": 4, "prediction": f"at the last layer, {pronoun!r} attends more to {candidates[0]!r} "
                                 f"than to {candidates[1]!r}",
          "verdict": v4, "measured": {"mean_weight": dict(zip(candidates, map(float, mean4))),
-                                     f"heads_where_{candidates[0]}_wins": wins4,
+                                     "referent_wins": wins4,
                                      "layer": ref["layer"], "heads": ref["heads"]},
          "summary": (f"layer {last}, mean over heads: {candidates[0]!r} {mean4[0]:.3f} vs "
                      f"{candidates[1]!r} {mean4[1]:.3f}; {candidates[0]!r} wins in {wins4} of "
