@@ -24,7 +24,7 @@ def build_parser():
         prog="gpt2np",
         description="Run GPT-2 (NumPy) on a sentence and show its tokens, next-token predictions "
                     "and attention. Subcommands: `gpt2np download [NAME]`, `gpt2np findings`.")
-    p.add_argument("text", help="the sentence to run")
+    p.add_argument("text", help="the sentence to run ('-' reads it from standard input)")
     p.add_argument("--model", default=DEFAULT_MODEL,
                    help=f"a name ({', '.join(['demo', *KNOWN_MODELS])}), a Hub repo id, or a "
                         f"model directory (default: {DEFAULT_MODEL}; 'demo' needs no download)")
@@ -95,10 +95,20 @@ def text_heatmap(pattern, tokens, width=12):
     return "\n".join(lines)
 
 
+def read_stdin():
+    data = sys.stdin.buffer.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise GPT2npError(f"Standard input is not valid UTF-8: byte 0x{data[e.start]:02x} at offset "
+                          f"{e.start}. Save the text as UTF-8.") from None
+
+
 def run_command(argv):
     args = build_parser().parse_args(argv)
+    text = read_stdin() if args.text == "-" else args.text
     model = load(args.model)
-    trace = model.run(args.text, bos=args.bos)
+    trace = model.run(text, bos=args.bos)
     T = trace.n_tokens
     check_options(args, model, T)
     if args.save:
@@ -108,7 +118,7 @@ def run_command(argv):
         "model": {"name": model.info.name, "origin": model.info.origin, "n_params": model.info.n_params},
         "tokens": trace.tokens, "ids": trace.ids.tolist(),
         "next_token": [{"token": s, "id": i, "p": p} for s, i, p in next_token_top_k(model, trace, args.top_k)],
-        "layers": layer_summary(trace),
+        "layers": layer_summary(trace) if T > 1 else [],
     }
     if args.layer is not None:
         pattern = trace.pattern(args.layer, args.head)
@@ -128,8 +138,10 @@ def run_command(argv):
     print(f"\nnext token after {show(trace.tokens[-1])} (position {T - 1}):")
     for rank, (s, i, p) in enumerate(next_token_top_k(model, trace, args.top_k), 1):
         print(f"  {rank}. {show(s):<20} id {i:<6} p = {p:.4f}")
-    print("\nheads per layer (mean over query positions 1…T-1):")
-    print("  layer   most on position 0     most on previous token")
+    print("\nheads per layer (mean over query positions 1…T-1):" if T > 1 else
+          "\n(the per-layer head summary needs at least two tokens)")
+    if T > 1:
+        print("  layer   most on position 0     most on previous token")
     for r in result["layers"]:
         print(f"  {r['layer']:5d}   head {r['sink_head']:<3d} {r['sink_mass']:6.3f}       "
               f"head {r['prev_head']:<3d} {r['prev_mass']:6.3f}")
