@@ -259,10 +259,12 @@ function showTooltip(event) {
   }
   tip.replaceChildren(head1, value);
   tip.hidden = false;
-  const wrap = $("heatmap-wrap");
-  const x = event.offsetX + $("heatmap").offsetLeft - wrap.scrollLeft, y = event.offsetY + $("heatmap").offsetTop - wrap.scrollTop;
-  tip.style.left = `${Math.min(x + 16, wrap.clientWidth - tip.offsetWidth - 4) + wrap.scrollLeft}px`;
-  tip.style.top = `${y + 18 + wrap.scrollTop}px`;
+  // Fixed to the viewport, so the heatmap's scroll box never clips it; flipped near the edges.
+  const pad = 14, w = tip.offsetWidth, h = tip.offsetHeight;
+  const left = event.clientX + pad + w > window.innerWidth ? event.clientX - pad - w : event.clientX + pad;
+  const top = event.clientY + pad + h > window.innerHeight ? event.clientY - pad - h : event.clientY + pad;
+  tip.style.left = `${Math.max(4, left)}px`;
+  tip.style.top = `${Math.max(4, top)}px`;
 }
 
 // -- overview -----------------------------------------------------------------------------------------

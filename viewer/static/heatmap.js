@@ -224,13 +224,13 @@ export class Heatmap {
       const url = this.cellImage().toDataURL("image/png");
       out.push(`<image x="${g.left}" y="${g.top}" width="${g.plot}" height="${g.plot}" preserveAspectRatio="none" style="image-rendering:pixelated" href="${url}"/>`);
     }
-    const font = `font-family="ui-monospace, Menlo, Consolas, monospace" font-size="11"`;
+    const font = `font-family="ui-monospace, Menlo, Consolas, monospace"`;
     for (let i = 0; i < T; i += g.every) {
       const mid = g.top + (i + 0.5) * g.cell, midk = g.left + (i + 0.5) * g.cell;
       const text = xmlEscape(tokenLabel(tokens[i], 14));
-      out.push(`<text x="${g.left - 10 - g.posW}" y="${mid}" text-anchor="end" dominant-baseline="middle" ${font} fill="#2b2f36" xml:space="preserve">${text}</text>`);
+      out.push(`<text x="${g.left - 10 - g.posW}" y="${mid}" text-anchor="end" dominant-baseline="middle" ${font} font-size="11" fill="#2b2f36" xml:space="preserve">${text}</text>`);
       out.push(`<text x="${g.left - 6}" y="${mid}" text-anchor="end" dominant-baseline="middle" ${font} font-size="9" fill="#8a8f98">${i}</text>`);
-      out.push(`<text transform="translate(${midk} ${g.top}) rotate(-90)" x="${10 + g.posW}" text-anchor="start" dominant-baseline="middle" ${font} fill="#2b2f36" xml:space="preserve">${text}</text>`);
+      out.push(`<text transform="translate(${midk} ${g.top}) rotate(-90)" x="${10 + g.posW}" text-anchor="start" dominant-baseline="middle" ${font} font-size="11" fill="#2b2f36" xml:space="preserve">${text}</text>`);
       out.push(`<text transform="translate(${midk} ${g.top}) rotate(-90)" x="6" text-anchor="start" dominant-baseline="middle" ${font} font-size="9" fill="#8a8f98">${i}</text>`);
     }
     out.push(`</g></svg>`);

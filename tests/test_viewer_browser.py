@@ -1,0 +1,384 @@
+"""The viewer in a real Chromium, driven like a user: type, run, scrub, click, read, export.
+
+One server (`python -m viewer`, GPT-2 small's layout with random weights and the real tokenizer)
+and one browser serve the whole module; each test gets a fresh page and ends by asserting zero
+console errors, zero failed requests and zero requests to any host but the server.
+Screenshots go to test-artifacts/.
+"""
+
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from urllib.parse import quote, urlparse
+
+import numpy as np
+import pytest
+
+import gpt2np
+
+pytestmark = pytest.mark.browser
+
+REPO = Path(__file__).resolve().parents[1]
+ARTIFACTS = REPO / "test-artifacts"
+CHROMIUM = os.environ.get("GPT2NP_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run"]
+SENTENCE = "The trophy doesn't fit in the suitcase because it is too big."
+FRESH = ("A learner types a sentence of her own, the viewer runs it through every layer, and the "
+         "heatmap appears before she has time to blink.")
+HOSTILE = 'Say <script>alert(1)</script> and "><img src=x onerror=alert(1)> then\tstop.\nNext'
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(model_dir, name):
+    """`python -m viewer` on a free port; returns (process, base URL) once /api/model answers."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    port = free_port()
+    log = open(ARTIFACTS / f"server-{name}.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "viewer", "--model", str(model_dir), "--port", str(port)],
+                            cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the viewer exited early; see {log.name}")
+        try:
+            urllib.request.urlopen(base + "/api/model", timeout=2).read()
+            return proc, base
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError(f"the viewer did not answer within 120 s; see {log.name}")
+
+
+def stop_server(proc):
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def api_get(base, path):
+    with urllib.request.urlopen(base + path, timeout=60) as r:
+        return json.loads(r.read())
+
+
+@pytest.fixture(scope="module")
+def server(gpt2_layout_dir):
+    proc, base = start_server(gpt2_layout_dir, "gpt2-layout")
+    yield base
+    stop_server(proc)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+class Watch:
+    """Everything a page logs or requests, checked at the end of each test."""
+
+    def __init__(self, page, base):
+        self.base = urlparse(base)
+        self.console_errors, self.failed, self.foreign, self.dialogs = [], [], [], []
+        self.downloads = set()
+        page.on("console", lambda m: m.type == "error" and self.console_errors.append(m.text))
+        page.on("pageerror", lambda e: self.console_errors.append(f"pageerror: {e}"))
+        page.on("requestfailed", lambda r: self.failed.append((r.url, r.failure)))
+        page.on("request", self.on_request)
+        page.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
+
+    def on_request(self, request):
+        url = urlparse(request.url)
+        if url.scheme in ("blob", "data"):
+            return
+        if (url.scheme, url.hostname, url.port) != (self.base.scheme, self.base.hostname, self.base.port):
+            self.foreign.append(request.url)
+
+    def check(self):
+        failed = [(u, f) for u, f in self.failed if not (u in self.downloads and "ERR_ABORTED" in str(f))]
+        assert self.console_errors == [], self.console_errors
+        assert failed == [], failed
+        assert self.foreign == [], self.foreign
+        assert self.dialogs == [], self.dialogs
+
+
+@pytest.fixture()
+def page(browser, server):
+    context = browser.new_context(viewport={"width": 1500, "height": 1000}, accept_downloads=True)
+    pg = context.new_page()
+    pg.set_default_timeout(60_000)
+    pg.watch = Watch(pg, server)
+    yield pg
+    try:
+        pg.watch.check()
+    finally:
+        context.close()
+
+
+def open_viewer(page, base, query=""):
+    page.goto(base + "/" + query)
+    page.wait_for_selector("body[data-ready='1']")
+
+
+def run_sentence(page, text):
+    page.get_by_test_id("sentence").fill(text)
+    page.get_by_test_id("run").click()
+    page.wait_for_function("""(t) => document.querySelector('#tokens .chip') &&
+        window.__viewer.state.run && window.__viewer.state.inputView.text === t &&
+        document.getElementById('heatmap').dataset.handle === window.__viewer.state.run.handle""", arg=text)
+    return page.get_by_test_id("heatmap").get_attribute("data-handle")
+
+
+def wait_head(page, layer, head):
+    page.wait_for_selector(f"canvas[data-testid=heatmap][data-layer='{layer}'][data-head='{head}']")
+
+
+def cell_pixel(page, i, j):
+    """[r, g, b, a] drawn at the centre of cell (query i, key j), and the colour its code should have."""
+    return page.evaluate("""async ([i, j]) => {
+        const { LUTS } = await import('/static/colors.js');
+        const h = window.__viewer.heatmap, c = h.canvas;
+        const { x, y } = h.cellCenter(i, j), dpr = c.width / parseFloat(c.style.width);
+        const d = c.getContext('2d').getImageData(Math.floor(x * dpr), Math.floor(y * dpr), 1, 1).data;
+        const v = LUTS[h.scale][h.code(i, j)];
+        return { drawn: [d[0], d[1], d[2], d[3]], expected: [v & 255, (v >> 8) & 255, (v >> 16) & 255, 255],
+                 code: h.code(i, j) };
+    }""", [i, j])
+
+
+def cell_point(page, i, j):
+    page.get_by_test_id("heatmap").scroll_into_view_if_needed()
+    return page.evaluate("""([i, j]) => {
+        const h = window.__viewer.heatmap, r = h.canvas.getBoundingClientRect(), c = h.cellCenter(i, j);
+        return [r.left + c.x, r.top + c.y];
+    }""", [i, j])
+
+
+def shot(page, name):
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+# -- the main path --------------------------------------------------------------------------------------
+def test_type_run_scrub_click_and_check_the_numbers(page, server, record_property):
+    open_viewer(page, server)                      # the first preset runs on load: the model is warm
+    info = page.get_by_test_id("model-info").inner_text()
+    assert "gpt2-layout-random" in info and "124.4M parameters" in info and "not verified as GPT-2" in info
+
+    # A sentence the server has not seen (not cached), the model warm: Run click -> heatmap drawn.
+    run_sentence(page, FRESH)
+    n = page.evaluate("window.__viewer.state.run.n_tokens")
+    assert n <= 64 and not page.evaluate("window.__viewer.state.run.cached")
+    ms = float(page.evaluate("document.body.dataset.firstHeatmapMs"))
+    record_property("first_heatmap_ms", ms)
+    (ARTIFACTS / "timing.json").write_text(json.dumps({"tokens": n, "first_heatmap_ms_warm": ms}))
+    print(f"\nRun click -> first heatmap drawn ({n} tokens, warm, GPT-2 small layout): {ms:.0f} ms")
+    assert ms < 5000
+
+    handle = run_sentence(page, SENTENCE)
+    tokens = [page.get_by_test_id(f"token-{i}").inner_text() for i in range(14)]
+    assert tokens[1] == "1\n␣trophy" or tokens[1].replace("\n", "") == "1␣trophy"
+    assert page.get_by_test_id("token-14").count() == 0
+
+    # Both sliders with the keyboard, then the page-wide arrow keys.
+    page.get_by_test_id("layer").focus()
+    for _ in range(3):
+        page.keyboard.press("ArrowRight")
+    page.get_by_test_id("head").focus()
+    for _ in range(5):
+        page.keyboard.press("ArrowRight")
+    wait_head(page, 3, 5)
+    page.get_by_test_id("token-3").focus()
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("ArrowLeft")
+    wait_head(page, 4, 4)
+    page.keyboard.press("ArrowUp")
+    page.keyboard.press("ArrowRight")
+    wait_head(page, 3, 5)
+    assert "layer=3" in page.url and "head=5" in page.url
+    assert page.get_by_test_id("layer-value").inner_text() == "3"
+
+    # Masked cells exactly black; every drawn cell has the colour of its wire code.
+    for i, j in [(0, 13), (5, 6), (12, 13)]:
+        px = cell_pixel(page, i, j)
+        assert px["code"] == 255 and px["drawn"] == [0, 0, 0, 255]
+    for i, j in [(0, 0), (9, 1), (13, 13), (13, 0)]:
+        px = cell_pixel(page, i, j)
+        assert px["drawn"] == px["expected"]
+
+    # Click a query token: its top-5 keys equal the API's numbers, exactly.
+    page.get_by_test_id("token-9").click()
+    page.wait_for_selector("#topk[data-query='9'][data-layer='3'][data-head='5'][data-ignore-sink='0']")
+    api = api_get(server, f"/api/runs/{handle}/query?layer=3&head=5&query=9")
+    items = page.get_by_test_id("topk").locator("li[data-key]")
+    shown = [(int(items.nth(r).get_attribute("data-key")), items.nth(r).get_attribute("data-p")) for r in range(5)]
+    assert shown == [(k["position"], k["p"]) for k in api["keys"]]
+    assert page.get_by_test_id("topk-p-0").inner_text() == api["keys"][0]["p"]
+    assert "it" in page.get_by_test_id("query-label").inner_text()
+    assert page.get_by_test_id("next-token").locator("li").count() == 5
+
+    page.get_by_test_id("ignore-sink").check()
+    page.wait_for_selector("#topk[data-query='9'][data-ignore-sink='1']")
+    api_sink = api_get(server, f"/api/runs/{handle}/query?layer=3&head=5&query=9&ignore_sink=1")
+    keys = [int(items.nth(r).get_attribute("data-key")) for r in range(5)]
+    assert keys == [k["position"] for k in api_sink["keys"]] and 0 not in keys
+    assert "sink=1" in page.url
+
+    # The Q·K panel shows the trace's numbers; a row opens the ledger, whose p is the cell's value.
+    panel = page.get_by_test_id("qk-panel")
+    assert panel.get_by_test_id("q-strip").locator("i").count() == 64
+    first = api_sink["keys"][0]
+    row = panel.get_by_test_id("qk-row-0")
+    assert row.locator("td").nth(1).inner_text() == first["qk"]
+    assert row.locator("td").nth(3).inner_text() == first["score"]
+    row.click()
+    ledger = page.get_by_test_id("ledger")
+    ledger.wait_for(state="visible")
+    page.wait_for_selector(f"#ledger[data-key='{first['position']}'][data-query='9']")
+    p = page.get_by_test_id("ledger-p").inner_text()
+    api_row = api_get(server, f"/api/runs/{handle}/row?layer=3&head=5&query=9")
+    assert p == first["p"] == api_row["p"][first["position"]]
+    assert "the same float32" in page.get_by_test_id("ledger-check").inner_text()
+    assert [page.get_by_test_id(f"ledger-value-{r}").inner_text() for r in range(6)][-1] == p
+
+    # Hovering the same cell shows the same exact value.
+    x, y = cell_point(page, 9, first["position"])
+    page.mouse.move(x, y)
+    page.wait_for_selector("[data-testid=tooltip-p]")
+    assert page.get_by_test_id("tooltip-p").inner_text() == p
+    shot(page, "viewer-main-gpt2-layout")
+
+    # Clicking a heatmap cell selects its row and opens that cell's ledger.
+    x, y = cell_point(page, 12, 4)
+    page.mouse.click(x, y)
+    page.wait_for_selector("#ledger[data-query='12'][data-key='4']")
+    led = api_get(server, f"/api/runs/{handle}/ledger?layer=3&head=5&query=12&key=4")
+    page.wait_for_function("(p) => document.querySelector('[data-testid=ledger-p]').textContent === p", arg=led["p"])
+    assert "q=12" in page.url and "k=4" in page.url
+    assert "selected" in page.get_by_test_id("token-12").get_attribute("class")
+
+
+def test_permalink_restores_the_view(page, server):
+    query = f"?text={quote(SENTENCE)}&layer=7&head=2&q=11&k=3&sink=1&scale=sqrt"
+    open_viewer(page, server, query)
+    wait_head(page, 7, 2)
+    page.wait_for_selector("#ledger[data-query='11'][data-key='3']:not([hidden])")
+    assert page.get_by_test_id("sentence").input_value() == SENTENCE
+    assert page.get_by_test_id("layer").input_value() == "7" and page.get_by_test_id("head").input_value() == "2"
+    assert page.get_by_test_id("ignore-sink").is_checked()
+    assert "selected" in page.get_by_test_id("token-11").get_attribute("class")
+    assert page.get_by_test_id("scale-sqrt").get_attribute("aria-pressed") == "true"
+    # Scrub, reload: the URL brings the same view back.
+    page.keyboard.press("Escape")
+    page.get_by_test_id("head").focus()
+    page.keyboard.press("ArrowRight")
+    wait_head(page, 7, 3)
+    page.wait_for_selector("#topk[data-query='11'][data-head='3']")
+    page.wait_for_load_state("networkidle")          # a reload would abort requests in flight
+    page.reload()
+    page.wait_for_selector("body[data-ready='1']")
+    wait_head(page, 7, 3)
+    assert page.get_by_test_id("ledger").is_hidden()
+    page.wait_for_selector("#topk[data-query='11'][data-head='3']")
+
+
+def test_exports_png_svg_and_npz(page, server, tmp_path):
+    open_viewer(page, server, f"?text={quote(SENTENCE)}&layer=2&head=9")
+    wait_head(page, 2, 9)
+    with page.expect_download() as d:
+        page.get_by_test_id("export-png").click()
+    png = Path(d.value.path()).read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and d.value.suggested_filename.endswith("L2H9.png")
+    (ARTIFACTS / "export-L2H9.png").write_bytes(png)
+
+    with page.expect_download() as d:
+        page.get_by_test_id("export-svg").click()
+    svg = Path(d.value.path()).read_text()
+    (ARTIFACTS / "export-L2H9.svg").write_text(svg)
+    root = ET.fromstring(svg)                                  # well-formed XML
+    ns = "{http://www.w3.org/2000/svg}"
+    assert len(root.findall(f".//{ns}rect")) == 2 + 14 * 15 // 2    # background, mask, cells
+    texts = [t.text for t in root.iter(f"{ns}text")]
+    assert "␣suitcase" in texts and any("hook_pattern[9]" in (t or "") for t in texts)
+
+    link = page.get_by_test_id("export-npz")
+    page.watch.downloads.add(server + link.get_attribute("href"))
+    with page.expect_download() as d:
+        link.click()
+    trace = gpt2np.Trace.load(io.BytesIO(Path(d.value.path()).read_bytes()))
+    assert trace.tokens[1] == " trophy" and trace["blocks.11.attn.hook_pattern"].shape == (12, 14, 14)
+
+
+def test_overview_has_every_head_and_opens_one(page, server):
+    open_viewer(page, server, f"?text={quote(SENTENCE)}")
+    overview = page.get_by_test_id("overview")
+    overview.locator(".ov-cell").first.wait_for()
+    assert overview.locator(".ov-cell").count() == 144
+    page.get_by_test_id("overview-7-3").click()
+    wait_head(page, 7, 3)
+    assert "current" in page.get_by_test_id("overview-7-3").get_attribute("class")
+    assert page.get_by_test_id("heatmap-title").inner_text() == "blocks.7.attn.hook_pattern[3]"
+    shot(page, "viewer-overview-gpt2-layout")
+
+
+def test_hostile_tokens_are_shown_as_text(page, server):
+    open_viewer(page, server)
+    run_sentence(page, HOSTILE)
+    tokens = page.evaluate("window.__viewer.state.run.tokens")
+    assert "<script" in "".join(tokens) and "onerror" in "".join(tokens)
+    chips = page.get_by_test_id("tokens")
+    shown = chips.locator(".chip .tok").all_text_contents()
+    visible = {" ": "␣", "\t": "⇥", "\n": "↵"}
+    assert shown == ["".join(visible.get(c, c) for c in t) for t in tokens]
+    assert any("<" in s for s in shown) and any('"' in s for s in shown)
+    assert chips.locator("img, script").count() == 0
+    assert page.locator("img").count() == 0 and page.locator("body script").count() == 0
+    n = page.evaluate("window.__viewer.state.run.n_tokens")
+    page.get_by_test_id(f"token-{n - 3}").click()
+    page.wait_for_selector(f"#topk[data-query='{n - 3}']")
+    page.get_by_test_id("qk-row-0").click()
+    page.get_by_test_id("ledger").wait_for(state="visible")
+    x, y = cell_point(page, n - 1, 2)
+    page.mouse.move(x, y)
+    page.wait_for_selector("[data-testid=tooltip-p]")
+    assert page.evaluate("document.querySelectorAll('img').length") == 0
+    shot(page, "viewer-hostile-tokens")
+    # An empty sentence is refused in the page, without a request.
+    page.get_by_test_id("sentence").fill("")
+    page.get_by_test_id("run").click()
+    assert "Type a sentence" in page.get_by_test_id("error").inner_text()
+
+
+def test_long_paragraph_stays_responsive(page, server):
+    open_viewer(page, server)
+    page.get_by_test_id("preset").select_option(label="Long paragraph")
+    page.wait_for_function("() => window.__viewer.state.run && window.__viewer.state.run.n_tokens > 150")
+    wait_head(page, 0, 0)
+    T = page.evaluate("window.__viewer.state.run.n_tokens")
+    page.get_by_test_id("heatmap").focus()
+    start = time.perf_counter()
+    for h in range(1, 6):
+        page.keyboard.press("ArrowRight")
+        wait_head(page, 0, h)
+    per_head = (time.perf_counter() - start) / 5
+    print(f"\nlong paragraph: {T} tokens, {per_head * 1000:.0f} ms per head while scrubbing")
+    assert per_head < 1.0
+    shot(page, "viewer-long-paragraph")
