@@ -322,7 +322,7 @@ function bind() {
   $("scale-linear").addEventListener("click", () => setScale("linear"));
   $("scale-sqrt").addEventListener("click", () => setScale("sqrt"));
   $("ledger-close").addEventListener("click", () => closeLedger());
-  $("export-png").addEventListener("click", async () => S.run && download(await heatmap.toPng(exportTitle()), exportName("png")));
+  $("export-png").addEventListener("click", async () => S.run && download(await heatmap.toPng(exportTitle(), $("legend")), exportName("png")));
   $("export-svg").addEventListener("click", () => S.run &&
     download(new Blob([heatmap.toSvg(exportTitle())], { type: "image/svg+xml" }), exportName("svg")));
   const canvas = $("heatmap");

@@ -178,9 +178,10 @@ export class Heatmap {
     return { x: g.left + (j + 0.5) * g.cell, y: g.top + (i + 0.5) * g.cell };
   }
 
-  async toPng(title) {
-    const g = this.geometry, band = 34, scale = 2;
-    const w = g.left + g.plot + 12, h = g.top + g.plot + 12 + band;
+  // A PNG of the heatmap with a title above and the colour legend (a canvas) below.
+  async toPng(title, legend) {
+    const g = this.geometry, band = 34, foot = legend ? 44 : 0, scale = 2;
+    const w = Math.max(g.left + g.plot + 12, 480), h = g.top + g.plot + 12 + band + foot;
     const c = document.createElement("canvas");
     c.width = w * scale;
     c.height = h * scale;
@@ -192,8 +193,16 @@ export class Heatmap {
     ctx.font = "600 13px system-ui, sans-serif";
     ctx.textBaseline = "middle";
     ctx.fillText(title, 10, band / 2);
+    if (legend) {
+      ctx.drawImage(legend, 10, h - foot + 4, 320, 34);
+      ctx.fillStyle = "#000000";
+      ctx.fillRect(346, h - foot + 6, 12, 12);
+      ctx.fillStyle = "#4b5563";
+      ctx.font = "11px system-ui, sans-serif";
+      ctx.fillText("masked (−∞ before softmax)", 364, h - foot + 12);
+    }
     ctx.translate(0, band);
-    this.paint(ctx, w, h - band, { selection: false });
+    this.paint(ctx, w, h - band - foot, { selection: false });
     return new Promise((resolve) => c.toBlob(resolve, "image/png"));
   }
 
