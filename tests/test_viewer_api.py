@@ -89,17 +89,6 @@ def test_page_shows_the_model_and_loads_only_local_files(client, model):
         assert client.get(f"/static/{name}").status_code == 200
 
 
-def test_demo_model_page_says_not_gpt2(tmp_path, monkeypatch, small_model_dir):
-    """The badge follows the origin line; the demo model's origin says 'not GPT-2'."""
-    from gpt2np.api import ModelInfo
-    app = create_app({"MODEL": str(small_model_dir)})
-    m = app.extensions["gpt2np.model"]
-    m.info = ModelInfo("demo", "bundled demo model, trained in this repository — not GPT-2", m.info.n_params)
-    html = app.test_client().get("/").get_data(as_text=True)
-    assert "demo model — not GPT-2" in html
-    assert app.test_client().get("/api/model").get_json()["kind"] == "demo"
-
-
 def test_model_endpoint(client, model):
     info = client.get("/api/model").get_json()
     assert info["name"] == model.info.name and info["origin"] == model.info.origin
@@ -376,3 +365,51 @@ def test_flask_cli_finds_the_app(small_model_dir):
                        capture_output=True, text=True, timeout=120, cwd=Path(__file__).parents[1])
     assert r.returncode == 0, r.stderr
     assert "/api/run" in r.stdout and "/api/runs/<handle>/ledger" in r.stdout
+
+
+# -- the bundled demo model (gpt2np/demo) -------------------------------------------------------------
+DEMO_SENTENCE = ("Mr. Darcy and Miss Bingley were walking in the garden when Elizabeth came in, "
+                 "and her sister followed.")
+AUSTEN_NAMES = {" Bingley", " Darcy", " Bennet", " Lucas", " Elliot", " Woodhouse", " Crawford",
+                " Bertram", " Dashwood", " Price", " Fairfax", " Churchill", " Musgrove", " Tilney"}
+
+
+@pytest.fixture(scope="module")
+def demo_app():
+    return create_app({"MODEL": "demo"})
+
+
+def test_demo_model_is_labelled_not_gpt2(demo_app):
+    c = demo_app.test_client()
+    html = c.get("/").get_data(as_text=True)
+    assert "demo model — not GPT-2" in html and "2.6M parameters" in html
+    info = c.get("/api/model").get_json()
+    assert info["name"] == "demo" and info["kind"] == "demo" and "not GPT-2" in info["origin"]
+    assert (info["n_layer"], info["n_head"], info["n_positions"]) == (4, 6, 256)
+
+
+def test_demo_next_token_knows_austen(demo_app):
+    """Learned structure in the next-token panel: after 'Mr. Darcy and Miss' come Austen's names."""
+    c = demo_app.test_client()
+    body = c.post("/api/run", json={"text": "Mr. Darcy and Miss"}).get_json()
+    top = [t["token"] for t in body["next_token"]["top"]]
+    assert len(AUSTEN_NAMES.intersection(top)) >= 3, top
+    assert c.get(f"/api/runs/{body['handle']}/next?position={body['n_tokens'] - 1}").get_json() == body["next_token"]
+
+
+def test_demo_previous_token_head_shows_in_the_viewer(demo_app):
+    """The model card's previous-token head is, in the viewer's exact rows, the head that puts the
+    most weight on the previous token in an Austen sentence."""
+    card = json.loads((Path(gpt2np.__file__).parent / "demo" / "training.json").read_text())
+    best = card["attention"]["best_prev_token"]
+    c = demo_app.test_client()
+    body = c.post("/api/run", json={"text": DEMO_SENTENCE}).get_json()
+    h, T = body["handle"], body["n_tokens"]
+    mass = np.zeros((4, 6))
+    for layer in range(4):
+        for head in range(6):
+            rows = [c.get(f"/api/runs/{h}/row?layer={layer}&head={head}&query={i}").get_json()["p"]
+                    for i in range(1, T)]
+            mass[layer, head] = np.mean([float(r[-2]) for r in rows])       # p[i, i-1]
+    assert np.unravel_index(np.argmax(mass), mass.shape) == (best["layer"], best["index"])
+    assert mass.max() > 1.5 * np.median(mass)

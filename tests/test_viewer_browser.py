@@ -95,6 +95,14 @@ def long_server(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def demo_server():
+    """The bundled demo model (gpt2np/demo), as `python -m viewer` serves it by default."""
+    proc, base = start_server("demo", "demo")
+    yield base
+    stop_server(proc)
+
+
+@pytest.fixture(scope="module")
 def browser():
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as p:
@@ -432,6 +440,54 @@ def test_1024_tokens_draw_and_scrub(browser, long_server):
         px = cell_pixel(page, T - 1, 5)
         assert px["drawn"] == px["expected"]
         shot(page, "viewer-1024-tokens")
+        watch.check()
+    finally:
+        context.close()
+
+
+DEMO_SENTENCE = ("Mr. Darcy and Miss Bingley were walking in the garden when Elizabeth came in, "
+                 "and her sister followed.")
+
+
+def test_demo_model_learned_attention_and_names(browser, demo_server):
+    """The demo says it is not GPT-2; its learned structure shows: Austen's names in the
+    next-token panel, and its previous-token head (from its model card) looking one token back."""
+    card = json.loads((Path(gpt2np.__file__).parent / "demo" / "training.json").read_text())
+    layer, head = card["attention"]["best_prev_token"]["layer"], card["attention"]["best_prev_token"]["index"]
+    context = browser.new_context(viewport={"width": 1500, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    watch = Watch(page, demo_server)
+    try:
+        open_viewer(page, demo_server)
+        info = page.get_by_test_id("model-info").inner_text()
+        assert "demo model — not GPT-2" in info and "2.6M parameters" in info
+
+        handle = run_sentence(page, "Mr. Darcy and Miss")
+        page.wait_for_selector("#next-token li")
+        shown = page.get_by_test_id("next-token").locator(".tok").all_text_contents()
+        api = api_get(demo_server, f"/api/runs/{handle}/next?position=4")
+        assert shown == [t["token"].replace(" ", "␣") for t in api["top"]]
+        assert {"␣Bingley", "␣Darcy", "␣Bennet"} <= set(shown)
+
+        handle = run_sentence(page, DEMO_SENTENCE)
+        page.get_by_test_id(f"overview-{layer}-{head}").click()
+        wait_head(page, layer, head)
+        trace = gpt2np.load("demo").run(DEMO_SENTENCE)
+        pattern = trace.pattern(layer, head)
+        queries = [i for i in range(2, len(trace.ids)) if np.argmax(pattern[i, :i + 1]) == i - 1]
+        assert len(queries) >= len(trace.ids) // 3
+        q = queries[len(queries) // 2]
+        page.get_by_test_id(f"token-{q}").click()
+        page.wait_for_selector(f"#topk[data-query='{q}'][data-layer='{layer}'][data-head='{head}']")
+        assert page.get_by_test_id("topk-item-0").get_attribute("data-key") == str(q - 1)
+        page.get_by_test_id("qk-row-0").click()
+        page.wait_for_selector(f"#ledger[data-query='{q}'][data-key='{q - 1}']:not([hidden])")
+        assert page.get_by_test_id("ledger-p").inner_text() == api_get(
+            demo_server, f"/api/runs/{handle}/row?layer={layer}&head={head}&query={q}")["p"][q - 1]
+        page.mouse.move(*cell_point(page, q, q - 1))
+        page.wait_for_selector("[data-testid=tooltip-p]")
+        shot(page, "viewer-demo-previous-token-head")
         watch.check()
     finally:
         context.close()
