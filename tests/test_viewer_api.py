@@ -276,6 +276,8 @@ def test_input_errors_are_json_400(client, model):
                                                  content_type="application/json"), 400)
     assert "JSON object" in error_of(client.post("/api/run", json=["a list"]), 400)
     assert 'Give "text"' in error_of(client.post("/api/run", json={}), 400)
+    assert "Content-Type: application/json" in error_of(
+        client.post("/api/run", data='{"text": "a"}', content_type="text/plain"), 415)
 
 
 def test_index_errors_say_the_valid_range(client, ran):

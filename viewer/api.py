@@ -118,7 +118,11 @@ def api_model():
 
 # -- runs -----------------------------------------------------------------------------------------
 def parse_run_body():
-    body = request.get_json(force=True, silent=True)
+    # Only application/json: a web page on another site cannot send that without a CORS
+    # preflight, which this server never answers, so it cannot make the viewer run the model.
+    if not request.is_json:
+        raise ApiError("Send the body as JSON with the header Content-Type: application/json.", 415)
+    body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise ApiError('The body must be a JSON object: {"text": "a sentence"} '
                        'or {"ids": [464, 318]}.')
