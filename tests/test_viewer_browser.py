@@ -43,12 +43,13 @@ def free_port():
         return s.getsockname()[1]
 
 
-def start_server(model_dir, name):
+def start_server(model_dir, name, *options):
     """`python -m viewer` on a free port; returns (process, base URL) once /api/model answers."""
     ARTIFACTS.mkdir(exist_ok=True)
     port = free_port()
     log = open(ARTIFACTS / f"server-{name}.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "viewer", "--model", str(model_dir), "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "viewer", "--model", str(model_dir), "--port", str(port),
+                             *options],
                             cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
@@ -85,11 +86,16 @@ def server(gpt2_layout_dir):
 
 
 @pytest.fixture(scope="module")
-def long_server(tmp_path_factory):
+def small_tok_dir(tmp_path_factory):
     """A small model (2 layers × 3 heads) with GPT-2's tokenizer and a 1,024-token context."""
     path, _ = write_model_dir(tmp_path_factory.mktemp("viewer-long") / "small-tok-1024",
                               small_config(vocab_size=50257, n_positions=1024), seed=3)
-    proc, base = start_server(path, "small-1024")
+    return path
+
+
+@pytest.fixture(scope="module")
+def long_server(small_tok_dir):
+    proc, base = start_server(small_tok_dir, "small-1024")
     yield base
     stop_server(proc)
 
@@ -491,3 +497,32 @@ def test_demo_model_learned_attention_and_names(browser, demo_server):
         watch.check()
     finally:
         context.close()
+
+
+def test_an_evicted_run_is_run_again_by_the_page(browser, small_tok_dir):
+    """With no room in the cache, another client's run evicts ours; the page notices the 404
+    and runs its sentence again, without the user doing anything."""
+    proc, base = start_server(small_tok_dir, "no-cache", "--cache-mb", "0")
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    page = context.new_page()
+    watch = Watch(page, base)
+    try:
+        open_viewer(page, base)
+        first = page.evaluate("window.__viewer.state.run.handle")
+        request = urllib.request.Request(base + "/api/run", data=json.dumps({"text": "Someone else."}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        urllib.request.urlopen(request, timeout=60).read()
+        assert urllib.request.urlopen(base + "/api/model").status == 200
+        page.get_by_test_id("heatmap").focus()
+        page.keyboard.press("ArrowRight")
+        wait_head(page, 0, 1)
+        page.wait_for_selector("#topk[data-head='1']")
+        assert page.evaluate("window.__viewer.state.run.handle") == first
+        assert page.get_by_test_id("error").is_hidden()
+        # The 404s the page recovered from are the only console messages.
+        assert watch.console_errors and all("404" in m for m in watch.console_errors)
+        watch.console_errors.clear()
+        watch.check()
+    finally:
+        context.close()
+        stop_server(proc)
