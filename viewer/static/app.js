@@ -349,6 +349,11 @@ function bind() {
     } else if (e.key === "Escape") closeLedger();
   });
   window.addEventListener("popstate", () => restore(readPermalink()));
+  let resizeTimer = null;
+  window.addEventListener("resize", () => {
+    clearTimeout(resizeTimer);
+    resizeTimer = setTimeout(() => heatmap.refit(), 120);
+  });
 }
 
 async function restore(v) {

@@ -54,19 +54,25 @@ export class Heatmap {
     return j > i ? MASKED_CODE : this.data.codes[(i * (i + 1)) / 2 + j];
   }
 
+  // Cell size and margins: the plot fills the width available (up to AREA), at least 1 px a cell.
   measure(T, tokens) {
-    const cell = Math.max(1, Math.min(MAX_CELL, Math.floor(AREA / T)));
-    const every = Math.max(1, Math.ceil(12 / cell));
     const ctx = this.canvas.getContext("2d");
     ctx.font = LABEL_FONT;
-    let labelW = 0;
-    tokens.forEach((t, i) => {
-      if (i % every === 0) labelW = Math.max(labelW, ctx.measureText(tokenLabel(t, 14)).width);
-    });
+    const widths = tokens.map((t) => ctx.measureText(tokenLabel(t, 14)).width);
     ctx.font = POS_FONT;
     const posW = ctx.measureText(String(T - 1)).width;
-    const margin = Math.ceil(labelW + posW + 16);
+    const margin = Math.ceil(Math.max(...widths) + posW + 16);
+    const room = (this.canvas.parentElement?.clientWidth || AREA + margin) - margin - 14;
+    const cell = Math.max(1, Math.min(MAX_CELL, Math.floor(Math.min(AREA, room) / T)));
+    const every = Math.max(1, Math.ceil(12 / cell));
     return { T, cell, every, left: margin, top: margin, plot: cell * T, posW };
+  }
+
+  // Fit the plot to a new width (window resized).
+  refit() {
+    if (!this.data) return;
+    this.geometry = this.measure(this.data.T, this.data.tokens);
+    this.draw();
   }
 
   cellImage() {
