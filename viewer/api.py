@@ -166,6 +166,9 @@ def api_run():
     if run is not None:
         return jsonify(run_summary(run, cached=True))
     with _run_lock:
+        run = runs().get(handle)                       # the same sentence may have just run
+        if run is not None:
+            return jsonify(run_summary(run, cached=True))
         start = time.perf_counter()
         trace = m.run(ids)
         run = Run(handle, trace, bos, 0.0)
