@@ -66,6 +66,29 @@ print(json.dumps({{"peak_growth": (peak - before) * 1024, "weights": weights, "t
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def viewer_timing(directory, repeats):
+    """Warm viewer server (Flask test client, in process): request to first heatmap bytes for
+    unseen ≤ 64-token sentences, and the bytes of one head at 1,024 tokens."""
+    try:
+        from viewer import create_app
+    except ImportError:   # the viewer is not installed with this copy of gpt2np
+        return None
+    client = create_app({"MODEL": str(directory)}).test_client()
+    words = "the trophy does not fit in a suitcase because it is too big or small today".split()
+    client.post("/api/run", json={"text": "warm up"})
+    times = []
+    for r in range(repeats):
+        text = " ".join(words[(r + i) % len(words)] for i in range(40)) + f" {r}"
+        t0 = time.perf_counter()
+        handle = client.post("/api/run", json={"text": text}).get_json()["handle"]
+        data = client.get(f"/api/runs/{handle}/pattern?layer=0&head=0").data
+        times.append(time.perf_counter() - t0)
+        assert data
+    handle = client.post("/api/run", json={"ids": list(range(1024))}).get_json()["handle"]
+    head_bytes = len(client.get(f"/api/runs/{handle}/pattern?layer=11&head=11").data)
+    return {"first_heatmap_s": float(np.median(times)), "head_bytes_1024": head_bytes}
+
+
 def machine_line():
     cpu = platform.processor() or platform.machine()
     try:
@@ -141,6 +164,13 @@ def main(argv=None):
         print(f"\nread bandwidth {bw / 1e9:.1f} GB/s; reading the {weight_bytes / 1e6:.0f} MB of "
               f"weights once takes {floor * 1e3:.0f} ms (the floor)"
               + (f"; T=16 forward is {t16 / floor:.1f}× the floor" if t16 else ""))
+
+        view = viewer_timing(tmp, args.repeats)
+        if view:
+            results["viewer"] = view
+            print(f"viewer (warm, in process): request to first heatmap for an unseen ~45-token "
+                  f"sentence {view['first_heatmap_s'] * 1e3:.0f} ms; one head at 1,024 tokens "
+                  f"{view['head_bytes_1024'] / 1e6:.2f} MB on the wire")
 
         if 1024 in args.tokens:
             mem = peak_memory_child(tmp, 1024)
