@@ -87,10 +87,15 @@ class RunCache:
         with self._lock:
             self._runs[run.handle] = run
             self._runs.move_to_end(run.handle)
-            while len(self._runs) > 1 and self.nbytes() > self.max_bytes:
+            while len(self._runs) > 1 and self._total() > self.max_bytes:
                 self._runs.popitem(last=False)
 
     def nbytes(self):
+        # Under the lock: another request's put() may be adding or evicting runs meanwhile.
+        with self._lock:
+            return self._total()
+
+    def _total(self):
         return sum(run.nbytes() for run in self._runs.values())
 
     def __len__(self):
