@@ -22,6 +22,7 @@ import time
 
 import numpy as np
 from flask import Blueprint, current_app, jsonify, render_template, request, send_file
+from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 
 from .errors import ApiError
 from .ledger import ledger, pattern_row, query_panel, token_ref
@@ -58,6 +59,8 @@ def index_arg(name, size, what):
     raw = request.args.get(name)
     if raw is None:
         raise ApiError(f"Missing ?{name}=: give the {what}, 0 to {size - 1}.")
+    if len(raw) > 20:                                  # not echoed back: it could be 60 KB long
+        raise ApiError(f"?{name}= is {len(raw):,} characters long: give the {what}, 0 to {size - 1}.")
     try:
         value = int(raw)
     except ValueError:
@@ -77,7 +80,8 @@ def layer_head():
 def get_run(handle):
     run = runs().get(handle)
     if run is None:
-        raise ApiError(f"Unknown or expired run {handle!r}: recent runs are kept in a cache of "
+        shown = handle if len(handle) <= 40 else handle[:40] + "…"
+        raise ApiError(f"Unknown or expired run {shown!r}: recent runs are kept in a cache of "
                        "limited size. Run the sentence again (POST /api/run).", 404)
     return run
 
@@ -122,10 +126,28 @@ def parse_run_body():
     # preflight, which this server never answers, so it cannot make the viewer run the model.
     if not request.is_json:
         raise ApiError("Send the body as JSON with the header Content-Type: application/json.", 415)
-    body = request.get_json(silent=True)
+    limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    if limit and request.content_length is None and len(request.get_data()) >= limit:
+        raise RequestEntityTooLarge()                  # chunked: Werkzeug cuts it at the limit
+    try:
+        body = request.get_json()
+    except BadRequest as e:                            # not JSON, or not UTF-8
+        cause = e.__cause__                            # Flask keeps the decoder's words here
+        why = str(getattr(cause, "description", None) or cause or e.description)[:200]
+        raise ApiError(f"The body is not valid JSON ({why}). Send a JSON object: "
+                       '{"text": "a sentence"} or {"ids": [464, 318]}.') from None
+    except RecursionError:                             # [[[[… nested deeper than Python's stack
+        raise ApiError('The JSON body is nested too deeply. Send a JSON object: '
+                       '{"text": "a sentence"} or {"ids": [464, 318]}.') from None
     if not isinstance(body, dict):
         raise ApiError('The body must be a JSON object: {"text": "a sentence"} '
                        'or {"ids": [464, 318]}.')
+    unknown = [ascii(k)[:40] for k in body if k not in ("text", "ids", "bos")]
+    if unknown:
+        raise ApiError(f"Unknown field{'s' * (len(unknown) > 1)} {', '.join(unknown[:5])}: send "
+                       '"text" (a sentence) or "ids" (token ids), and optionally "bos": true.')
+    if body.get("text") is not None and body.get("ids") is not None:
+        raise ApiError('Give "text" or "ids", not both.')
     bos = body.get("bos", False)
     if not isinstance(bos, bool):
         raise ApiError('"bos" must be true or false.')
