@@ -1,7 +1,10 @@
 """`python -m viewer`: parse the options, load the model once, print the URL, serve."""
 
 import argparse
+import json
 import sys
+
+from werkzeug.serving import WSGIRequestHandler
 
 from gpt2np import GPT2npError
 
@@ -24,6 +27,29 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+class JsonErrorRequestHandler(WSGIRequestHandler):
+    """Errors the HTTP layer answers before Flask sees the request (a URL over 64 KB, too many or
+    too long headers, a malformed request line) are JSON too, like every other error."""
+
+    HINTS = {414: "Send long text in the body of POST /api/run, not in the URL.",
+             431: "Send fewer and shorter headers.",
+             400: "Send an HTTP/1.1 request."}
+
+    def send_error(self, code, message=None, explain=None):
+        reason = self.responses.get(code, ("Error", ""))[0]
+        text = f"{reason}: {message}" if message and message != reason else reason
+        body = json.dumps({"error": f"{text}. {self.HINTS.get(code, '')}".strip(),
+                           "status": int(code)}).encode()
+        self.log_error("code %d, message %s", code, message)
+        self.send_response(code, reason)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD" and code >= 200 and code not in (204, 304):
+            self.wfile.write(body)
+
+
 def main(argv=None, serve=True):
     """Returns the app (and does not serve) when serve=False, for tests."""
     args = parse_args(argv)
@@ -42,5 +68,6 @@ def main(argv=None, serve=True):
     print(f"gpt2np viewer — {info.describe()}")
     print(f"open http://{host}:{args.port}/   (Ctrl+C to stop)", flush=True)
     if serve:
-        app.run(host=args.host, port=args.port, debug=args.debug, use_reloader=args.debug)
+        app.run(host=args.host, port=args.port, debug=args.debug, use_reloader=args.debug,
+                threaded=True, request_handler=JsonErrorRequestHandler)
     return app
