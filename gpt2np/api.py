@@ -65,6 +65,11 @@ class Model:
         return eot if eot is not None else self.config.vocab_size - 1
 
     def check_ids(self, ids):
+        huge = [i for i in ids if isinstance(i, int) and not -2**63 <= i < 2**63]
+        if huge:                                       # NumPy would make them dtype=object
+            shown = huge[0] if huge[0].bit_length() <= 128 else f"of {huge[0].bit_length()} bits"
+            raise GPT2npError(f"Token id {shown} is out of range: the vocabulary has "
+                              f"{self.config.vocab_size} ids (0 to {self.config.vocab_size - 1}).")
         ids = np.asarray(ids)
         if ids.ndim != 1 or ids.size == 0:
             raise GPT2npError(f"Token ids must be a non-empty 1-D list, got shape {ids.shape}.")
