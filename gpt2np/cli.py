@@ -6,6 +6,7 @@ Only argument parsing and printing live here; the work is done by `gpt2np.load`,
 
 import argparse
 import json
+import os
 import sys
 
 import numpy as np
@@ -104,6 +105,18 @@ def read_stdin():
                           f"{e.start}. Save the text as UTF-8.") from None
 
 
+def save_trace(trace, path):
+    """Save to `path` (NumPy adds .npz when it is missing: say so); an unwritable path is a
+    user error, not a traceback. Returns the path written."""
+    path = path if path.endswith(".npz") else path + ".npz"
+    try:
+        trace.save(path)
+    except OSError as e:
+        raise GPT2npError(f"Cannot save the trace to {path}: {e.strerror or e}. "
+                          "Give a writable file path ending in .npz.") from None
+    return path
+
+
 def run_command(argv):
     args = build_parser().parse_args(argv)
     text = read_stdin() if args.text == "-" else args.text
@@ -112,7 +125,7 @@ def run_command(argv):
     T = trace.n_tokens
     check_options(args, model, T)
     if args.save:
-        trace.save(args.save)
+        args.save = save_trace(trace, args.save)
 
     result = {
         "model": {"name": model.info.name, "origin": model.info.origin, "n_params": model.info.n_params},
@@ -186,3 +199,9 @@ def main(argv=None):
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:      # the reader left early (`| head`): stop quietly, as `cat` does
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        except (OSError, ValueError):
+            pass
+        return 141               # 128 + SIGPIPE, what a shell reports for such a pipe
