@@ -121,7 +121,8 @@ def api_model():
 
 
 # -- runs -----------------------------------------------------------------------------------------
-def parse_run_body():
+def json_object(example='{"text": "a sentence"} or {"ids": [464, 318]}'):
+    """The body of a POST that makes the model run, as a dict; `example` goes into the messages."""
     # Only application/json: a web page on another site cannot send that without a CORS
     # preflight, which this server never answers, so it cannot make the viewer run the model.
     if not request.is_json:
@@ -134,14 +135,16 @@ def parse_run_body():
     except BadRequest as e:                            # not JSON, or not UTF-8
         cause = e.__cause__                            # Flask keeps the decoder's words here
         why = str(getattr(cause, "description", None) or cause or e.description)[:200]
-        raise ApiError(f"The body is not valid JSON ({why}). Send a JSON object: "
-                       '{"text": "a sentence"} or {"ids": [464, 318]}.') from None
+        raise ApiError(f"The body is not valid JSON ({why}). Send a JSON object: {example}.") from None
     except RecursionError:                             # [[[[… nested deeper than Python's stack
-        raise ApiError('The JSON body is nested too deeply. Send a JSON object: '
-                       '{"text": "a sentence"} or {"ids": [464, 318]}.') from None
+        raise ApiError(f"The JSON body is nested too deeply. Send a JSON object: {example}.") from None
     if not isinstance(body, dict):
-        raise ApiError('The body must be a JSON object: {"text": "a sentence"} '
-                       'or {"ids": [464, 318]}.')
+        raise ApiError(f"The body must be a JSON object: {example}.")
+    return body
+
+
+def parse_run_body():
+    body = json_object()
     unknown = [ascii(k)[:40] for k in body if k not in ("text", "ids", "bos")]
     if unknown:
         raise ApiError(f"Unknown field{'s' * (len(unknown) > 1)} {', '.join(unknown[:5])}: send "
@@ -177,27 +180,32 @@ def run_summary(run, cached):
             "cache": {"runs": len(runs()), "bytes": runs().nbytes(), "max_bytes": runs().max_bytes}}
 
 
-@bp.post("/api/run")
-def api_run():
-    text_or_ids, bos = parse_run_body()
+def run_input(text_or_ids, bos):
+    """A sentence or ids -> (its Run, True if it came from the cache); runs the model if needed."""
     m = model()
     ids = m.check_ids(m.encode(text_or_ids, bos=bos) if isinstance(text_or_ids, str)
                       else ([m.bos_id()] if bos else []) + text_or_ids)
     handle = run_handle(m, ids, bos)
     run = runs().get(handle)
     if run is not None:
-        return jsonify(run_summary(run, cached=True))
+        return run, True
     with _run_lock:
         run = runs().get(handle)                       # the same sentence may have just run
         if run is not None:
-            return jsonify(run_summary(run, cached=True))
+            return run, True
         start = time.perf_counter()
         trace = m.run(ids)
         run = Run(handle, trace, bos, 0.0)
         run.elapsed = time.perf_counter() - start
         del trace                                      # keep only what Run took from it
     runs().put(run)
-    return jsonify(run_summary(run, cached=False))
+    return run, False
+
+
+@bp.post("/api/run")
+def api_run():
+    run, cached = run_input(*parse_run_body())
+    return jsonify(run_summary(run, cached=cached))
 
 
 @bp.get("/api/runs/<handle>")
