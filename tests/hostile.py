@@ -30,3 +30,72 @@ def hostile_texts():
 
 
 LONE_SURROGATES = ["\ud800", "abc\udfff", "\udcff\udcfe invalid utf-8 as Python decodes it"]
+
+
+# -- more hostile input for the hardening tests (tests/test_hardening_*.py) -------------------------
+# Bytes that are not UTF-8: a stray Latin-1 byte, a BOM of UTF-16, an overlong '/', a UTF-8-encoded
+# surrogate, a code point above U+10FFFF, a lone continuation byte, a character cut in half.
+INVALID_UTF8 = [b"caf\xe9", b"\xff\xfe", b"\xc0\xaf", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\x80",
+                b"abc\xe2\x82"]
+# Lone surrogates as JSON escapes: JSON itself allows them; Python decodes them to a str that is
+# not valid Unicode. A valid pair (🙂) for contrast is not in this list.
+JSON_LONE_SURROGATES = ['"\\ud800"', '"abc\\udfff"', '"\\udc00\\ud800"', '"x\\ud83d"', '"\\ud83dx"']
+
+
+def one_megabyte_text():
+    """1,000,000 characters of ordinary prose (the issue's '1 MB of text')."""
+    line = "The trophy doesn't fit in the suitcase because it is too big. "
+    return (line * (1_000_000 // len(line) + 1))[:1_000_000]
+
+
+# -- the tally: every hostile input counted, printed at the end of the run ------------------------
+import json as _json                                  # noqa: E402
+from collections import defaultdict as _defaultdict  # noqa: E402
+from pathlib import Path as _Path                     # noqa: E402
+
+TALLY = _defaultdict(lambda: {"inputs": 0, "accepted": 0, "refused": 0, "failed": 0,
+                              "5xx": 0, "tracebacks": 0})
+FIGURES = {}
+
+
+def record(channel, category, *, accepted=0, refused=0, failed=0, five_xx=0, tracebacks=0):
+    """Count one or more hostile inputs. channel: 'cli' or 'api'. Every input is either accepted
+    (ran, answer checked) or refused (a clear JSON 4xx / one line and exit 2); `failed` counts
+    every other outcome (a crash, a 5xx, a traceback, a wrong answer, an unclear message), of
+    which 5xx and tracebacks are also counted apart. The tests assert failed == 0."""
+    row = TALLY[(channel, category)]
+    row["inputs"] += accepted + refused + failed
+    row["accepted"] += accepted
+    row["refused"] += refused
+    row["failed"] += failed
+    row["5xx"] += five_xx
+    row["tracebacks"] += tracebacks
+
+
+class _Summary:
+    def pytest_terminal_summary(self, terminalreporter):
+        if not TALLY and not FIGURES:
+            return
+        tr = terminalreporter
+        tr.section("hardening: hostile inputs and figures")
+        totals = _defaultdict(lambda: _defaultdict(int))
+        for (channel, category), row in sorted(TALLY.items()):
+            tr.write_line(f"  {channel:<4} {category:<42} " + "  ".join(f"{k} {v}" for k, v in row.items()))
+            for k, v in row.items():
+                totals[channel][k] += v
+                totals["all"][k] += v
+        for channel, row in totals.items():
+            tr.write_line(f"  TOTAL {channel:<45} " + "  ".join(f"{k} {v}" for k, v in row.items()))
+        for name, value in FIGURES.items():
+            tr.write_line(f"  {name}: {_json.dumps(value, ensure_ascii=False)}")
+        out = _Path(__file__).resolve().parents[1] / "test-artifacts"
+        out.mkdir(exist_ok=True)
+        (out / "hardening.json").write_text(_json.dumps(
+            {"tally": {f"{c}/{k}": v for (c, k), v in sorted(TALLY.items())},
+             "totals": totals, "figures": FIGURES}, indent=1, ensure_ascii=False))
+
+
+def install_summary(config):
+    """Register the end-of-run summary once (called from a fixture of each hardening module)."""
+    if not config.pluginmanager.has_plugin("gpt2np-hardening-summary"):
+        config.pluginmanager.register(_Summary(), "gpt2np-hardening-summary")
