@@ -99,3 +99,23 @@ def install_summary(config):
     """Register the end-of-run summary once (called from a fixture of each hardening module)."""
     if not config.pluginmanager.has_plugin("gpt2np-hardening-summary"):
         config.pluginmanager.register(_Summary(), "gpt2np-hardening-summary")
+
+
+def issue_text_cases(n_ctx):
+    """The issue's text cases by name: (text, None) when it must run, (text, phrase) when it must
+    be refused with a message containing phrase. `n_ctx` is the model's context."""
+    over = "word " * (n_ctx + 10)
+    return {
+        "empty": ("", "The text is empty"),
+        "whitespace only": (" \t\n  \r\n", None),
+        "single character": ("a", None),
+        "more tokens than the context": (over, f"context of {n_ctx} tokens"),
+        "control characters": ("\x01\x02\x1b[31mred\x1b[0m\x7f\x85\x9b", None),
+        "NUL bytes": ("a\x00b\x00\x00c", None),
+        "lone surrogate": ("abc\ud800def", "not valid Unicode"),
+        "emoji": ("🙂 👩‍👩‍👧‍👦 🏳️‍🌈", None),
+        "combining characters": ("e\u0301\u0301 n\u0303 Z̴̡̛͔̈a̷̢͎͑", None),
+        "right-to-left text": ("مرحبا بالعالم שלום \u202eevil\u202c", None),
+        "the literal <|endoftext|>": ("<|endoftext|>", None),
+        "1 MB of text": (one_megabyte_text(), "Too many tokens"),
+    }

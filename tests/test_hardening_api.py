@@ -13,7 +13,7 @@ from urllib.parse import quote, urlencode, urlparse
 
 import numpy as np
 import pytest
-from hostile import (INVALID_UTF8, JSON_LONE_SURROGATES, LONE_SURROGATES, hostile_texts,
+from hostile import (INVALID_UTF8, JSON_LONE_SURROGATES, LONE_SURROGATES, hostile_texts, issue_text_cases,
                      install_summary, one_megabyte_text, record)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -454,3 +454,29 @@ def test_cache_size_can_be_read_while_another_request_adds_runs():
         t.join(timeout=30)
         sys.setswitchinterval(old)
     assert errors == []
+
+
+def test_the_issues_text_cases_by_name(client, model):
+    """Each text case the issue names, through POST /api/run: runs with the tokenizer's tokens, or
+    a 400 that gives the reason. 1 MB of text is over the 256 KB body limit: a 413."""
+    outcomes, lines = [], []
+    for name, (text, phrase) in issue_text_cases(model.config.n_positions).items():
+        def check():
+            r = post_json(client, {"text": text})
+            v = verdict(r)
+            if name == "1 MB of text":
+                assert r.status_code == 413 and "too large" in r.get_json()["error"]
+            elif phrase is None:
+                ids = model.encode(text)
+                assert v == "ok" and r.get_json()["ids"] == ids and r.get_json()["tokens"] == model.token_strings(ids)
+            else:
+                assert r.status_code == 400 and phrase in r.get_json()["error"], r.get_json()
+            if name == "more tokens than the context":
+                assert f"Too many tokens: {len(model.encode(text))}," in r.get_json()["error"]
+            if name == "the literal <|endoftext|>":
+                assert r.get_json()["ids"] == [50256]
+            lines.append(f"  {name:<30} {r.status_code}  {r.get_json().get('error', '')[:90]}")
+            return v
+        outcomes.append(outcome(check))
+    print("\nthe issue's text cases through POST /api/run:\n" + "\n".join(lines))
+    tally("api", "the issue's text cases, by name", outcomes)
