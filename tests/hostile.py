@@ -80,12 +80,12 @@ class _Summary:
         tr.section("hardening: hostile inputs and figures")
         totals = _defaultdict(lambda: _defaultdict(int))
         for (channel, category), row in sorted(TALLY.items()):
-            tr.write_line(f"  {channel:<4} {category:<42} " + "  ".join(f"{k} {v}" for k, v in row.items()))
+            tr.write_line(f"  {channel:<7} {category:<42} " + "  ".join(f"{k} {v}" for k, v in row.items()))
             for k, v in row.items():
                 totals[channel][k] += v
                 totals["all"][k] += v
         for channel, row in totals.items():
-            tr.write_line(f"  TOTAL {channel:<45} " + "  ".join(f"{k} {v}" for k, v in row.items()))
+            tr.write_line(f"  TOTAL {channel:<46} " + "  ".join(f"{k} {v}" for k, v in row.items()))
         for name, value in FIGURES.items():
             tr.write_line(f"  {name}: {_json.dumps(value, ensure_ascii=False)}")
         out = _Path(__file__).resolve().parents[1] / "test-artifacts"

@@ -191,7 +191,7 @@ def test_corrupt_weights_case(good_dir, tmp_path, capsys, issue_case, case, file
         viewer_main(["--model", str(d)], serve=False)
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and err == f"error: {message}\n"
-    record("cli", "corrupt weights (load, CLI, viewer)", refused=1)
+    record("weights", "corrupt weights (load, CLI, viewer)", refused=1)
     FIGURES.setdefault("corrupt_weights_cases", {}).setdefault(issue_case, 0)
     FIGURES["corrupt_weights_cases"][issue_case] += 1
 
@@ -221,6 +221,6 @@ def test_directory_without_a_tokenizer(good_dir, tmp_path, capsys):
     r = c.post("/api/run", json={"text": "hello"})
     assert r.status_code == 400 and "no tokenizer" in r.get_json()["error"]
     assert c.post("/api/run", json={"ids": [1, 2, 3]}).status_code == 200
-    record("cli", "corrupt weights (load, CLI, viewer)", refused=1)
+    record("weights", "corrupt weights (load, CLI, viewer)", refused=1)
     FIGURES.setdefault("corrupt_weights_cases", {}).setdefault("directory without a tokenizer", 0)
     FIGURES["corrupt_weights_cases"]["directory without a tokenizer"] += 2
