@@ -52,15 +52,22 @@ def read_bandwidth(n_bytes=1 << 30, repeats=5):
 
 
 def peak_memory_child(directory, T):
-    """Run in a fresh process: peak RSS growth from load + one forward at T tokens."""
+    """Run in a fresh process: peak resident memory growth from load + one forward at T tokens.
+
+    Reads VmHWM/VmRSS from /proc (Linux): getrusage's ru_maxrss would carry over this parent's
+    peak through fork + exec.
+    """
     code = f"""
-import resource, json, numpy as np, gpt2np
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+import json, numpy as np, gpt2np
+def status(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) * 1024
+before = status("VmRSS")
 model = gpt2np.load({str(directory)!r})
 trace = model.run(np.arange({T}) % model.config.vocab_size)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 weights = sum(p.nbytes for p in model.params.values())
-print(json.dumps({{"peak_growth": (peak - before) * 1024, "weights": weights, "trace": trace.nbytes()}}))
+print(json.dumps({{"peak_growth": status("VmHWM") - before, "weights": weights, "trace": trace.nbytes()}}))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])

@@ -13,9 +13,12 @@ Parameters are a plain dict keyed exactly as in the checkpoint (`h.3.attn.c_attn
 Shapes: T tokens, d = n_embd, H = n_head, dh = d_head = d / H, V = vocab_size.
 """
 
+from functools import lru_cache
+
 import numpy as np
 
 from .ops import gelu_new, layer_norm, linear, softmax
+from .parallel import over_groups
 
 
 def embed(params, ids):
@@ -25,9 +28,24 @@ def embed(params, ids):
     return tok, pos
 
 
+@lru_cache(maxsize=8)
 def causal_mask(T):
     """Additive mask: 0 where query i may see key j (j ≤ i), -inf above the diagonal. -> [T, T]"""
-    return np.triu(np.full((T, T), -np.inf, dtype=np.float32), k=1)
+    mask = np.triu(np.full((T, T), -np.inf, dtype=np.float32), k=1)
+    mask.flags.writeable = False
+    return mask
+
+
+def head_attention(q, k, v, mask, scores, pattern, z):
+    """Scaled dot-product attention for a group of h heads, written into the given arrays.
+
+    q, k, v [h, T, dh]; mask [T, T] -> scores, pattern [h, T, T], z [h, T, dh]
+    """
+    np.matmul(q, k.transpose(0, 2, 1), out=scores)   # [h,T,dh] @ [h,dh,T] -> [h,T,T]: q·k
+    scores /= np.float32(np.sqrt(q.shape[-1]))       # q·k / √dh
+    scores += mask                                   # -inf where the key comes after the query
+    softmax(scores, axis=-1, out=pattern)            # each row sums to 1; masked cells exactly 0
+    np.matmul(pattern, v, out=z)                     # [h,T,T] @ [h,T,dh] -> [h,T,dh]
 
 
 def attention(x, c_attn_w, c_attn_b, c_proj_w, c_proj_b, n_head, z_ablation=None):
@@ -48,17 +66,19 @@ def attention(x, c_attn_w, c_attn_b, c_proj_w, c_proj_b, n_head, z_ablation=None
     q, k, v = (qkv[:, i * d:(i + 1) * d].reshape(T, n_head, dh)  # [T, 3d] -> 3 × [T, H, dh]
                for i in range(3))
 
-    # All heads at once: one batched matmul over the head axis.
-    scores = np.matmul(q.transpose(1, 0, 2), k.transpose(1, 2, 0))  # [H,T,dh] @ [H,dh,T] -> [H,T,T]
-    scores /= np.float32(np.sqrt(dh))                                 # q·k / √dh
-    scores += causal_mask(T)                                          # -inf above the diagonal
-    pattern = softmax(scores, axis=-1)                                # [H, T, T], rows sum to 1
+    # The heads are independent: each group of heads is computed by `head_attention` into its
+    # own slice of these arrays, one group per CPU core at the same time (see parallel.py).
+    scores = np.empty((n_head, T, T), dtype=np.float32)
+    pattern = np.empty((n_head, T, T), dtype=np.float32)
+    z_heads = np.empty((n_head, T, dh), dtype=np.float32)
+    over_groups(lambda h: head_attention(                          # h: a slice of heads
+        q[:, h].transpose(1, 0, 2), k[:, h].transpose(1, 0, 2), v[:, h].transpose(1, 0, 2),
+        causal_mask(T), scores[h], pattern[h], z_heads[h]), n_head)
 
-    z = np.matmul(pattern, v.transpose(1, 0, 2))         # [H,T,T] @ [H,T,dh] -> [H,T,dh]
-    z = np.ascontiguousarray(z.transpose(1, 0, 2))       # [H,T,dh] -> [T,H,dh]
+    z = np.ascontiguousarray(z_heads.transpose(1, 0, 2))         # [H,T,dh] -> [T,H,dh]
     for head, value in (z_ablation or {}).items():
         z[:, head, :] = value
-    out = linear(z.reshape(T, d), c_proj_w, c_proj_b)    # [T, H·dh] -> [T, d]
+    out = linear(z.reshape(T, d), c_proj_w, c_proj_b)            # [T, H·dh] -> [T, d]
     return {"q": q, "k": k, "v": v, "scores": scores, "pattern": pattern, "z": z, "out": out}
 
 

@@ -45,12 +45,12 @@ def gelu_new(x):
     return inner
 
 
-def softmax(x, axis=-1):
+def softmax(x, axis=-1, out=None):
     """exp(x - max) / sum(exp(x - max)) along `axis`. -inf entries become exactly 0.0.
 
-    Any shape -> same shape.
+    Any shape -> same shape (written into `out` when given).
     """
-    shifted = x - x.max(axis=axis, keepdims=True)   # largest entry becomes 0: no overflow
+    shifted = np.subtract(x, x.max(axis=axis, keepdims=True), out=out)  # largest entry 0: no overflow
     np.exp(shifted, out=shifted)
     shifted /= shifted.sum(axis=axis, keepdims=True)
     return shifted
