@@ -4,10 +4,12 @@
     create_app({"MODEL": "path/to/dir"})  # a model name or directory
     python -m viewer --model demo         # or: flask --app viewer run
 
-The model is loaded once, here in the factory. `api.py` holds the one blueprint (page, JSON API,
-static files); `runs.py` the bounded cache of recent runs; `wire.py` the compact formats sent to
-the browser; `ledger.py` the Q·K numbers read from the trace; `errors.py` turns every error into
-JSON. The page itself is `templates/index.html` + `static/*.js` (vanilla JS, no build, no CDN).
+The model is loaded once, here in the factory, and the induction probe of the heads table runs
+once for it. `api.py` holds the one blueprint (page, JSON API, static files) and `analysis.py`
+adds the analysis panels' endpoints to it; `runs.py` the bounded cache of recent runs; `wire.py`
+the compact formats sent to the browser; `ledger.py` the Q·K numbers read from the trace;
+`errors.py` turns every error into JSON. The page itself is `templates/index.html` +
+`static/*.js` (vanilla JS, no build, no CDN).
 """
 
 import os
@@ -16,6 +18,7 @@ from flask import Flask
 
 import gpt2np
 
+from . import analysis  # noqa: F401 - adds the analysis endpoints to bp
 from .api import bp
 from .errors import register_error_handlers
 from .runs import RunCache
@@ -43,6 +46,7 @@ def create_app(config=None):
     app.extensions["gpt2np.model"] = gpt2np.load(app.config["MODEL"],
                                                  allow_download=app.config["ALLOW_DOWNLOAD"])
     app.extensions["gpt2np.runs"] = RunCache(app.config["CACHE_BYTES"])
+    app.extensions["gpt2np.induction"] = analysis.induction_probe(app.extensions["gpt2np.model"])
     app.register_blueprint(bp)
     register_error_handlers(app)
     return app

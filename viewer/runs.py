@@ -1,9 +1,12 @@
 """One sentence's results as the viewer keeps them, and a memory-bounded cache of recent ones.
 
 A `Run` keeps only what the page reads, straight from the gpt2np Trace (no copies, no second
-computation): per layer hook_q, hook_k, hook_attn_scores and hook_pattern, plus the next-token
-top-5 at every position (taken from the logits before they are dropped). At 64 tokens of GPT-2
-small that is about 10 MB instead of the trace's 61 MB; at 1,024 tokens about 1.3 GB.
+computation): per layer hook_q, hook_k, hook_v, hook_attn_scores and hook_pattern, the residual
+stream at every depth (blocks.0.hook_resid_pre and each blocks.L.hook_resid_post, for the logit
+lens), plus the next-token top-5 at every position (taken from the logits before they are
+dropped). At 64 tokens of GPT-2 small that is about 15 MB instead of the trace's 61 MB; at 1,024
+tokens about 1.4 GB. `Run.trace()` hands these arrays to gpt2np's analysis functions as a Trace,
+and `Run.memo` keeps the analysis results (as JSON bytes, counted in `nbytes`).
 
 `RunCache` is least-recently-used with a bound in bytes. The newest run is always kept, even
 when it alone is over the bound, so a long input can still be viewed; older runs are evicted.
@@ -11,16 +14,19 @@ A handle is a hash of the model and the ids, so the same sentence finds its cach
 """
 
 import hashlib
+import json
 import threading
 from collections import OrderedDict
 
 import numpy as np
 
+from gpt2np import Trace
 from gpt2np.ops import softmax
 
 from .wire import thumbnails
 
 TOP_K = 5
+MEMO_ENTRIES = 16        # analysis results kept per run (heads table, findings, ablations, pairs)
 
 
 def run_handle(model, ids, bos):
@@ -38,6 +44,24 @@ def next_token_top_k(logits, k=TOP_K):
     return np.take_along_axis(top, order, axis=-1), np.take_along_axis(top_p, order, axis=-1)
 
 
+def resid_names(n_layer):
+    """The residual stream at every depth: the embeddings, then after each layer."""
+    return ["blocks.0.hook_resid_pre"] + [f"blocks.{L}.hook_resid_post" for L in range(n_layer)]
+
+
+def finite(value):
+    """JSON-ready data with NaN and ±inf floats replaced by None (JSON has no NaN)."""
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    if isinstance(value, np.generic):
+        return finite(value.item())
+    return value
+
+
 class Run:
     """What the viewer keeps of one forward pass (arrays are the trace's own, read-only)."""
 
@@ -46,19 +70,48 @@ class Run:
         self.handle, self.bos, self.elapsed = handle, bos, elapsed
         self.ids, self.tokens = trace.ids, trace.tokens
         get = lambda name: [trace[f"blocks.{i}.attn.{name}"] for i in range(L)]  # noqa: E731
-        self.q, self.k = get("hook_q"), get("hook_k")                  # L × [T, H, dh]
+        # q, k and v are views of one [T, 3d] array: keeping q alone would keep all of it.
+        self.q, self.k, self.v = get("hook_q"), get("hook_k"), get("hook_v")  # L × [T, H, dh]
         self.scores, self.patterns = get("hook_attn_scores"), get("hook_pattern")  # L × [H, T, T]
+        self.resid = {name: trace[name] for name in resid_names(L)}            # L+1 × [T, d]
         self.next_ids, self.next_probs = next_token_top_k(trace.logits)  # [T, k] each
         self._overview = None
-        self._lock = threading.Lock()
+        self._memo = OrderedDict()                                     # key -> JSON bytes
+        self._lock = threading.Lock()                                  # the overview
+        self._memo_lock = threading.Lock()
 
     @property
     def n_tokens(self):
         return len(self.ids)
 
     def nbytes(self):
-        arrays = [*self.q, *self.k, *self.scores, *self.patterns, self.next_ids, self.next_probs]
-        return sum(a.nbytes for a in arrays) + (len(self._overview[0]) if self._overview else 0)
+        arrays = [*self.q, *self.k, *self.v, *self.scores, *self.patterns, *self.resid.values(),
+                  self.next_ids, self.next_probs]
+        with self._memo_lock:
+            memo = sum(map(len, self._memo.values()))
+        return sum(a.nbytes for a in arrays) + (len(self._overview[0]) if self._overview else 0) + memo
+
+    def trace(self):
+        """The kept arrays as a gpt2np Trace (no copies) for gpt2np.findings / interventions:
+        blocks.L.attn.hook_q/k/v/attn_scores/pattern and the residual stream; no logits."""
+        arrays = dict(self.resid)
+        for L, arrays_l in enumerate(zip(self.q, self.k, self.v, self.scores, self.patterns)):
+            for name, a in zip(("hook_q", "hook_k", "hook_v", "hook_attn_scores", "hook_pattern"), arrays_l):
+                arrays[f"blocks.{L}.attn.{name}"] = a
+        return Trace(arrays, self.ids, self.tokens)
+
+    def memo(self, key, compute):
+        """JSON bytes of compute() for this run, computed once per key; the last MEMO_ENTRIES kept."""
+        with self._memo_lock:
+            if key in self._memo:
+                self._memo.move_to_end(key)
+                return self._memo[key]
+        data = json.dumps(finite(compute()), allow_nan=False).encode()   # outside the lock: slow
+        with self._memo_lock:
+            self._memo[key] = data
+            while len(self._memo) > MEMO_ENTRIES:
+                self._memo.popitem(last=False)
+        return data
 
     def overview(self):
         """(bytes of [L, H, S, S] thumbnails, S), computed once."""

@@ -1,0 +1,234 @@
+"""The analysis panels' endpoints (gpt2np issue 5, in the viewer), on the viewer's one blueprint.
+
+    GET  /api/runs/<h>/heads                             every head's statistics and type
+    GET  /api/runs/<h>/findings                          the findings report on this run's text
+    GET  /api/runs/<h>/lens?position&k&target|target_id  logit lens: top-k after every layer
+    POST /api/runs/<h>/ablate  {"heads", "mode", "position", "token", "k"}   ablate heads
+    POST /api/runs/<h>/pair    {"text"|"ids"}            minimal pair: heads ranked by change
+    GET  /api/runs/<h>/pair/<h2>/diff?layer&head         |A − B| of one head on aligned tokens, bytes
+
+Every number comes from gpt2np.findings and gpt2np.interventions, called on the arrays the run
+kept (`Run.trace()`: no second forward pass) or, for ablation and the findings, on fresh forward
+passes of the same model. Results are kept per run as JSON (`Run.memo`), so asking again is free;
+the induction probe, which does not depend on the sentence, runs once per model when the app is
+created (`induction_probe`).
+"""
+
+import re
+
+import numpy as np
+from flask import current_app, jsonify, request
+
+from gpt2np import GPT2npError, analysis, findings, interventions
+
+from .api import _run_lock, binary, bp, get_run, index_arg, json_object, layer_head, model, \
+    parse_run_body, run_input
+from .errors import ApiError
+from .runs import finite
+from .wire import ENCODING, lower_triangle_bytes
+
+MAX_K = 20                       # most tokens per list in the lens and the ablation
+MAX_TOKEN_CHARS = 100            # a "token" longer than this is not echoed back
+ABLATE_FIELDS = ("heads", "mode", "position", "token", "k")
+ABLATE_EXAMPLE = '{"heads": "5.1 5.5", "mode": "zero", "position": 9, "token": " big"}'
+
+
+def induction_probe(m):
+    """findings.induction_scores once for the model: {"scores" [L, H] or None, "info", "error"}."""
+    try:
+        scores, _, info = findings.induction_scores(m)
+    except GPT2npError as e:                     # a context too short for the probe
+        return {"scores": None, "info": None, "error": str(e)}
+    return {"scores": scores, "info": {k: v for k, v in info.items() if k != "ids"}, "error": None}
+
+
+def json_bytes(data):
+    return current_app.response_class(data, mimetype="application/json")
+
+
+def whole_number(value, name, low, high):
+    """A JSON field that must be an int in low..high, else a 400 saying so."""
+    if type(value) is not int or not low <= value <= high:
+        shown = repr(value) if len(repr(value)) <= 20 else type(value).__name__
+        raise ApiError(f'"{name}" must be a whole number from {low} to {high}, got {shown}.')
+    return value
+
+
+def count_arg(name, low, high, default):
+    """?name=<int in low..high>, or `default` when absent."""
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    if len(raw) > 20 or not re.fullmatch(r"-?\d+", raw) or not low <= int(raw) <= high:
+        raise ApiError(f"?{name}= must be a whole number from {low} to {high}.")
+    return int(raw)
+
+
+def token_arg(token):
+    """A token to follow, given as text (exactly one token) or an id -> its id, or None."""
+    if token is None or token == "":
+        return None
+    if isinstance(token, bool) or not isinstance(token, (int, str)):
+        raise ApiError('"token" must be text (one token, e.g. " big") or a token id.')
+    if isinstance(token, str) and len(token) > MAX_TOKEN_CHARS:
+        raise ApiError(f"The token is {len(token):,} characters long: give one token "
+                       '(often with its leading space, e.g. " big") or its id.')
+    return interventions.token_id(model(), token)   # not one token, or out of range: a 400
+
+
+def head_list(heads):
+    """"5.1 5.5", "5.1, 5.5" or ["5.1", "5.5"] -> sorted [(layer, head)], checked on the model."""
+    if isinstance(heads, str):
+        parts = [p for p in re.split(r"[\s,;]+", heads) if p]
+    elif isinstance(heads, list) and all(isinstance(p, str) for p in heads):
+        parts = [p.strip() for p in heads if p.strip()]
+    else:
+        raise ApiError('"heads" must be text such as "5.1 5.5" or a list such as ["5.1", "5.5"].')
+    cfg = model().config
+    if len(parts) > cfg.n_layer * cfg.n_head:
+        raise ApiError(f"{len(parts):,} heads given, but the model has {cfg.n_layer * cfg.n_head}.")
+    for part in parts:
+        if len(part) > 12:
+            raise ApiError(f"Cannot read the head {part[:12]!r}…: write heads as LAYER.HEAD, "
+                           "e.g. 4.11 for layer 4, head 11.")
+    return interventions.parse_heads(parts, cfg)      # its errors name the valid layers and heads
+
+
+def run_text(run):
+    """The run's input for findings.report: its text (without <|endoftext|>, added back by
+    bos=True) when encoding that text gives the same ids, else the ids themselves."""
+    m = model()
+    ids = [int(i) for i in run.ids[1 if run.bos else 0:]]
+    if m.tokenizer is None:
+        return ids
+    text = m.tokenizer.decode(ids)
+    try:
+        return text if text and m.encode(text) == ids else ids
+    except GPT2npError:
+        return ids
+
+
+# -- heads table ----------------------------------------------------------------------------------
+@bp.get("/api/runs/<handle>/heads")
+def api_heads(handle):
+    run = get_run(handle)
+    probe = current_app.extensions["gpt2np.induction"]
+    cfg = model().config
+
+    def compute():
+        induction = probe["scores"]
+        if induction is None:
+            induction = np.full((cfg.n_layer, cfg.n_head), np.nan)
+        with _run_lock:                          # value-weighted attention: [H, T, T] per layer
+            rows = findings.head_table(model(), run.trace(), induction=induction)
+        counts = {t: sum(r["type"] == t for r in rows) for t in analysis.HEAD_TYPES}
+        return {"handle": run.handle, "n_tokens": run.n_tokens, "n_layer": cfg.n_layer,
+                "n_head": cfg.n_head, "heads": rows, "types": list(analysis.HEAD_TYPES),
+                "type_counts": counts,
+                "type_rules": {t: analysis.type_rule(t) for t in analysis.HEAD_TYPES},
+                "thresholds": analysis.THRESHOLDS,
+                "probe": probe["info"], "probe_error": probe["error"]}
+    return json_bytes(run.memo(("heads",), compute))
+
+
+# -- findings -------------------------------------------------------------------------------------
+@bp.get("/api/runs/<handle>/findings")
+def api_findings(handle):
+    run = get_run(handle)
+
+    def compute():
+        sentence = run_text(run)
+        with _run_lock:                          # several forward passes: probe, sentences
+            report = findings.report(model(), sentence=sentence, bos=run.bos)
+        return {"handle": run.handle, **report}
+    return json_bytes(run.memo(("findings",), compute))
+
+
+# -- logit lens -----------------------------------------------------------------------------------
+@bp.get("/api/runs/<handle>/lens")
+def api_lens(handle):
+    run = get_run(handle)
+    m = model()
+    position = (index_arg("position", run.n_tokens, "position") if "position" in request.args
+                else run.n_tokens - 1)
+    k = count_arg("k", 1, MAX_K, 5)
+    target = request.args.get("target") or None
+    if "target_id" in request.args:
+        if target is not None:
+            raise ApiError("Give ?target= (a token as text) or ?target_id= (its id), not both.")
+        target = index_arg("target_id", m.config.vocab_size, "token id")
+    target = token_arg(target)
+    lens = interventions.logit_lens(m, run.trace(), position, k, target)
+    return jsonify(finite({"handle": run.handle, "k": k, **lens}))
+
+
+# -- ablation -------------------------------------------------------------------------------------
+@bp.post("/api/runs/<handle>/ablate")
+def api_ablate(handle):
+    body = json_object(ABLATE_EXAMPLE)
+    run = get_run(handle)
+    unknown = [ascii(k)[:40] for k in body if k not in ABLATE_FIELDS]
+    if unknown:
+        raise ApiError(f"Unknown field{'s' * (len(unknown) > 1)} {', '.join(unknown[:5])}: send "
+                       f"{', '.join(ABLATE_FIELDS)}, e.g. {ABLATE_EXAMPLE}.")
+    if "heads" not in body:
+        raise ApiError(f'Give "heads", the heads to ablate as LAYER.HEAD: {ABLATE_EXAMPLE}.')
+    heads = head_list(body["heads"])
+    mode = body.get("mode", "zero")
+    if mode not in ("zero", "mean"):
+        shown = repr(mode) if len(repr(mode)) <= 20 else type(mode).__name__
+        raise ApiError(f'"mode" {shown} is unknown: use "zero" (replace the heads\' hook_z by 0) '
+                       'or "mean" (by its mean over this input\'s positions).')
+    position = whole_number(body.get("position", run.n_tokens - 1), "position", 0, run.n_tokens - 1)
+    k = whole_number(body.get("k", 5), "k", 1, MAX_K)
+    token = token_arg(body.get("token"))
+
+    def compute():
+        with _run_lock:                          # two forward passes: as is, and ablated
+            result = interventions.ablate(model(), run.ids, heads, mode, token=token, k=k,
+                                          position=position)
+        return {"handle": run.handle, **result}
+    key = ("ablate", tuple(heads), mode, position, k, token)
+    return json_bytes(run.memo(key, compute))
+
+
+# -- minimal pairs --------------------------------------------------------------------------------
+def pair_side(run):
+    m = model()
+    last = run.n_tokens - 1
+    return {"handle": run.handle, "tokens": run.tokens, "ids": [int(i) for i in run.ids],
+            "next": [{"id": int(i), "token": s, "p": float(p)} for i, s, p in
+                     zip(run.next_ids[last], m.token_strings(run.next_ids[last]), run.next_probs[last])]}
+
+
+@bp.post("/api/runs/<handle>/pair")
+def api_pair(handle):
+    text_or_ids, bos = parse_run_body()
+    run_a = get_run(handle)
+    if text_or_ids in ("", []):
+        raise ApiError("Sentence B is empty: type the sentence to compare with A, e.g. the same "
+                       "sentence with one word changed.")
+    if "bos" in request.get_json() and bos != run_a.bos:
+        raise ApiError(f'"bos" must match sentence A\'s ({str(run_a.bos).lower()}): the two '
+                       "sentences are compared token by token.")
+    run_b, _ = run_input(text_or_ids, run_a.bos)
+
+    def compute():
+        with _run_lock:                          # [H, Q, K] float64 per layer
+            changes = interventions.attention_changes(run_a.trace(), run_b.trace())
+        return {"a": pair_side(run_a), "b": pair_side(run_b), **changes}
+    return json_bytes(run_a.memo(("pair", run_b.handle), compute))
+
+
+@bp.get("/api/runs/<handle>/pair/<other>/diff")
+def api_pair_diff(handle, other):
+    run_a, run_b = get_run(handle), get_run(other)
+    layer, head = layer_head()
+    pairs, mode = interventions.align_tokens(run_a.ids, run_b.ids)
+    if not pairs:
+        raise ApiError("The two sentences share no token, so no cell of A lines up with one of B.")
+    ia, ib = (np.array(x, dtype=np.int64) for x in zip(*pairs))          # [N], [N]
+    a = run_a.patterns[layer][head][np.ix_(ia, ia)]                     # [N, N]
+    b = run_b.patterns[layer][head][np.ix_(ib, ib)]                     # [N, N]
+    return binary(lower_triangle_bytes(np.abs(a - b)), tokens=len(pairs), encoding=ENCODING,
+                  layer=layer, head=head, alignment=mode)
