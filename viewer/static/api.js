@@ -35,11 +35,13 @@ async function getBytes(url) {
 const q = (params) => new URLSearchParams(params).toString();
 const runUrl = (handle, what, params) => `/api/runs/${encodeURIComponent(handle)}/${what}` + (params ? "?" + q(params) : "");
 
+const postJson = (url, payload) => getJson(url, {
+  method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(payload),
+});
+
 export const api = {
   model: () => getJson("/api/model"),
-  run: (payload) => getJson("/api/run", {
-    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(payload),
-  }),
+  run: (payload) => postJson("/api/run", payload),
   // One head: T(T+1)/2 bytes, row i holds keys 0..i.
   async pattern(handle, layer, head) {
     const { bytes, header } = await getBytes(runUrl(handle, "pattern", { layer, head }));
@@ -56,4 +58,16 @@ export const api = {
   ledger: (handle, layer, head, query, key) => getJson(runUrl(handle, "ledger", { layer, head, query, key })),
   next: (handle, position) => getJson(runUrl(handle, "next", { position })),
   traceUrl: (handle) => runUrl(handle, "trace.npz"),
+  // The analysis panels (viewer/analysis.py).
+  heads: (handle) => getJson(runUrl(handle, "heads")),
+  findings: (handle) => getJson(runUrl(handle, "findings")),
+  lens: (handle, position, k, target) => getJson(runUrl(handle, "lens",
+    { position, k, ...(target == null ? {} : typeof target === "number" ? { target_id: target } : { target }) })),
+  ablate: (handle, body) => postJson(runUrl(handle, "ablate"), body),
+  pair: (handle, body) => postJson(runUrl(handle, "pair"), body),
+  // |A − B| of one head on the aligned tokens: the same bytes as pattern(), N aligned tokens.
+  async pairDiff(handle, other, layer, head) {
+    const { bytes, header } = await getBytes(`/api/runs/${encodeURIComponent(handle)}/pair/${encodeURIComponent(other)}/diff?` + q({ layer, head }));
+    return { T: Number(header("Tokens")), codes: bytes, alignment: header("Alignment") };
+  },
 };

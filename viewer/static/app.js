@@ -1,6 +1,8 @@
 // The page's wiring: state, events, and the order of requests. Drawing is in heatmap.js and
-// overview.js, panels in panels.js, the API client in api.js, the URL in permalink.js.
+// overview.js, panels in panels.js, the analysis panels (heads table, lens, ablation, minimal
+// pair, findings) in analysis.js, the API client in api.js, the URL in permalink.js.
 
+import { createAnalysis } from "./analysis.js";
 import { api } from "./api.js";
 import { codeToP } from "./colors.js";
 import { Heatmap, drawLegend } from "./heatmap.js";
@@ -19,6 +21,7 @@ const S = {
 };
 const HEAD_CACHE_BYTES = 64 << 20;
 const heatmap = new Heatmap($("heatmap"));
+let analysis = null;                       // the analysis panels (analysis.js), made in init()
 window.__viewer = { heatmap, state: S };   // read by the browser tests
 
 // -- messages -------------------------------------------------------------------------------------
@@ -98,6 +101,14 @@ async function runSentence(restore = null) {
   setStatus(`${T} token${T === 1 ? "" : "s"} · ${run.cached ? "from the cache (its forward pass took" : "forward pass"} ${run.elapsed_ms} ms${run.cached ? ")" : ""} · first heatmap on screen ${ms.toFixed(0)} ms after Run`);
   writePermalink(view(), !restore);
   loadOverview();
+  analysis.runChanged();
+  analysis.queryChanged();
+}
+
+// Put a text in the sentence box and run it (the pair panel's presets).
+async function runText(text) {
+  $("sentence").value = text;
+  await runSentence();
 }
 
 const clamp = (v, n) => Math.max(0, Math.min(n - 1, Number(v) || 0));
@@ -130,6 +141,7 @@ async function showHead() {
   $("layer-value").textContent = layer;
   $("head-value").textContent = head;
   $("heatmap-title").textContent = `blocks.${layer}.attn.hook_pattern[${head}]`;
+  analysis.headChanged(layer, head);
   const spinner = setTimeout(() => { $("heatmap-loading").hidden = false; }, 150);
   let data;
   try {
@@ -163,12 +175,14 @@ function setLayerHead(layer, head) {
 // -- the selected query -----------------------------------------------------------------------------
 function selectQuery(i, keepKey = false) {
   if (!S.run) return;
+  const before = S.query;
   S.query = clamp(i, S.run.n_tokens);
   if (!keepKey) closeLedger(false);
   heatmap.setSelection(S.query, S.key);
   markToken($("tokens"), S.query);
   writePermalink(view());
   refreshQuery();
+  if (S.query !== before) analysis.queryChanged();
 }
 
 async function refreshQuery() {
@@ -188,7 +202,7 @@ async function refreshQuery() {
   $("query-label").replaceChildren(el("span", { className: "pos", text: String(query) }), tokenSpan(panel.query.token));
   $("next-pos").textContent = String(query);
   renderTopK($("topk"), panel, S.scale, (k) => openLedger(k));
-  renderNext($("next-token"), next, S.scale);
+  renderNext($("next-token"), next, S.scale, (t) => analysis.followToken(t));
   renderQK($("qk-body"), panel, S.key, (k) => openLedger(k));
   Object.assign($("topk").dataset, { layer, head, query, ignoreSink: ignoreSink ? "1" : "0" });
   if (S.key != null) openLedger(S.key);
@@ -352,7 +366,7 @@ function bind() {
   let resizeTimer = null;
   window.addEventListener("resize", () => {
     clearTimeout(resizeTimer);
-    resizeTimer = setTimeout(() => heatmap.refit(), 120);
+    resizeTimer = setTimeout(() => { heatmap.refit(); analysis.refit(); }, 120);
   });
 }
 
@@ -379,6 +393,8 @@ async function init() {
   $("preset").append(...presets.map((p) => el("option", { value: p.text, text: p.name })));
   drawLegend($("legend"), S.scale);
   bind();
+  analysis = createAnalysis({ S, api, onRun, setLayerHead, runText, scale: () => S.scale });
+  window.__viewer.analysis = analysis;
   if (!(await restore(readPermalink()))) {
     $("sentence").value = presets[0].text;
     await runSentence({});

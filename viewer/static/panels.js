@@ -37,9 +37,11 @@ export function renderTopK(list, data, scale, onKey) {
     list.append(el("li", { className: "note", text: `position 0 (ignored) has p = ${data.sink_p}` }));
 }
 
-export function renderNext(list, data, scale) {
+// onPick(token), if given, is called when a token is clicked (to follow it elsewhere).
+export function renderNext(list, data, scale, onPick = null) {
   list.replaceChildren(...data.top.map((t, r) => el("li", {
     testid: `next-item-${r}`, dataset: { id: String(t.id), p: t.p },
+    ...(onPick ? { onclick: () => onPick(t), title: "follow this token in the ablation and the logit lens" } : {}),
   }, el("span", { className: "pos", text: `#${t.id}` }), tokenSpan(t.token), bar(t.p, scale),
   el("span", { className: "num", text: t.p }))));
 }

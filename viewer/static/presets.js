@@ -21,3 +21,10 @@ export const ID_PRESETS = [
   { name: "Repeated ids", text: "5 17 42 8 23 61 5 17 42 8 23 61" },
   { name: "Counting", text: "1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16" },
 ];
+
+// Minimal pairs for the pair panel: A goes into the sentence box above, B into the pair's box.
+export const PAIR_PRESETS = [
+  { name: "Trophy: … too big / … too small",
+    a: "The trophy doesn't fit in the suitcase because it is too big.",
+    b: "The trophy doesn't fit in the suitcase because it is too small." },
+];

@@ -1,0 +1,301 @@
+"""The analysis panels in a real Chromium: heads table, ablation, logit lens, minimal pair, findings.
+
+Same servers, browser and checks as tests/test_viewer_browser.py (imported from there): the bundled
+demo model where learned structure matters, the GPT-2-layout model (12 × 12) for the 144-row
+table and GPT-2 small's published roles. Each test compares what the page shows with the API's
+numbers and ends with zero console errors, zero failed requests, no request to another host.
+Screenshots go to test-artifacts/.
+"""
+
+import json
+import urllib.request
+
+import pytest
+
+from test_viewer_browser import (  # noqa: F401 - browser, demo_server and server are fixtures
+    ARTIFACTS, Watch, api_get, browser, demo_server, open_viewer, run_sentence, server, wait_head)
+
+pytestmark = pytest.mark.browser
+
+SENTENCE = "The trophy doesn't fit in the suitcase because it is too big."
+DARCY = "Mr. Darcy and Miss Bennet walked in the garden."
+BINGLEY = "Mr. Bingley and Miss Bennet walked in the garden."
+
+
+def api_post(base, path, body):
+    request = urllib.request.Request(base + path, data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=120) as r:
+        return json.loads(r.read())
+
+
+def new_page(browser, base, width=1500, height=1000):
+    context = browser.new_context(viewport={"width": width, "height": height})
+    page = context.new_page()
+    page.set_default_timeout(90_000)
+    page.watch = Watch(page, base)
+    return context, page
+
+
+@pytest.fixture()
+def demo_page(browser, demo_server):
+    context, page = new_page(browser, demo_server)
+    yield page
+    try:
+        page.watch.check()
+    finally:
+        context.close()
+
+
+@pytest.fixture()
+def gpt2_page(browser, server):
+    context, page = new_page(browser, server)
+    yield page
+    try:
+        page.watch.check()
+    finally:
+        context.close()
+
+
+def element_shot(locator, name):
+    ARTIFACTS.mkdir(exist_ok=True)
+    locator.scroll_into_view_if_needed()
+    locator.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+
+
+def wait_heads_table(page):
+    """Until the heads table shows the current run; returns the handle."""
+    page.wait_for_function("""() => {
+        const card = document.getElementById('heads-card'), run = window.__viewer.state.run;
+        return run && card.dataset.handle === run.handle && card.querySelector('tbody tr');
+    }""")
+    return page.evaluate("window.__viewer.state.run.handle")
+
+
+def table_order(page):
+    return page.eval_on_selector_all("#heads-card tbody tr", "rows => rows.map(r => `${r.dataset.layer}.${r.dataset.head}`)")
+
+
+# -- heads table (GPT-2 layout: 144 heads) --------------------------------------------------------
+def test_heads_table_sorts_and_opens_a_head(gpt2_page, server):
+    page = gpt2_page
+    open_viewer(page, server)
+    handle = run_sentence(page, SENTENCE)
+    assert wait_heads_table(page) == handle
+    api = api_get(server, f"/api/runs/{handle}/heads")
+    assert len(api["heads"]) == 144 and page.locator("#heads-card tbody tr").count() == 144
+    assert table_order(page) == [h["head"] for h in api["heads"]]            # layer by layer
+
+    by_sink = sorted(api["heads"], key=lambda h: (-h["sink"], h["layer"], h["index"]))
+    page.get_by_test_id("heads-sort-sink").click()
+    assert table_order(page) == [h["head"] for h in by_sink]
+    assert page.get_by_test_id("heads-table").get_attribute("data-sort") == "sink:desc"
+    assert page.locator("#heads-card th[aria-sort='descending']").inner_text().startswith("sink")
+    first = page.locator("#heads-card tbody tr").first
+    assert first.locator("td").nth(3).inner_text() == f"{by_sink[0]['sink']:.3f}"
+    page.get_by_test_id("heads-sort-sink").click()                            # again: ascending
+    assert table_order(page) == [h["head"] for h in sorted(api["heads"], key=lambda h: (h["sink"], h["layer"], h["index"]))]
+    page.get_by_test_id("heads-sort-entropy").click()
+    assert table_order(page) == [h["head"] for h in sorted(api["heads"], key=lambda h: (-h["entropy"], h["layer"], h["index"]))]
+    page.get_by_test_id("heads-sort-type").click()
+    assert table_order(page) == [h["head"] for h in sorted(api["heads"], key=lambda h: (h["type"], h["layer"], h["index"]))]
+
+    # A row opens its head in the heatmap, and the row follows the heatmap.
+    page.get_by_test_id("heads-sort-induction").click()
+    top = sorted(api["heads"], key=lambda h: (-h["induction"], h["layer"], h["index"]))[0]
+    row = page.get_by_test_id(f"heads-row-{top['layer']}-{top['index']}")
+    assert table_order(page)[0] == top["head"]
+    row.click()
+    wait_head(page, top["layer"], top["index"])
+    assert page.get_by_test_id("heatmap-title").inner_text() == f"blocks.{top['layer']}.attn.hook_pattern[{top['index']}]"
+    assert "current" in row.get_attribute("class")
+    page.get_by_test_id("heads-row-7-3").click()
+    wait_head(page, 7, 3)
+    assert "current" in page.get_by_test_id("heads-row-7-3").get_attribute("class")
+    assert "current" not in row.get_attribute("class")
+    cells = page.get_by_test_id("heads-row-7-3").locator("td")
+    h73 = next(h for h in api["heads"] if h["head"] == "7.3")
+    assert cells.nth(1).inner_text() == h73["type"] and cells.nth(4).inner_text() == f"{h73['previous']:.3f}"
+    page.get_by_test_id("heads-sort-head").click()
+    element_shot(page.get_by_test_id("heads-table"), "analysis-heads-table-gpt2-layout")
+
+    # The findings of GPT-2 small's shape: the same verdicts as the API, and the published roles.
+    page.get_by_test_id("findings-run").click()
+    page.wait_for_selector(f"#findings-card[data-handle='{handle}'] [data-testid=finding-5]", timeout=120_000)
+    report = api_get(server, f"/api/runs/{handle}/findings")
+    shown = [page.get_by_test_id(f"finding-{p['id']}").get_attribute("data-verdict") for p in report["predictions"]]
+    assert shown == [p["verdict"] for p in report["predictions"]]
+    roles = page.get_by_test_id("findings-roles").inner_text()
+    for name in ("previous-token", "induction", "name mover", "copy suppression", "arXiv 2211.00593",
+                 "arXiv 2310.04625", "4.11", "10.7"):
+        assert name in roles
+    element_shot(page.get_by_test_id("findings"), "analysis-findings-gpt2-layout")
+
+
+# -- ablation, lens, findings (demo model) ----------------------------------------------------------
+def test_ablation_shows_the_api_numbers(demo_page, demo_server):
+    page = demo_page
+    open_viewer(page, demo_server)
+    handle = run_sentence(page, SENTENCE)
+    wait_heads_table(page)
+    page.get_by_test_id("heads-row-2-5").click()                  # the card's previous-token head
+    wait_head(page, 2, 5)
+    page.get_by_test_id("token-9").click()
+    page.wait_for_selector("#next-token li")
+    page.get_by_test_id("ablate-current").click()
+    assert page.get_by_test_id("ablate-heads").input_value() == "2.5"
+    page.get_by_test_id("ablate-heads").press("End")
+    page.get_by_test_id("ablate-heads").press_sequentially(" 1.1")
+    page.get_by_test_id("ablate-mean").click()
+    page.wait_for_selector("#next-token li[data-id]")
+    follow = int(page.get_by_test_id("next-item-1").get_attribute("data-id"))
+    page.get_by_test_id("next-item-1").click()                    # follow that token
+    assert page.get_by_test_id("ablate-token").input_value() == f"#{follow}"
+    page.get_by_test_id("ablate-run").click()
+    page.wait_for_selector("#ablation[data-position='9'] [data-testid=ablate-token-change]")
+
+    api = api_post(demo_server, f"/api/runs/{handle}/ablate",
+                   {"heads": "2.5 1.1", "mode": "mean", "position": 9, "token": follow})
+    assert api["heads"] == ["1.1", "2.5"] and api["mode"] == "mean"
+    for side in ("before", "after"):
+        items = page.get_by_test_id(f"ablate-{side}").locator("li")
+        assert items.count() == 5
+        for i, t in enumerate(api[side]):
+            item = page.get_by_test_id(f"ablate-{side}-{i}")
+            assert int(item.get_attribute("data-id")) == t["id"] and float(item.get_attribute("data-p")) == t["p"]
+            assert abs(float(item.locator(".num").inner_text()) - t["p"]) <= 5e-5
+    change = page.get_by_test_id("ablate-token-change")
+    t = api["token"]
+    assert int(change.get_attribute("data-id")) == follow == t["id"]
+    assert float(change.get_attribute("data-p-before")) == t["p_before"]
+    assert float(change.get_attribute("data-p-after")) == t["p_after"]
+    assert float(change.get_attribute("data-delta")) == t["delta"]
+    assert f"rank {t['rank_before']} → {t['rank_after']}" in change.inner_text()
+    summary = page.locator("#ablate-body .abl-summary").inner_text()
+    assert "mean-ablation of 1.1, 2.5" in summary and "position 9" in summary
+    assert ("top-1 changed" if api["top1_changed"] else "top-1 unchanged") in summary
+    element_shot(page.locator("aside.side section").first, "analysis-ablation-demo")
+
+    # A head the model does not have: the server's message, in the panel.
+    page.get_by_test_id("ablate-heads").fill("13.2")
+    page.get_by_test_id("ablate-run").click()
+    page.wait_for_selector("[data-testid=ablate-error]:not([hidden])")
+    assert page.get_by_test_id("ablate-error").inner_text() == \
+        "There is no head 13.2: this model has layers 0–3 and heads 0–5."
+    assert len(page.watch.console_errors) == 1 and "400" in page.watch.console_errors[0]
+    page.watch.console_errors.clear()
+    # Moving the query drops the result: it was for position 9.
+    page.get_by_test_id("token-4").click()
+    page.wait_for_function("() => !document.querySelector('#ablate-body').children.length")
+
+
+def test_logit_lens_follows_the_selected_token(demo_page, demo_server):
+    page = demo_page
+    open_viewer(page, demo_server)
+    handle = run_sentence(page, DARCY)
+    page.get_by_test_id("token-3").click()                        # " and"
+    page.wait_for_selector(f"#lens-card[data-position='3'][data-handle='{handle}']")
+    api = api_get(demo_server, f"/api/runs/{handle}/lens?position=3&k=5")
+    assert page.get_by_test_id("lens-table").locator("thead th").all_inner_texts() == [
+        "rank", "embed", "L0", "L1", "L2", "L3"]
+    for depth, stream in enumerate(api["streams"]):
+        for r, t in enumerate(stream["top"]):
+            cell = page.get_by_test_id(f"lens-cell-{depth}-{r}")
+            assert int(cell.get_attribute("data-id")) == t["id"] and float(cell.get_attribute("data-p")) == t["p"]
+    # The last depth is the model's own prediction: the next-token panel's top-1, followed by default.
+    page.wait_for_selector("#next-token li[data-id]")
+    top1 = int(page.get_by_test_id("next-item-0").get_attribute("data-id"))
+    assert api["streams"][-1]["top"][0]["id"] == top1 == api["target"]["id"]
+    assert page.get_by_test_id("logit-lens").get_attribute("data-target") == str(top1)
+    # Click another next token: the lens follows it through every depth.
+    other = int(page.get_by_test_id("next-item-2").get_attribute("data-id"))
+    page.get_by_test_id("next-item-2").click()
+    page.wait_for_selector(f"#lens-card[data-target='{other}']")
+    api = api_get(demo_server, f"/api/runs/{handle}/lens?position=3&k=5&target_id={other}")
+    for depth, stream in enumerate(api["streams"]):
+        cell = page.get_by_test_id(f"lens-target-{depth}")
+        assert float(cell.get_attribute("data-p")) == stream["target_p"]
+        assert int(cell.get_attribute("data-rank")) == stream["target_rank"]
+    assert api["streams"][-1]["target_rank"] == 3
+    element_shot(page.get_by_test_id("logit-lens"), "analysis-logit-lens-demo")
+    page.get_by_test_id("lens-reset").click()
+    page.wait_for_selector(f"#lens-card[data-target='{top1}']")
+
+
+def test_pair_view_ranks_heads_as_the_api_does(demo_page, demo_server):
+    page = demo_page
+    open_viewer(page, demo_server)
+    page.get_by_test_id("pair-preset").select_option(label="Trophy: … too big / … too small")
+    page.wait_for_selector("#pair-maps:not([hidden])")
+    a = page.evaluate("window.__viewer.state.run.handle")
+    assert page.get_by_test_id("sentence").input_value() == SENTENCE
+    api = api_post(demo_server, f"/api/runs/{a}/pair", {"text": SENTENCE.replace("big", "small")})
+    items = page.get_by_test_id("pair-ranking").locator("li[data-head]")
+    assert items.count() == 12
+    assert [(items.nth(i).get_attribute("data-head"), float(items.nth(i).get_attribute("data-mean")))
+            for i in range(12)] == [(h["head"], h["mean_change"]) for h in api["heads"][:12]]
+    assert page.get_by_test_id("pair-mode").inner_text() == "shared tokens"
+    assert page.get_by_test_id("pair-note-text").inner_text() == api["alignment"]["note"]
+    page.get_by_test_id("pair-show-all").click()
+    assert items.count() == len(api["heads"]) == 24
+
+    # A ranked head: A, B and |A − B| drawn from the server's bytes for that head.
+    pick = api["heads"][2]
+    page.get_by_test_id("pair-rank-2").click()
+    page.wait_for_selector(f"#pair-maps[data-layer='{pick['layer']}'][data-head='{pick['index']}']")
+    assert "selected" in page.get_by_test_id("pair-rank-2").get_attribute("class")
+    b = api["b"]["handle"]
+    assert page.get_by_test_id("pair").get_attribute("data-b") == b
+    sizes = page.evaluate("window.__viewer.analysis.pair.maps.map((m) => m.data.T)")
+    assert sizes == [21, 20, api["alignment"]["n_aligned"]] == [21, 20, 19]
+    diff = urllib.request.urlopen(f"{demo_server}/api/runs/{a}/pair/{b}/diff?layer={pick['layer']}&head={pick['index']}").read()
+    drawn = page.evaluate("Array.from(window.__viewer.analysis.pair.maps[2].data.codes)")
+    assert bytes(drawn) == diff
+    assert page.get_by_test_id("pair-map-diff").bounding_box()["width"] > 150
+    element_shot(page.get_by_test_id("pair"), "analysis-pair-demo")
+
+    # Same length: compared position by position.
+    run_sentence(page, DARCY)
+    assert "Sentence A changed" in page.get_by_test_id("pair-note").inner_text()
+    page.get_by_test_id("pair-b").fill(BINGLEY)
+    page.get_by_test_id("pair-run").click()
+    page.wait_for_selector("[data-testid=pair-mode]")
+    assert page.get_by_test_id("pair-mode").inner_text() == "positional"
+    a = page.evaluate("window.__viewer.state.run.handle")
+    api = api_post(demo_server, f"/api/runs/{a}/pair", {"text": BINGLEY})
+    page.wait_for_selector(f"#pair-maps[data-handle='{a}']")
+    assert [items.nth(i).get_attribute("data-head") for i in range(12)] == [h["head"] for h in api["heads"][:12]]
+
+
+def test_findings_and_the_whole_page_on_the_demo(demo_page, demo_server):
+    page = demo_page
+    open_viewer(page, demo_server)
+    handle = run_sentence(page, SENTENCE)
+    wait_heads_table(page)
+    page.get_by_test_id("findings-run").click()
+    page.wait_for_selector(f"#findings-card[data-handle='{handle}'] [data-testid=finding-5]")
+    report = api_get(demo_server, f"/api/runs/{handle}/findings")
+    for p in report["predictions"]:
+        item = page.get_by_test_id(f"finding-{p['id']}")
+        assert item.get_attribute("data-verdict") == p["verdict"]
+        assert p["summary"] in item.inner_text()
+    assert "not GPT-2 small: skipped" in page.get_by_test_id("findings-roles").inner_text()
+    page.locator("details.finding-details summary").click()
+    assert page.locator("details.finding-details tbody tr").count() == 6
+    # A new sentence: the report was for the old one.
+    run_sentence(page, DARCY)
+    assert page.locator("[data-testid=finding-1]").count() == 0
+    run_sentence(page, SENTENCE)
+    page.get_by_test_id("findings-run").click()                  # kept by the server: instant
+    page.wait_for_selector(f"#findings-card[data-handle='{handle}'] [data-testid=finding-5]")
+    page.get_by_test_id("token-15").click()
+    page.wait_for_selector("#lens-card[data-position='15']")
+    page.wait_for_selector("#next-token li[data-id]")
+    page.get_by_test_id("ablate-run").click()                    # no heads typed: the head on screen
+    page.wait_for_selector("#ablation[data-position='15'] [data-testid=ablate-after]")
+    assert page.get_by_test_id("ablate-heads").input_value() == "0.0"
+    page.get_by_test_id("pair-preset").select_option(label="Trophy: … too big / … too small")
+    page.wait_for_selector("#pair-maps:not([hidden])")
+    page.wait_for_load_state("networkidle")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "analysis-page-demo.png"), full_page=True)

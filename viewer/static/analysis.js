@@ -1,0 +1,97 @@
+// The analysis panels of gpt2np issue 5, wired to the page: the heads table, the logit lens, the
+// ablation control, the minimal pair and the findings report. app.js tells them when the run,
+// the head or the query changes; each panel asks the server only for what it shows.
+
+import { AblationPanel } from "./ablation.js";
+import { renderFindings } from "./findings.js";
+import { HeadsTable } from "./headstable.js";
+import { LensPanel } from "./lens.js";
+import { PairPanel } from "./pair.js";
+import { el } from "./text.js";
+
+const $ = (id) => document.getElementById(id);
+
+// ctx: { S, api, onRun, setLayerHead, runText, scale }
+export function createAnalysis(ctx) {
+  const heads = new HeadsTable($("heads-card"), (layer, head) => {
+    ctx.setLayerHead(layer, head);
+    $("heatmap-title").scrollIntoView({ block: "nearest", behavior: "smooth" });
+  });
+  const ablation = new AblationPanel(ctx);
+  const lens = new LensPanel(ctx);
+  const pair = new PairPanel(ctx);
+  let headsSeq = 0, findingsSeq = 0;
+  let shown = { handle: null, query: null };     // what the panels show now
+
+  async function loadHeads() {
+    const seq = ++headsSeq, run = ctx.S.run;
+    if (run.n_tokens < 2) {
+      heads.clear("The statistics average over query positions 1…T−1: run a text of at least 2 tokens.");
+      return;
+    }
+    heads.clear("computing every head's statistics…");
+    try {
+      const data = await ctx.onRun((h) => ctx.api.heads(h));
+      if (seq === headsSeq) heads.setData(data);
+    } catch (e) {
+      if (seq === headsSeq) heads.clear(e.message);
+    }
+  }
+
+  function resetFindings() {
+    findingsSeq++;
+    $("findings-body").replaceChildren(el("p", { className: "muted", text:
+      "Press the button to check the original demo's predictions on this sentence." }));
+    $("findings-run").disabled = false;
+    $("findings-card").dataset.handle = "";
+  }
+
+  async function loadFindings() {
+    const seq = ++findingsSeq;
+    $("findings-run").disabled = true;
+    $("findings-body").replaceChildren(el("p", { className: "muted", text:
+      "running the probe, this sentence and the coreference sentence through the model…" }));
+    try {
+      const report = await ctx.onRun((h) => ctx.api.findings(h));
+      if (seq !== findingsSeq) return;
+      renderFindings($("findings-body"), report);
+      $("findings-card").dataset.handle = report.handle;
+    } catch (e) {
+      if (seq === findingsSeq) $("findings-body").replaceChildren(el("div", { className: "error", text: e.message }));
+    } finally {
+      if (seq === findingsSeq) $("findings-run").disabled = false;
+    }
+  }
+  $("findings-run").addEventListener("click", loadFindings);
+  resetFindings();
+
+  return {
+    heads, ablation, lens, pair,
+    // Run again on the same sentence (a preset, a reload): the server has the same handle, and
+    // the panels keep what they show.
+    runChanged() {
+      pair.runChanged();
+      if (ctx.S.run.handle === shown.handle) return;
+      shown = { handle: ctx.S.run.handle, query: null };
+      ablation.clear();
+      resetFindings();
+      loadHeads();
+    },
+    headChanged(layer, head) {
+      heads.mark(layer, head);
+      ablation.headChanged(layer, head);
+    },
+    queryChanged() {
+      if (ctx.S.query === shown.query) return;
+      shown.query = ctx.S.query;
+      ablation.clear();
+      lens.refresh();
+    },
+    // A next token clicked: follow it in the ablation and in the lens.
+    followToken(token) {                    // token: {id, token, p} from the next-token list
+      ablation.setToken(token);
+      lens.setTarget(token.id, `#${token.id}`);
+    },
+    refit() { pair.refit(); },
+  };
+}
