@@ -186,6 +186,39 @@ def test_one_megabyte_and_other_huge_bodies(app, client, model):
           f"'Too many tokens: {n_tokens:,}'")
 
 
+FIELD_CASES = [                      # (body, phrase of the 400 message)
+    ({}, 'Give "text"'), ({"bos": True}, 'Give "text"'), ({"text": None}, '"text" must be a string'),
+    ({"text": "hi", "bso": True}, "Unknown field 'bso'"), ({"text": "hi", "extra": 1, "more": 2}, "Unknown fields"),
+    ({"Text": "hi"}, "Unknown field 'Text'"), ({"text": "hi", "ids": [1, 2]}, "not both"),
+    ({"text": 5}, "must be a string"), ({"text": 1.5}, "must be a string"), ({"text": ["a", "b"]}, "must be a string"),
+    ({"text": {"t": "a"}}, "must be a string"), ({"text": True}, "must be a string"),
+    ({"ids": "464 318"}, "list of whole numbers"), ({"ids": [464.0]}, "list of whole numbers"),
+    ({"ids": [[464]]}, "list of whole numbers"), ({"ids": [None]}, "list of whole numbers"),
+    ({"ids": [True, 1]}, "list of whole numbers"), ({"ids": {"0": 464}}, "list of whole numbers"),
+    ({"ids": 464}, "list of whole numbers"), ({"ids": ["464"]}, "list of whole numbers"),
+    ({"ids": [-1]}, "Token id -1 is out of range"), ({"ids": [50257]}, "Token id 50257 is out of range"),
+    ({"ids": [2**63]}, "out of range"), ({"ids": [-2**70]}, "out of range"), ({"ids": [10**400]}, "of 1329 bits is out of range"),
+    ({"ids": []}, "non-empty"), ({"text": "hi", "bos": "yes"}, '"bos" must be true or false'),
+    ({"text": "hi", "bos": 1}, '"bos" must be true or false'), ({"text": "hi", "bos": None}, '"bos" must be true or false'),
+]
+
+
+def test_missing_extra_and_wrong_typed_fields(client):
+    """Each field missing, misspelt, doubled or of the wrong type: a 400 that names the problem."""
+    outcomes = []
+
+    def check(body, phrase):
+        r = post_json(client, body)
+        assert verdict(r) == "refused" and r.status_code == 400, (body, r.status_code)
+        assert phrase in r.get_json()["error"], (body, r.get_json())
+        return "refused"
+
+    for body, phrase in FIELD_CASES:
+        outcomes.append(outcome(check, body, phrase))
+    n = tally("api", "missing, extra and wrong-typed fields", outcomes)
+    print(f"\n{n} bodies with missing, extra or wrong-typed fields: all JSON 400 naming the field")
+
+
 # -- wrong methods, path traversal, long query strings --------------------------------------------
 def concrete(rule, handle):
     """A URL for every route of the app, with a real handle and valid arguments."""
