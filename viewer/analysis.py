@@ -5,7 +5,7 @@
     GET  /api/runs/<h>/lens?position&k&target|target_id  logit lens: top-k after every layer
     POST /api/runs/<h>/ablate  {"heads", "mode", "position", "token", "k"}   ablate heads
     POST /api/runs/<h>/pair    {"text"|"ids"}            minimal pair: heads ranked by change
-    GET  /api/runs/<h>/pair/<h2>/diff?layer&head         |A − B| of one head on aligned tokens, bytes
+    GET  /api/runs/<h>/pair/<h_b>/diff?layer&head        |A − B| of one head on aligned tokens, bytes
 
 Every number comes from gpt2np.findings and gpt2np.interventions, called on the arrays the run
 kept (`Run.trace()`: no second forward pass) or, for ablation and the findings, on fresh forward
@@ -220,9 +220,9 @@ def api_pair(handle):
     return json_bytes(run_a.memo(("pair", run_b.handle), compute))
 
 
-@bp.get("/api/runs/<handle>/pair/<other>/diff")
-def api_pair_diff(handle, other):
-    run_a, run_b = get_run(handle), get_run(other)
+@bp.get("/api/runs/<handle>/pair/<handle_b>/diff")
+def api_pair_diff(handle, handle_b):
+    run_a, run_b = get_run(handle), get_run(handle_b)
     layer, head = layer_head()
     pairs, mode = interventions.align_tokens(run_a.ids, run_b.ids)
     if not pairs:
