@@ -13,7 +13,7 @@ import urllib.request
 import pytest
 
 from test_viewer_browser import (  # noqa: F401 - browser, demo_server and server are fixtures
-    ARTIFACTS, Watch, api_get, browser, demo_server, open_viewer, run_sentence, server, wait_head)
+    ARTIFACTS, HOSTILE, Watch, api_get, browser, demo_server, open_viewer, run_sentence, server, wait_head)
 
 pytestmark = pytest.mark.browser
 
@@ -299,3 +299,31 @@ def test_findings_and_the_whole_page_on_the_demo(demo_page, demo_server):
     page.wait_for_load_state("networkidle")
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "analysis-page-demo.png"), full_page=True)
+
+
+def visible(token):
+    """A token as text.js shows it: space, tab and newline made visible."""
+    return "".join({" ": "␣", "\t": "⇥", "\n": "↵"}.get(c, c) for c in token)
+
+
+def test_hostile_tokens_are_text_in_the_analysis_panels(gpt2_page, server):
+    page = gpt2_page
+    open_viewer(page, server)
+    handle = run_sentence(page, HOSTILE)
+    wait_heads_table(page)
+    api = api_get(server, f"/api/runs/{handle}/heads")
+    shown = page.eval_on_selector_all("#heads-card tbody .topcol .tok", "els => els.map(e => e.textContent)")
+    assert shown == [visible(h["top_column_token"]) for h in api["heads"]]
+    assert any("<" in t for t in shown)
+    page.get_by_test_id("pair-b").fill(HOSTILE.replace("then", "and then"))
+    page.get_by_test_id("pair-run").click()
+    page.wait_for_selector(f"#pair-maps[data-handle='{handle}']")
+    tokens = page.evaluate("window.__viewer.state.run.tokens")
+    assert page.eval_on_selector_all("#pair-a .tok", "els => els.map(e => e.textContent)") == [visible(t) for t in tokens]
+    q = next(i for i, t in enumerate(tokens) if "<" in t)            # a token with markup in it
+    page.get_by_test_id(f"token-{q}").click()
+    page.wait_for_selector(f"#lens-card[data-position='{q}']")
+    assert page.eval_on_selector("#lens-title .tok", "e => e.textContent") == visible(tokens[q])
+    for panel in ("heads-table", "logit-lens", "pair", "ablation"):
+        assert page.get_by_test_id(panel).locator("img, script, iframe, svg").count() == 0
+    assert page.evaluate("document.querySelectorAll('img').length") == 0

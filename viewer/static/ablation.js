@@ -106,7 +106,7 @@ export class AblationPanel {
       el("b", { text: r.top1_changed ? "top-1 changed" : "top-1 unchanged" }));
     const cols = el("div", { className: "abl-cols" },
       el("div", {}, el("h4", { text: "before" }), list(r.before, "before")),
-      el("div", {}, el("h4", { text: `after (${r.heads.length} head${r.heads.length > 1 ? "s" : ""} ${r.mode === "zero" ? "zeroed" : "mean"})` }), list(r.after, "after")));
+      el("div", {}, el("h4", { text: `after (${r.heads.join(", ")} ${r.mode === "zero" ? "zeroed" : "set to their mean"})` }), list(r.after, "after")));
     const parts = [head, cols];
     if (r.token) {
       const t = r.token;
