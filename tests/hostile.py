@@ -59,7 +59,8 @@ FIGURES = {}
 
 
 def record(channel, category, *, accepted=0, refused=0, failed=0, five_xx=0, tracebacks=0):
-    """Count one or more hostile inputs. channel: 'cli' or 'api'. Every input is either accepted
+    """Count one or more inputs. channel: 'cli' or 'api' (hostile inputs), or 'weights', 'browser',
+    'load' (the concurrency run: ordinary requests, counted apart). Every input is either accepted
     (ran, answer checked) or refused (a clear JSON 4xx / one line and exit 2); `failed` counts
     every other outcome (a crash, a 5xx, a traceback, a wrong answer, an unclear message), of
     which 5xx and tracebacks are also counted apart. The tests assert failed == 0."""
@@ -80,12 +81,14 @@ class _Summary:
         tr.section("hardening: hostile inputs and figures")
         totals = _defaultdict(lambda: _defaultdict(int))
         for (channel, category), row in sorted(TALLY.items()):
-            tr.write_line(f"  {channel:<7} {category:<42} " + "  ".join(f"{k} {v}" for k, v in row.items()))
+            tr.write_line(f"  {channel:<7} {category:<46} " + "  ".join(f"{k} {v}" for k, v in row.items()))
             for k, v in row.items():
                 totals[channel][k] += v
-                totals["all"][k] += v
-        for channel, row in totals.items():
-            tr.write_line(f"  TOTAL {channel:<46} " + "  ".join(f"{k} {v}" for k, v in row.items()))
+                if channel in ("cli", "api"):
+                    totals["hostile inputs, CLI + API"][k] += v
+                totals["everything"][k] += v
+        for channel in sorted(totals, key=lambda c: (c in ("hostile inputs, CLI + API", "everything"), c)):
+            tr.write_line(f"  TOTAL {channel:<48} " + "  ".join(f"{k} {v}" for k, v in totals[channel].items()))
         for name, value in FIGURES.items():
             tr.write_line(f"  {name}: {_json.dumps(value, ensure_ascii=False)}")
         out = _Path(__file__).resolve().parents[1] / "test-artifacts"

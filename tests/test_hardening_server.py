@@ -276,7 +276,7 @@ def test_eight_clients_fifty_requests_each(server, demo):
     FIGURES["concurrency"] = figures
     print(f"\nconcurrency: {json.dumps(figures)}")
     n_all = len(entries) + sum(len(log) for log in logs2)
-    record("api", "concurrent requests (2 waves, 8 clients x 50)", accepted=n_all - len(errors + errors2),
+    record("load", "concurrent requests (2 waves, 8 clients x 50)", accepted=n_all - len(errors + errors2),
            failed=len(errors + errors2) + len(wrong),
            five_xx=sum(1 for e in errors + errors2 if str(e[2]).startswith("5")))
 
