@@ -40,9 +40,11 @@ export function createAnalysis(ctx) {
 
   function resetFindings() {
     findingsSeq++;
-    $("findings-body").replaceChildren(el("p", { className: "muted", text:
-      "Press the button to check the original demo's predictions on this sentence." }));
-    $("findings-run").disabled = false;
+    const can = ctx.S.model.has_tokenizer;
+    $("findings-body").replaceChildren(el("p", { className: "muted", text: can
+      ? "Press the button to check the original demo's predictions on this sentence."
+      : "The findings run sentences of their own (a coreference sentence, the IOI sentence): this model has no tokenizer." }));
+    $("findings-run").disabled = !can;
     $("findings-card").dataset.handle = "";
   }
 
