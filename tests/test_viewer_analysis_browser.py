@@ -141,13 +141,12 @@ def test_ablation_shows_the_api_numbers(demo_page, demo_server):
     page.get_by_test_id("heads-row-2-5").click()                  # the card's previous-token head
     wait_head(page, 2, 5)
     page.get_by_test_id("token-9").click()
-    page.wait_for_selector("#next-token li")
+    page.wait_for_selector("#topk[data-query='9'][data-layer='2'][data-head='5']")   # lists of query 9
     page.get_by_test_id("ablate-current").click()
     assert page.get_by_test_id("ablate-heads").input_value() == "2.5"
     page.get_by_test_id("ablate-heads").press("End")
     page.get_by_test_id("ablate-heads").press_sequentially(" 1.1")
     page.get_by_test_id("ablate-mean").click()
-    page.wait_for_selector("#next-token li[data-id]")
     follow = int(page.get_by_test_id("next-item-1").get_attribute("data-id"))
     page.get_by_test_id("next-item-1").click()                    # follow that token
     assert page.get_by_test_id("ablate-token").input_value() == f"#{follow}"
@@ -203,7 +202,7 @@ def test_logit_lens_follows_the_selected_token(demo_page, demo_server):
             cell = page.get_by_test_id(f"lens-cell-{depth}-{r}")
             assert int(cell.get_attribute("data-id")) == t["id"] and float(cell.get_attribute("data-p")) == t["p"]
     # The last depth is the model's own prediction: the next-token panel's top-1, followed by default.
-    page.wait_for_selector("#next-token li[data-id]")
+    page.wait_for_selector("#topk[data-query='3']")
     top1 = int(page.get_by_test_id("next-item-0").get_attribute("data-id"))
     assert api["streams"][-1]["top"][0]["id"] == top1 == api["target"]["id"]
     assert page.get_by_test_id("logit-lens").get_attribute("data-target") == str(top1)
@@ -290,7 +289,7 @@ def test_findings_and_the_whole_page_on_the_demo(demo_page, demo_server):
     page.wait_for_selector(f"#findings-card[data-handle='{handle}'] [data-testid=finding-5]")
     page.get_by_test_id("token-15").click()
     page.wait_for_selector("#lens-card[data-position='15']")
-    page.wait_for_selector("#next-token li[data-id]")
+    page.wait_for_selector("#topk[data-query='15']")
     page.get_by_test_id("ablate-run").click()                    # no heads typed: the head on screen
     page.wait_for_selector("#ablation[data-position='15'] [data-testid=ablate-after]")
     assert page.get_by_test_id("ablate-heads").input_value() == "0.0"

@@ -82,6 +82,10 @@ async function runSentence(restore = null) {
     $("run").disabled = false;
   }
   if (seq !== S.seq.run) return;
+  if (S.run && S.run.handle !== run.handle) {      // another sentence: its lists are not ours
+    $("topk").replaceChildren();
+    $("next-token").replaceChildren();
+  }
   S.run = run;
   S.input = input.payload;
   S.inputView = input.view;
