@@ -64,7 +64,8 @@ def element_shot(locator, name):
 
 
 def wait_heads_table(page):
-    """Until the heads table shows the current run; returns the handle."""
+    """Until the heads table shows the current run (it loads once on screen); returns the handle."""
+    page.get_by_test_id("heads-table").scroll_into_view_if_needed()
     page.wait_for_function("""() => {
         const card = document.getElementById('heads-card'), run = window.__viewer.state.run;
         return run && card.dataset.handle === run.handle && card.querySelector('tbody tr');
@@ -193,6 +194,7 @@ def test_logit_lens_follows_the_selected_token(demo_page, demo_server):
     open_viewer(page, demo_server)
     handle = run_sentence(page, DARCY)
     page.get_by_test_id("token-3").click()                        # " and"
+    page.get_by_test_id("logit-lens").scroll_into_view_if_needed()   # it loads once on screen
     page.wait_for_selector(f"#lens-card[data-position='3'][data-handle='{handle}']")
     api = api_get(demo_server, f"/api/runs/{handle}/lens?position=3&k=5")
     assert page.get_by_test_id("lens-table").locator("thead th").all_inner_texts() == [
@@ -209,6 +211,7 @@ def test_logit_lens_follows_the_selected_token(demo_page, demo_server):
     # Click another next token: the lens follows it through every depth.
     other = int(page.get_by_test_id("next-item-2").get_attribute("data-id"))
     page.get_by_test_id("next-item-2").click()
+    page.get_by_test_id("logit-lens").scroll_into_view_if_needed()
     page.wait_for_selector(f"#lens-card[data-target='{other}']")
     api = api_get(demo_server, f"/api/runs/{handle}/lens?position=3&k=5&target_id={other}")
     for depth, stream in enumerate(api["streams"]):
@@ -288,6 +291,7 @@ def test_findings_and_the_whole_page_on_the_demo(demo_page, demo_server):
     page.get_by_test_id("findings-run").click()                  # kept by the server: instant
     page.wait_for_selector(f"#findings-card[data-handle='{handle}'] [data-testid=finding-5]")
     page.get_by_test_id("token-15").click()
+    page.get_by_test_id("logit-lens").scroll_into_view_if_needed()
     page.wait_for_selector("#lens-card[data-position='15']")
     page.wait_for_selector("#topk[data-query='15']")
     page.get_by_test_id("ablate-run").click()                    # no heads typed: the head on screen
@@ -321,6 +325,7 @@ def test_hostile_tokens_are_text_in_the_analysis_panels(gpt2_page, server):
     assert page.eval_on_selector_all("#pair-a .tok", "els => els.map(e => e.textContent)") == [visible(t) for t in tokens]
     q = next(i for i, t in enumerate(tokens) if "<" in t)            # a token with markup in it
     page.get_by_test_id(f"token-{q}").click()
+    page.get_by_test_id("logit-lens").scroll_into_view_if_needed()
     page.wait_for_selector(f"#lens-card[data-position='{q}']")
     assert page.eval_on_selector("#lens-title .tok", "e => e.textContent") == visible(tokens[q])
     for panel in ("heads-table", "logit-lens", "pair", "ablation"):

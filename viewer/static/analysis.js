@@ -1,6 +1,8 @@
 // The analysis panels of gpt2np issue 5, wired to the page: the heads table, the logit lens, the
 // ablation control, the minimal pair and the findings report. app.js tells them when the run,
-// the head or the query changes; each panel asks the server only for what it shows.
+// the head or the query changes; each panel asks the server only for what it shows, and the heads
+// table and the lens only once they are (nearly) on screen: a learner scrubbing sentences at the
+// top of the page does not make the server compute tables nobody looks at.
 
 import { AblationPanel } from "./ablation.js";
 import { renderFindings } from "./findings.js";
@@ -22,6 +24,24 @@ export function createAnalysis(ctx) {
   const pair = new PairPanel(ctx);
   let headsSeq = 0, findingsSeq = 0;
   let shown = { handle: null, query: null };     // what the panels show now
+  // Panels loaded when they come near the viewport: {visible, stale, load} by card id.
+  const lazy = {
+    "heads-card": { visible: false, stale: false, load: () => loadHeads() },
+    "lens-card": { visible: false, stale: false, load: () => lens.refresh() },
+  };
+  const refresh = (id) => {
+    const panel = lazy[id];
+    panel.stale = !panel.visible;
+    if (panel.visible) panel.load();
+  };
+  const observer = new IntersectionObserver((entries) => {
+    for (const entry of entries) {
+      const panel = lazy[entry.target.id];
+      panel.visible = entry.isIntersecting;
+      if (panel.visible && panel.stale) refresh(entry.target.id);
+    }
+  }, { rootMargin: "300px 0px" });
+  for (const id of Object.keys(lazy)) observer.observe($(id));
 
   async function loadHeads() {
     const seq = ++headsSeq, run = ctx.S.run;
@@ -77,7 +97,8 @@ export function createAnalysis(ctx) {
       shown = { handle: ctx.S.run.handle, query: null };
       ablation.clear();
       resetFindings();
-      loadHeads();
+      heads.clear("computing every head's statistics…");
+      refresh("heads-card");
     },
     headChanged(layer, head) {
       heads.mark(layer, head);
@@ -87,12 +108,13 @@ export function createAnalysis(ctx) {
       if (ctx.S.query === shown.query) return;
       shown.query = ctx.S.query;
       ablation.clear();
-      lens.refresh();
+      refresh("lens-card");
     },
     // A next token clicked: follow it in the ablation and in the lens.
     followToken(token) {                    // token: {id, token, p} from the next-token list
       ablation.setToken(token);
-      lens.setTarget(token.id, `#${token.id}`);
+      lens.setTarget(token.id, `#${token.id}`, false);
+      refresh("lens-card");
     },
     refit() { pair.refit(); },
   };

@@ -19,10 +19,11 @@ export class LensPanel {
     $("lens-reset").addEventListener("click", () => this.setTarget(null));
   }
 
-  setTarget(target, label = null) {
+  // load = false: the caller decides when to ask (analysis.js, once the lens is on screen).
+  setTarget(target, label = null, load = true) {
     this.target = target;
     $("lens-target").value = target == null ? "" : label ?? (typeof target === "number" ? `#${target}` : target);
-    this.refresh();
+    if (load) this.refresh();
   }
 
   async refresh() {
