@@ -48,7 +48,7 @@ def head_name(layer, head):
 
 
 def parse_heads(specs, config):
-    """Heads given as "4.11", "4.11,5.1", (4, 11) or [4, 11] -> sorted list of (layer, head).
+    """Heads given as "4.11", "4.11,5.1", "4.11 5.1", (4, 11) or [4, 11] -> sorted (layer, head) list.
 
     Checks every head against the model's shape.
     """
@@ -57,7 +57,7 @@ def parse_heads(specs, config):
         specs = [specs]
     heads = set()
     for spec in specs:
-        parts = spec.split(",") if isinstance(spec, str) else [spec]
+        parts = spec.replace(",", " ").split() if isinstance(spec, str) else [spec]
         for part in parts:
             try:
                 layer, head = (map(int, part.strip().split(".")) if isinstance(part, str)

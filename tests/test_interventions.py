@@ -126,6 +126,7 @@ def test_ablation_errors_say_what_to_do(small, texty):
     with pytest.raises(GPT2npError, match="2 tokens .*' trophy', ' case'"):
         I.ablate(texty, "The trophy", "0.0", token=" trophy case")
     assert I.parse_heads(["1.1, 0.2", (0, 1)], small.config) == [(0, 1), (0, 2), (1, 1)]
+    assert I.parse_heads("1.1 0.2", small.config) == [(0, 2), (1, 1)]
     assert I.token_id(texty, " dog") == 3290
 
 
