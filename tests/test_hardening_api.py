@@ -342,7 +342,7 @@ CONTENT_TYPES = st.sampled_from(["application/json"] * 6 + [
     "application/json; charset=utf-8", "APPLICATION/JSON", "application/vnd.api+json",
     "text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "",
     "application/jsonx", "text/html", "application/json; charset=latin-1"])
-FUZZ_COUNT = {"bodies": 0, "urls": 0}
+FUZZ_COUNT = {"bodies": 0, "urls": 0, "analysis": 0}
 
 
 @FUZZ
@@ -399,28 +399,42 @@ PARAM_VALUES = st.one_of(
                      "[]", "{}", "null", "1;DROP", "'", '"', "\ud800", "🙂"]),
     st.text(max_size=10))
 PARAMS = st.lists(st.tuples(st.sampled_from(["layer", "head", "query", "key", "position", "ignore_sink",
-                                             "x", "Layer", "layer[]"]), PARAM_VALUES), max_size=6)
-ENDPOINTS = ["", "/pattern", "/overview", "/row", "/query", "/ledger", "/next", "/trace.npz", "/nothing"]
+                                             "k", "target", "target_id", "x", "Layer", "layer[]"]),
+                            PARAM_VALUES), max_size=6)
+HANDLES = st.sampled_from(["0" * 20, "..", "%2e%2e", "..%2f..%2fetc%2fpasswd", "a" * 3000, "<script>",
+                           "%00", "%ff", "%c0%ae", "{{7*7}}", "ü", "\ud800"]) | st.text(max_size=24)
+
+
+def run_routes(app):
+    """Every route under /api/runs/<handle> of the app as it is now (analysis routes included),
+    plus a path that is not one."""
+    rules = sorted(r.rule for r in app.url_map.iter_rules() if r.rule.startswith("/api/runs/<handle>"))
+    assert len(rules) >= 9
+    return [rule.removeprefix("/api/runs/<handle>") for rule in rules] + ["/nothing"]
 
 
 @FUZZ
-@given(which=st.sampled_from(["good", "good", "good", "expired", "random"]),
-       handle=st.sampled_from(["0" * 20, "..", "%2e%2e", "..%2f..%2fetc%2fpasswd", "a" * 3000, "<script>",
-                               "%00", "%ff", "%c0%ae", "{{7*7}}", "ü", "\ud800"]) | st.text(max_size=24),
-       endpoint=st.sampled_from(ENDPOINTS), params=PARAMS,
-       method=st.sampled_from(["GET"] * 8 + ["HEAD", "POST", "PUT", "DELETE"]))
-def test_fuzz_urls_handles_and_params(url_app, which, handle, endpoint, params, method):
-    """A few hundred random requests on the run endpoints: real, expired and random handles;
-    layer/head/query/key/position negative, huge, fractional, textual, repeated or missing."""
+@given(which=st.sampled_from(["good", "good", "good", "expired", "random"]), handle=HANDLES,
+       which_b=st.sampled_from(["good", "good", "expired", "random"]), handle_b=HANDLES,
+       params=PARAMS, method=st.sampled_from(["GET"] * 8 + ["HEAD", "POST", "PUT", "DELETE"]),
+       data=st.data())
+def test_fuzz_urls_handles_and_params(url_app, which, handle, which_b, handle_b, params, method, data):
+    """A few hundred random requests on every run endpoint (the analysis ones too): real, expired
+    and random handles; layer/head/query/key/position/k/target negative, huge, fractional, textual,
+    repeated or missing. (POSTs carry no body here: the body fuzz is below.)"""
     app, good, expired = url_app
-    h = {"good": good["handle"], "expired": expired}.get(which) or quote(handle.encode("utf-8", "surrogatepass"), safe="")
+    endpoint = data.draw(st.sampled_from(run_routes(app)), label="endpoint")
+    pick = lambda w, raw: {"good": good["handle"], "expired": expired}.get(w) or quote(  # noqa: E731
+        raw.encode("utf-8", "surrogatepass"), safe="")
+    h = pick(which, handle)
+    endpoint = endpoint.replace("<handle_b>", pick(which_b, handle_b))
     query = urlencode([(k, v.encode("utf-8", "surrogatepass")) for k, v in params])
     url = f"/api/runs/{h}{endpoint}" + (f"?{query}" if query else "")
     r = app.test_client().open(url, method=method)
     FUZZ_COUNT["urls"] += 1
     v = outcome(verdict, r)
     tally("api", "fuzz: random URLs, handles, params", [v])
-    if which == "expired" and endpoint != "/nothing" and method in ("GET", "HEAD"):
+    if which == "expired" and endpoint != "/nothing" and method in ("GET", "HEAD") and r.status_code != 405:
         assert r.status_code == 404 and (method == "HEAD" or "Unknown or expired run" in r.get_json()["error"])
     if r.status_code == 200 and method == "GET":
         T = good["n_tokens"]
@@ -437,15 +451,49 @@ def test_fuzz_urls_handles_and_params(url_app, which, handle, endpoint, params, 
             assert [np.float32(p) for p in r.get_json()["p"]] == list(trace.pattern(layer, head)[q, :q + 1])
         elif endpoint == "/trace.npz":
             assert r.data[:2] == b"PK"
+        elif endpoint.endswith("/diff"):                 # the run against itself: |A - A| = 0
+            assert r.data == bytes(T * (T + 1) // 2)
         else:
             assert r.is_json and r.get_json()
 
 
+HEAD_TEXT = st.sampled_from(["0.0", "1.3", "0.0 1.1", "5.1", "-1.0", "0.4", "a.b", "1.1.1", "0.0,0.1;1.2",
+                             "", " ", "1." * 40, "١.٣", "0.0 " * 9]) | st.text(max_size=16)
+ABLATE_BODIES = st.one_of(
+    st.fixed_dictionaries({"heads": HEAD_TEXT | st.lists(HEAD_TEXT, max_size=4)},
+                          optional={"mode": st.sampled_from(["zero", "mean", "ZERO", "", "max"]) | JSON_VALUES,
+                                    "position": st.integers(-3, 70) | JSON_VALUES,
+                                    "token": st.sampled_from([" big", "big", " not one", "", "<script>"]) | st.integers(-3, 50300) | JSON_VALUES,
+                                    "k": st.integers(-2, 30) | JSON_VALUES}),
+    st.dictionaries(KEYS | st.sampled_from(["heads", "mode", "position", "token", "k"]), JSON_VALUES, max_size=4),
+    JSON_VALUES)
+
+
+@FUZZ
+@given(route=st.sampled_from(["ablate", "pair"]), ablate=ABLATE_BODIES, pair=BODIES,
+       content_type=CONTENT_TYPES, which=st.sampled_from(["good"] * 4 + ["unknown"]))
+def test_fuzz_analysis_bodies(app, client, model, route, ablate, pair, content_type, which):
+    """Random bodies for the analysis POSTs (ablation, minimal pair): heads as text and lists,
+    modes, positions, tokens and k of every type, sentence B of every shape."""
+    good = post_json(client, {"text": "The trophy doesn't fit in the suitcase because it is too big."}).get_json()
+    h = good["handle"] if which == "good" else "0" * 20
+    body = ablate if route == "ablate" else pair
+    r = client.post(f"/api/runs/{h}/{route}", data=json.dumps(body), content_type=content_type)
+    FUZZ_COUNT["analysis"] += 1
+    v = outcome(verdict, r)
+    tally("api", "fuzz: random ablate / pair bodies", [v])
+    if r.status_code == 200:
+        data = r.get_json()
+        assert which == "good" and isinstance(body, dict)
+        assert data.get("handle") == h if route == "ablate" else data["a"]["handle"] == h
+
+
 def test_fuzz_counts(client):
     """Runs after the two fuzz tests (file order): report how many random requests they made."""
-    n = FUZZ_COUNT["bodies"] + FUZZ_COUNT["urls"]
-    print(f"\nAPI fuzz: {FUZZ_COUNT['bodies']} random bodies + {FUZZ_COUNT['urls']} random URLs = {n}")
-    assert FUZZ_COUNT["bodies"] >= 250 and FUZZ_COUNT["urls"] >= 250
+    n = sum(FUZZ_COUNT.values())
+    print(f"\nAPI fuzz: {FUZZ_COUNT['bodies']} random run bodies + {FUZZ_COUNT['urls']} random URLs + "
+          f"{FUZZ_COUNT['analysis']} random analysis bodies = {n}")
+    assert FUZZ_COUNT["bodies"] >= 250 and FUZZ_COUNT["urls"] >= 250 and FUZZ_COUNT["analysis"] >= 250
 
 
 # -- the cache under concurrent use --------------------------------------------------------------------
