@@ -7,7 +7,7 @@ the title and the exports is hostile too. A page script that parsed any of it as
 template) would run `window.__xss = n`; the test checks that no payload ran, that no element was
 created from it (a MutationObserver in the page), that no dialog opened, that the CSP reported
 nothing (console), and that every surface shows the exact text: token chips, heatmap labels
-(recorded from the canvas's fillText), top-5 keys, next-token list, Q·K panel, ledger, tooltip,
+(recorded from the canvas's fillText), top-5 keys, next-token list, logit lens, Q·K panel, ledger, tooltip,
 SVG and PNG exports, the permalink, the model header and the page title.
 """
 
@@ -165,8 +165,18 @@ def test_hostile_tokens_show_literally_and_nothing_executes(page, server, tmp_pa
     nxt = page.get_by_test_id("next-token").locator(".tok").all_text_contents()
     check("next-token list", nxt[:5] == [visible(p) for p in PAYLOADS[:5]], nxt)
 
-    # Top-5 keys of the last query: tokens as text, each equal to the API's.
+    # Logit lens (loads when scrolled into view): every depth's top tokens, the payloads included.
     handle = page.evaluate("window.__viewer.state.run.handle")
+    page.get_by_test_id("logit-lens").scroll_into_view_if_needed()
+    page.wait_for_selector(f"#lens-card[data-position='{T - 1}'][data-handle='{handle}']")
+    lens = json.loads(page.evaluate(f"fetch('/api/runs/{handle}/lens?position={T - 1}&k=5').then(r => r.text())"))
+    last = len(lens["streams"]) - 1
+    cells = [page.get_by_test_id(f"lens-cell-{last}-{r}").locator(".tok").inner_text() for r in range(5)]
+    check("logit lens", cells == [visible(t["token"]) for t in lens["streams"][last]["top"]]
+          and cells[0] == visible(PAYLOADS[0]), cells)
+    page.get_by_test_id("tokens").scroll_into_view_if_needed()
+
+    # Top-5 keys of the last query: tokens as text, each equal to the API's.
     api = json.loads(page.evaluate(f"fetch('/api/runs/{handle}/query?layer=0&head=0&query={T - 1}').then(r => r.text())"))
     top = page.get_by_test_id("topk").locator("li[data-key] .tok").all_text_contents()
     check("top-5 keys", top == [visible(k["token"]) for k in api["keys"]], top)
@@ -236,4 +246,4 @@ def test_summary_of_browser_checks():
     record("browser", "hostile tokens and model name in Chromium", accepted=(len(PAYLOADS) + 1) * ok,
            failed=(len(PAYLOADS) + 1) * (not ok))
     print(f"\nbrowser: {len(PAYLOADS) + 1} payloads, {len(CHECKS)} checks on {len(surfaces)} surfaces, 0 executions")
-    assert ok and len(surfaces) >= 12
+    assert ok and len(surfaces) >= 13
