@@ -17,8 +17,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from .ops import gelu_new, layer_norm, linear, softmax
-from .parallel import over_groups
+from .ops import gelu_new, layer_norm, softmax
+from .parallel import linear, over_groups
 
 
 def embed(params, ids):
@@ -150,5 +150,5 @@ def forward(params, config, ids, z_ablation=None):
 
     final = layer_norm(x, params["ln_f.weight"], params["ln_f.bias"], config.layer_norm_epsilon)
     acts["ln_final.hook_normalized"] = final
-    acts["logits"] = final @ params["wte.weight"].T     # [T, d] @ [d, V] -> [T, V], tied LM head
+    acts["logits"] = linear(final, params["wte.weight"].T)  # [T, d] @ [d, V] -> [T, V], tied LM head
     return acts

@@ -56,11 +56,12 @@ def softmax(x, axis=-1, out=None):
     return shifted
 
 
-def linear(x, weight, bias):
+def linear(x, weight, bias=None, out=None):
     """Conv1D layer as GPT-2 stores it: y = x @ W + b.
 
-    x [T, n_in], weight [n_in, n_out], bias [n_out] -> [T, n_out]
+    x [T, n_in], weight [n_in, n_out], bias [n_out] or None -> [T, n_out] (into `out` if given)
     """
-    y = x @ weight      # [T, n_in] @ [n_in, n_out] -> [T, n_out]
-    y += bias
+    y = np.matmul(x, weight, out=out)   # [T, n_in] @ [n_in, n_out] -> [T, n_out]
+    if bias is not None:
+        y += bias
     return y
