@@ -1,7 +1,9 @@
-"""Shared fixtures: model directories built for the tests (no download), and the shared GPT-2 files."""
+"""Shared fixtures: model directories built for the tests (no download), the shared GPT-2 files,
+and the Chromium the browser tests drive (their other support is in browser.py)."""
 
 import pytest
 
+from browser import CHROMIUM, CHROMIUM_ARGS
 from modelfiles import SHARED, small_config, write_model_dir
 
 
@@ -31,6 +33,25 @@ def gpt2_layout_dir(tmp_path_factory, shared_gpt2):
     no lm_head, F32), random weights, the real config.json and tokenizer. About 548 MB."""
     path, _ = write_model_dir(tmp_path_factory.mktemp("gpt2layout") / "gpt2-layout-random", seed=2)
     return path
+
+
+@pytest.fixture(scope="session")
+def small_tok_dir(tmp_path_factory):
+    """A small model (2 layers × 3 heads × 48 dims) with GPT-2's vocabulary and tokenizer and a
+    1,024-token context."""
+    path, _ = write_model_dir(tmp_path_factory.mktemp("small-tok") / "small-tok-1024",
+                              small_config(vocab_size=50257, n_positions=1024), seed=3)
+    return path
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Chromium (GPT2NP_CHROMIUM, default /usr/bin/chromium) through Playwright, one per test module."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
 
 
 # -- parity figures: every parity test records max|Δ| per named tensor; printed after the run ----

@@ -18,10 +18,10 @@ from urllib.parse import quote
 
 import numpy as np
 import pytest
+from browser import (ARTIFACTS, WATCH_SCRIPT, cell_point, open_viewer, run_sentence, serving, shot, visible,
+                     watched_page)
 from hostile import FIGURES, install_summary, record
 from modelfiles import SHARED, random_params, small_config, write_model_dir
-from test_viewer_browser import (ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, Watch, cell_point, open_viewer,
-                                 run_sentence, start_server, stop_server)
 
 pytestmark = pytest.mark.browser
 
@@ -36,25 +36,6 @@ PAYLOADS = [
 ]
 MODEL_NAME = 'm"><img src=x onerror=window.__xss=9>{{7*7}}<b>x'
 SENTENCE = "Say " + "".join(PAYLOADS) + " end"
-
-WATCH_SCRIPT = """
-window.__drawn = [];
-const fillText = CanvasRenderingContext2D.prototype.fillText;
-CanvasRenderingContext2D.prototype.fillText = function (text, ...rest) {
-  window.__drawn.push(String(text));
-  return fillText.call(this, text, ...rest);
-};
-window.__created = [];
-const observer = new MutationObserver((records) => {
-  for (const r of records) for (const n of r.addedNodes)
-    if (n.nodeType === 1) for (const e of [n, ...n.querySelectorAll('*')])
-      if (/^(script|img|iframe|svg|object|embed|style|link|form|meta|base)$/i.test(e.tagName)) window.__created.push(e.outerHTML.slice(0, 200));
-});
-// From the end of the HTML parse on: what the page's scripts create (the markup of the page
-// itself, head and body, is the server's template).
-document.addEventListener("DOMContentLoaded", () => observer.observe(document, { childList: true, subtree: true }));
-"""
-
 
 @pytest.fixture(scope="module", autouse=True)
 def summary(request):
@@ -84,37 +65,12 @@ def hostile_model_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(hostile_model_dir):
-    proc, base = start_server(hostile_model_dir, "hostile-tokens")
-    yield base
-    stop_server(proc)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
+    yield from serving(hostile_model_dir, "hostile-tokens")
 
 
 @pytest.fixture()
 def page(browser, server):
-    context = browser.new_context(viewport={"width": 1500, "height": 1000}, accept_downloads=True)
-    context.add_init_script(WATCH_SCRIPT)
-    pg = context.new_page()
-    pg.set_default_timeout(60_000)
-    pg.watch = Watch(pg, server)
-    yield pg
-    try:
-        pg.watch.check()
-    finally:
-        context.close()
-
-
-def visible(token):
-    """A token as the page shows it in chips and lists: whitespace stand-ins (text.js)."""
-    return "".join({" ": "␣", "\t": "⇥", "\n": "↵", "\r": "␍"}.get(c, c) for c in token)
+    yield from watched_page(browser, server, accept_downloads=True, init_script=WATCH_SCRIPT)
 
 
 def nothing_ran(page):
@@ -219,8 +175,7 @@ def test_hostile_tokens_show_literally_and_nothing_executes(page, server, tmp_pa
         page.get_by_test_id("export-png").click()
     check("PNG export", any(MODEL_NAME in t for t in page.evaluate("window.__drawn")))
 
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "hardening-hostile-tokens.png"), full_page=True)
+    shot(page, "hardening-hostile-tokens")
     nothing_ran(page)
     DONE.add("main")
 

@@ -1,19 +1,18 @@
 """The analysis panels in a real Chromium: heads table, ablation, logit lens, minimal pair, findings.
 
-Same servers, browser and checks as tests/test_viewer_browser.py (imported from there): the bundled
+Same servers, browser and checks as tests/test_viewer_browser.py (from tests/browser.py): the bundled
 demo model where learned structure matters, the GPT-2-layout model (12 × 12) for the 144-row
 table and GPT-2 small's published roles. Each test compares what the page shows with the API's
 numbers and ends with zero console errors, zero failed requests, no request to another host.
 Screenshots go to test-artifacts/.
 """
 
-import json
 import urllib.request
 
 import pytest
-
-from test_viewer_browser import (  # noqa: F401 - browser, demo_server and server are fixtures
-    ARTIFACTS, HOSTILE, Watch, api_get, browser, demo_server, open_viewer, run_sentence, server, wait_head)
+from browser import (  # noqa: F401 - demo_server and server are fixtures
+    HOSTILE, api_get, api_post, demo_server, element_shot, open_viewer, run_sentence, server, shot, visible,
+    wait_head, watched_page)
 
 pytestmark = pytest.mark.browser
 
@@ -22,45 +21,14 @@ DARCY = "Mr. Darcy and Miss Bennet walked in the garden."
 BINGLEY = "Mr. Bingley and Miss Bennet walked in the garden."
 
 
-def api_post(base, path, body):
-    request = urllib.request.Request(base + path, data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=120) as r:
-        return json.loads(r.read())
-
-
-def new_page(browser, base, width=1500, height=1000):
-    context = browser.new_context(viewport={"width": width, "height": height})
-    page = context.new_page()
-    page.set_default_timeout(90_000)
-    page.watch = Watch(page, base)
-    return context, page
-
-
 @pytest.fixture()
 def demo_page(browser, demo_server):
-    context, page = new_page(browser, demo_server)
-    yield page
-    try:
-        page.watch.check()
-    finally:
-        context.close()
+    yield from watched_page(browser, demo_server, timeout=90_000)
 
 
 @pytest.fixture()
 def gpt2_page(browser, server):
-    context, page = new_page(browser, server)
-    yield page
-    try:
-        page.watch.check()
-    finally:
-        context.close()
-
-
-def element_shot(locator, name):
-    ARTIFACTS.mkdir(exist_ok=True)
-    locator.scroll_into_view_if_needed()
-    locator.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+    yield from watched_page(browser, server, timeout=90_000)
 
 
 def wait_heads_table(page):
@@ -300,13 +268,7 @@ def test_findings_and_the_whole_page_on_the_demo(demo_page, demo_server):
     page.get_by_test_id("pair-preset").select_option(label="Trophy: … too big / … too small")
     page.wait_for_selector("#pair-maps:not([hidden])")
     page.wait_for_load_state("networkidle")
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "analysis-page-demo.png"), full_page=True)
-
-
-def visible(token):
-    """A token as text.js shows it: space, tab and newline made visible."""
-    return "".join({" ": "␣", "\t": "⇥", "\n": "↵"}.get(c, c) for c in token)
+    shot(page, "analysis-page-demo")
 
 
 def test_hostile_tokens_are_text_in_the_analysis_panels(gpt2_page, server):

@@ -1,7 +1,7 @@
 """The viewer's JSON API through Flask's test_client: every endpoint, every error, the wire sizes.
 
-Models: `small_model_dir` (2 layers × 3 heads, no tokenizer: ids only) and a small model with the
-real GPT-2 tokenizer and a 1,024-token context, written here (cheap: 48 dims).
+Models: `small_model_dir` (2 layers × 3 heads, no tokenizer: ids only) and `small_tok_dir`, a small
+model with the real GPT-2 tokenizer and a 1,024-token context (both in conftest.py; cheap: 48 dims).
 """
 
 import io
@@ -16,7 +16,6 @@ import pytest
 
 import gpt2np
 from gpt2np.ops import softmax
-from modelfiles import small_config, write_model_dir
 from viewer import create_app
 from viewer.cli import main as cli_main
 from viewer.wire import quantize
@@ -26,16 +25,8 @@ STATIC = Path(__file__).resolve().parents[1] / "viewer" / "static"
 
 
 @pytest.fixture(scope="module")
-def tok_model_dir(tmp_path_factory):
-    """2 layers × 3 heads × 48 dims, context 1,024, GPT-2's vocabulary and tokenizer."""
-    path, _ = write_model_dir(tmp_path_factory.mktemp("viewer") / "small-tok-1024",
-                              small_config(vocab_size=50257, n_positions=1024), seed=3)
-    return path
-
-
-@pytest.fixture(scope="module")
-def app(tok_model_dir):
-    return create_app({"MODEL": str(tok_model_dir)})
+def app(small_tok_dir):
+    return create_app({"MODEL": str(small_tok_dir)})
 
 
 @pytest.fixture(scope="module")
@@ -316,8 +307,8 @@ def test_unexpected_errors_are_a_plain_json_500(app, client, ran, monkeypatch):
 
 
 # -- cache, factory, command line ----------------------------------------------------------------------
-def test_cache_is_bounded_and_keeps_the_newest(tok_model_dir):
-    app = create_app({"MODEL": str(tok_model_dir), "CACHE_BYTES": 1})
+def test_cache_is_bounded_and_keeps_the_newest(small_tok_dir):
+    app = create_app({"MODEL": str(small_tok_dir), "CACHE_BYTES": 1})
     c = app.test_client()
     first = c.post("/api/run", json={"text": "One sentence."}).get_json()["handle"]
     second = c.post("/api/run", json={"text": "Another sentence."}).get_json()["handle"]
@@ -325,7 +316,7 @@ def test_cache_is_bounded_and_keeps_the_newest(tok_model_dir):
     assert len(cache) == 1 and second in cache and first not in cache
     assert c.get(f"/api/runs/{second}/overview").status_code == 200
     assert "Run the sentence again" in error_of(c.get(f"/api/runs/{first}/overview"), 404)
-    roomy = create_app({"MODEL": str(tok_model_dir)})
+    roomy = create_app({"MODEL": str(small_tok_dir)})
     rc = roomy.test_client()
     cache = roomy.extensions["gpt2np.runs"]
     one = rc.post("/api/run", json={"text": "Sentence number 0 is here."}).get_json()["cache"]["bytes"]

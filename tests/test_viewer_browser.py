@@ -3,207 +3,40 @@
 One server (`python -m viewer`, GPT-2 small's layout with random weights and the real tokenizer)
 and one browser serve the whole module; each test gets a fresh page and ends by asserting zero
 console errors, zero failed requests and zero requests to any host but the server.
-Screenshots go to test-artifacts/.
+Screenshots go to test-artifacts/. Servers, pages and their checks come from browser.py.
 """
 
 import io
 import json
-import os
-import socket
-import subprocess
-import sys
 import time
 import urllib.request
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from urllib.parse import quote, urlparse
+from urllib.parse import quote
 
 import numpy as np
 import pytest
+from browser import (  # noqa: F401 - demo_server and server are fixtures
+    ARTIFACTS, HOSTILE, api_get, cell_pixel, cell_point, demo_server, new_page, open_viewer, run_sentence,
+    server, serving, shot, start_server, stop_server, wait_head, watched_page)
 
 import gpt2np
-from modelfiles import small_config, write_model_dir
 
 pytestmark = pytest.mark.browser
 
-REPO = Path(__file__).resolve().parents[1]
-ARTIFACTS = REPO / "test-artifacts"
-CHROMIUM = os.environ.get("GPT2NP_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]
 SENTENCE = "The trophy doesn't fit in the suitcase because it is too big."
 FRESH = ("A learner types a sentence of her own, the viewer runs it through every layer, and the "
          "heatmap appears before she has time to blink.")
-HOSTILE = 'Say <script>alert(1)</script> and "><img src=x onerror=alert(1)> then\tstop.\nNext'
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(model_dir, name, *options):
-    """`python -m viewer` on a free port; returns (process, base URL) once /api/model answers."""
-    ARTIFACTS.mkdir(exist_ok=True)
-    port = free_port()
-    log = open(ARTIFACTS / f"server-{name}.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "viewer", "--model", str(model_dir), "--port", str(port),
-                             *options],
-                            cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the viewer exited early; see {log.name}")
-        try:
-            urllib.request.urlopen(base + "/api/model", timeout=2).read()
-            return proc, base
-        except OSError:
-            time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError(f"the viewer did not answer within 120 s; see {log.name}")
-
-
-def stop_server(proc):
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-
-
-def api_get(base, path):
-    with urllib.request.urlopen(base + path, timeout=60) as r:
-        return json.loads(r.read())
-
-
-@pytest.fixture(scope="module")
-def server(gpt2_layout_dir):
-    proc, base = start_server(gpt2_layout_dir, "gpt2-layout")
-    yield base
-    stop_server(proc)
-
-
-@pytest.fixture(scope="module")
-def small_tok_dir(tmp_path_factory):
-    """A small model (2 layers × 3 heads) with GPT-2's tokenizer and a 1,024-token context."""
-    path, _ = write_model_dir(tmp_path_factory.mktemp("viewer-long") / "small-tok-1024",
-                              small_config(vocab_size=50257, n_positions=1024), seed=3)
-    return path
 
 
 @pytest.fixture(scope="module")
 def long_server(small_tok_dir):
-    proc, base = start_server(small_tok_dir, "small-1024")
-    yield base
-    stop_server(proc)
-
-
-@pytest.fixture(scope="module")
-def demo_server():
-    """The bundled demo model (gpt2np/demo), as `python -m viewer` serves it by default."""
-    proc, base = start_server("demo", "demo")
-    yield base
-    stop_server(proc)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
-class Watch:
-    """Everything a page logs or requests, checked at the end of each test."""
-
-    def __init__(self, page, base):
-        self.base = urlparse(base)
-        self.console_errors, self.failed, self.foreign, self.dialogs = [], [], [], []
-        self.downloads = set()
-        page.on("console", lambda m: m.type == "error" and self.console_errors.append(m.text))
-        page.on("pageerror", lambda e: self.console_errors.append(f"pageerror: {e}"))
-        page.on("requestfailed", lambda r: self.failed.append((r.url, r.failure)))
-        page.on("request", self.on_request)
-        page.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
-
-    def on_request(self, request):
-        url = urlparse(request.url)
-        if url.scheme in ("blob", "data"):
-            return
-        if (url.scheme, url.hostname, url.port) != (self.base.scheme, self.base.hostname, self.base.port):
-            self.foreign.append(request.url)
-
-    def check(self):
-        failed = [(u, f) for u, f in self.failed if not (u in self.downloads and "ERR_ABORTED" in str(f))]
-        assert self.console_errors == [], self.console_errors
-        assert failed == [], failed
-        assert self.foreign == [], self.foreign
-        assert self.dialogs == [], self.dialogs
+    yield from serving(small_tok_dir, "small-1024")
 
 
 @pytest.fixture()
 def page(browser, server):
-    context = browser.new_context(viewport={"width": 1500, "height": 1000}, accept_downloads=True)
-    pg = context.new_page()
-    pg.set_default_timeout(60_000)
-    pg.watch = Watch(pg, server)
-    yield pg
-    try:
-        pg.watch.check()
-    finally:
-        context.close()
-
-
-def open_viewer(page, base, query=""):
-    page.goto(base + "/" + query)
-    page.wait_for_selector("body[data-ready='1']")
-
-
-def run_sentence(page, text):
-    page.get_by_test_id("sentence").fill(text)
-    page.get_by_test_id("run").click()
-    page.wait_for_function("""(t) => document.querySelector('#tokens .chip') &&
-        window.__viewer.state.run && window.__viewer.state.inputView.text === t &&
-        document.getElementById('heatmap').dataset.handle === window.__viewer.state.run.handle""", arg=text)
-    return page.get_by_test_id("heatmap").get_attribute("data-handle")
-
-
-def wait_head(page, layer, head):
-    """Until the heatmap shows (layer, head) of the current run."""
-    page.wait_for_function("""([layer, head]) => {
-        const c = document.getElementById('heatmap').dataset, run = window.__viewer.state.run;
-        return run && c.handle === run.handle && c.layer === String(layer) && c.head === String(head);
-    }""", arg=[layer, head])
-
-
-def cell_pixel(page, i, j):
-    """[r, g, b, a] drawn at the centre of cell (query i, key j), and the colour its code should have."""
-    return page.evaluate("""async ([i, j]) => {
-        const { LUTS } = await import('/static/colors.js');
-        const h = window.__viewer.heatmap, c = h.canvas;
-        const { x, y } = h.cellCenter(i, j), dpr = c.width / parseFloat(c.style.width);
-        const d = c.getContext('2d').getImageData(Math.floor(x * dpr), Math.floor(y * dpr), 1, 1).data;
-        const v = LUTS[h.scale][h.code(i, j)];
-        return { drawn: [d[0], d[1], d[2], d[3]], expected: [v & 255, (v >> 8) & 255, (v >> 16) & 255, 255],
-                 code: h.code(i, j) };
-    }""", [i, j])
-
-
-def cell_point(page, i, j):
-    page.get_by_test_id("heatmap").scroll_into_view_if_needed()
-    return page.evaluate("""([i, j]) => {
-        const h = window.__viewer.heatmap, r = h.canvas.getBoundingClientRect(), c = h.cellCenter(i, j);
-        return [r.left + c.x, r.top + c.y];
-    }""", [i, j])
-
-
-def shot(page, name):
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    yield from watched_page(browser, server, accept_downloads=True)
 
 
 # -- the main path --------------------------------------------------------------------------------------
@@ -418,10 +251,8 @@ def test_long_paragraph_stays_responsive(page, server):
 
 def test_1024_tokens_draw_and_scrub(browser, long_server):
     """The longest input: one head at a time (≤ 1 MB), drawn and scrubbed quickly."""
-    context = browser.new_context(viewport={"width": 1500, "height": 1000})
-    page = context.new_page()
-    page.set_default_timeout(120_000)
-    watch = Watch(page, long_server)
+    context, page = new_page(browser, long_server, timeout=120_000)
+    watch = page.watch
     sizes = []
     page.on("response", lambda r: "/pattern?" in r.url and sizes.append(int(r.headers["content-length"])))
     try:
@@ -460,10 +291,8 @@ def test_demo_model_learned_attention_and_names(browser, demo_server):
     next-token panel, and its previous-token head (from its model card) looking one token back."""
     card = json.loads((Path(gpt2np.__file__).parent / "demo" / "training.json").read_text())
     layer, head = card["attention"]["best_prev_token"]["layer"], card["attention"]["best_prev_token"]["index"]
-    context = browser.new_context(viewport={"width": 1500, "height": 1000})
-    page = context.new_page()
-    page.set_default_timeout(60_000)
-    watch = Watch(page, demo_server)
+    context, page = new_page(browser, demo_server)
+    watch = page.watch
     try:
         open_viewer(page, demo_server)
         info = page.get_by_test_id("model-info").inner_text()
@@ -503,9 +332,8 @@ def test_an_evicted_run_is_run_again_by_the_page(browser, small_tok_dir):
     """With no room in the cache, another client's run evicts ours; the page notices the 404
     and runs its sentence again, without the user doing anything."""
     proc, base = start_server(small_tok_dir, "no-cache", "--cache-mb", "0")
-    context = browser.new_context(viewport={"width": 1200, "height": 900})
-    page = context.new_page()
-    watch = Watch(page, base)
+    context, page = new_page(browser, base, width=1200, height=900, timeout=None)
+    watch = page.watch
     try:
         open_viewer(page, base)
         first = page.evaluate("window.__viewer.state.run.handle")
