@@ -22,7 +22,8 @@ What it does, step by step:
   3. Tokenizer: byte-level BPE trained with `tokenizers` on the training chapters, 4,095 merged
      tokens plus `<|endoftext|>` as the last id (4095); saved as `tokenizer.json`.
   4. Model: `transformers.GPT2LMHeadModel`, trained on the CPU with PyTorch (AdamW, warm-up then
-     cosine decay), fixed seed. Default: 1,400 steps of 16 x 256 tokens, about 20-25 minutes on
+     cosine decay), fixed seed. Default: 2,400 steps of 2,048 tokens (windows of
+     64, then 128, then 256 tokens), about 20-25 minutes on
      2 CPU cores.
   5. Evaluation: train and held-out loss (nats/token) against a unigram baseline; attention
      patterns measured over 50 held-out sentences (mean weight on the previous token and on
@@ -44,6 +45,7 @@ import hashlib
 import io
 import json
 import math
+import os
 import platform
 import re
 import shutil
@@ -79,9 +81,18 @@ HELDOUT_EVERY = 25          # every 25th chapter is held out
 MAX_SIZE = 10 * 1024 * 1024  # gpt2np/demo/ must stay under 10 MB
 
 MODEL = dict(n_layer=4, n_head=6, n_embd=192, n_positions=256, vocab_size=4096)
-TRAIN = dict(steps=1400, batch_size=16, seq_len=256, lr=2e-3, min_lr=1e-4, warmup=100,
-             weight_decay=0.1, betas=(0.9, 0.95), grad_clip=1.0, eval_every=200)
-QUICK = dict(steps=30, batch_size=8, seq_len=128, eval_every=10)
+# What one training step sees: phases (until this fraction of the steps, windows per step as
+# (length, how many)). Every step is 2,048 tokens. Short windows give attention a strong learning
+# signal (few keys per query, so a head that picks the right one gains a lot); long ones teach
+# all 256 positions and the habit of parking attention on position 0.
+SCHEDULES = {
+    "mixed": ((1.0, ((64, 16), (256, 4))),),                      # both kinds in every step
+    "long": ((1.0, ((256, 8),)),),                                # GPT-2's way
+    "curriculum": ((0.4, ((64, 32),)), (0.7, ((128, 16),)), (1.0, ((256, 8),))),
+}
+TRAIN = dict(steps=1800, schedule="mixed", lr=2e-3, min_lr=1e-4, warmup=200, weight_decay=0.1,
+             betas=(0.9, 0.95), grad_clip=1.0, eval_every=200)
+QUICK = dict(steps=30, eval_every=10)
 TARGETS = dict(prev_token=0.5, first_position=0.30)
 
 
@@ -288,6 +299,36 @@ def make_config(eot_id, **shape):
                       tie_word_embeddings=True, **shape)
 
 
+def init_position_embeddings(model, std):
+    """Start wpe from the original Transformer's sinusoids (scaled to the std of the random wte)
+    instead of noise. Position i-1 is then a fixed rotation of position i, so a head can learn
+    "attend to the previous token" early; wpe is still trained like every other weight."""
+    import torch
+    n_pos, d = model.transformer.wpe.weight.shape
+    pos = torch.arange(n_pos, dtype=torch.float64)[:, None]
+    freq = 10000.0 ** (-torch.arange(0, d, 2, dtype=torch.float64) / d)
+    pe = torch.zeros(n_pos, d, dtype=torch.float64)
+    pe[:, 0::2], pe[:, 1::2] = torch.sin(pos * freq), torch.cos(pos * freq)
+    pe *= std / pe.std().item()
+    with torch.no_grad():
+        model.transformer.wpe.weight.copy_(pe.float())
+
+
+def windows_at(step, hp):
+    """[(window length, number of windows)] for this step, from the schedule."""
+    return next(w for until, w in SCHEDULES[hp["schedule"]] if step < until * hp["steps"])
+
+
+def schedule_text(hp):
+    phases = SCHEDULES[hp["schedule"]]
+    return "; ".join(f"until {until:.0%} of steps: " + " + ".join(f"{k} x {n}" for n, k in w)
+                     for until, w in phases)
+
+
+def tokens_per_step(hp):
+    return sum(n * k for n, k in SCHEDULES[hp["schedule"]][0][1])
+
+
 def lr_at(step, hp):
     """Linear warm-up, then cosine decay from lr to min_lr."""
     if step < hp["warmup"]:
@@ -298,8 +339,10 @@ def lr_at(step, hp):
 
 def make_optimizer(model, hp):
     import torch
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    def decayed(name, p):      # weight matrices; not embeddings, biases, LayerNorm gains
+        return p.dim() >= 2 and not name.endswith(("wte.weight", "wpe.weight"))
+    decay = [p for n, p in model.named_parameters() if decayed(n, p)]
+    no_decay = [p for n, p in model.named_parameters() if not decayed(n, p)]
     return torch.optim.AdamW([{"params": decay, "weight_decay": hp["weight_decay"]},
                               {"params": no_decay, "weight_decay": 0.0}],
                              lr=hp["lr"], betas=hp["betas"])
@@ -312,8 +355,9 @@ def next_token_loss(model, x):
     return F.cross_entropy(logits.reshape(-1, logits.size(-1)), x[:, 1:].reshape(-1))
 
 
-def train(model, data, hp, seed, heldout_windows):
-    """AdamW on random windows of the training stream; prints loss, held-out loss and ETA."""
+def train(model, data, hp, seed, heldout_windows, probe):
+    """AdamW on random windows of the training stream; prints loss and ETA, and every
+    eval_every steps the held-out loss and what `probe` (the attention measurement) says."""
     import torch
     gen = torch.Generator().manual_seed(seed)
     stream = torch.from_numpy(data)
@@ -323,9 +367,13 @@ def train(model, data, hp, seed, heldout_windows):
     for step in range(hp["steps"]):
         for group in opt.param_groups:
             group["lr"] = lr_at(step, hp)
-        starts = torch.randint(0, len(stream) - hp["seq_len"], (hp["batch_size"],), generator=gen)
-        x = torch.stack([stream[s:s + hp["seq_len"]] for s in starts.tolist()])
-        loss = next_token_loss(model, x)
+        parts, n_total = [], 0
+        for seq_len, batch in windows_at(step, hp):
+            starts = torch.randint(0, len(stream) - seq_len, (batch,), generator=gen)
+            x = torch.stack([stream[s:s + seq_len] for s in starts.tolist()])
+            parts.append((next_token_loss(model, x), batch * (seq_len - 1)))
+            n_total += batch * (seq_len - 1)
+        loss = sum(l * n for l, n in parts) / n_total     # mean over every predicted token
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), hp["grad_clip"])
@@ -338,7 +386,7 @@ def train(model, data, hp, seed, heldout_windows):
                 f"lr {lr_at(step, hp):.2e}  {el:6.0f}s elapsed, ETA {el / done * (hp['steps'] - done):5.0f}s")
         if done % hp["eval_every"] == 0 and done < hp["steps"]:
             log(f"      held-out loss (first {len(heldout_windows[:32])} windows): "
-                f"{evaluate(model, heldout_windows[:32]):.3f}")
+                f"{evaluate(model, heldout_windows[:32]):.3f};  {probe(model)}")
             model.train()
     model.eval()
     return time.time() - t0
@@ -402,6 +450,18 @@ def attention_patterns(model, tok, sentences):
             prev = prev + att[:, :, q, q - 1].mean(-1)
             first = first + att[:, :, q, 0].mean(-1)
     return prev / len(sentences), first / len(sentences)
+
+
+def attention_probe(tok, sentences):
+    """A function model -> one line: the best previous-token and position-0 heads so far."""
+    def probe(model):
+        model.set_attn_implementation("eager")
+        prev, first = attention_patterns(model, tok, sentences)
+        model.set_attn_implementation("sdpa")
+        (pl, ph), (fl, fh) = (np.unravel_index(np.argmax(a), a.shape) for a in (prev, first))
+        return (f"best prev-token head {pl}.{ph} {prev[pl, ph]:.3f}, "
+                f"best position-0 head {fl}.{fh} {first[fl, fh]:.3f}")
+    return probe
 
 
 def report_attention(prev, first):
@@ -491,7 +551,7 @@ Use it to see how a transformer works and what attention heads learn, not for it
 | corpus | {c['name']} ({', '.join(c['books'])}) — {c['train_chars'] + c['heldout_chars']:,} characters |
 | corpus source | Debian package `{DEB_PACKAGE}` {c['package_version']} ({c['package_license']}) |
 | corpus licence | {c['text_license']} |
-| training | {t['steps']} steps x {t['batch_size']} x {t['seq_len']} tokens = {t['tokens_seen']:,} tokens (~{t['epochs']:.1f} epochs), seed {t['seed']}, {t['wall_time_s'] / 60:.1f} min on {t['threads']} CPU threads |
+| training | {t['steps']} steps x {t['tokens_per_step']:,} tokens ({t['schedule_text']}) = {t['tokens_seen']:,} tokens (~{t['epochs']:.1f} epochs), seed {t['seed']}, {t['wall_time_s'] / 60:.1f} min on {t['threads']} CPU threads |
 
 ## Losses (nats per token)
 
@@ -526,6 +586,11 @@ def parse_args():
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--quick", action="store_true", help="tiny run for smoke testing (~1 minute)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    p.add_argument("--wpe-init", choices=["sinusoid", "normal"], default="sinusoid",
+                   help="initial position embeddings (default: scaled sinusoids)")
+    p.add_argument("--wpe-std", type=float, default=0.02, help="std of the sinusoidal wpe init")
+    p.add_argument("--schedule", choices=sorted(SCHEDULES), default=None,
+                   help=f"training windows per step (default {TRAIN['schedule']})")
     p.add_argument("--corpus-deb", default=None, help=f"a downloaded {DEB_PACKAGE}_*.deb")
     return p.parse_args()
 
@@ -541,6 +606,8 @@ def main():
     hp = dict(TRAIN, **(QUICK if args.quick else {}))
     if args.steps:
         hp["steps"] = args.steps
+    if args.schedule:
+        hp["schedule"] = args.schedule
     hp["warmup"] = min(hp["warmup"], max(1, hp["steps"] // 10))
     out = args.out or (Path(tempfile.mkdtemp(prefix="gpt2np-demo-quick-")) if args.quick else DEFAULT_OUT)
     t_start = time.time()
@@ -562,11 +629,15 @@ def main():
         f"{len(held_ids):,} held-out tokens ({corpus['train_chars'] / len(train_ids):.2f} chars/token)")
 
     model = transformers.GPT2LMHeadModel(make_config(tok.token_to_id(EOT), **MODEL))
+    if args.wpe_init == "sinusoid":
+        init_position_embeddings(model, args.wpe_std)
     n_params = sum(p.numel() for p in model.parameters())
     log(f"model: {MODEL}, {n_params:,} parameters; training {hp['steps']} steps of "
-        f"{hp['batch_size']} x {hp['seq_len']} tokens")
+        f"{tokens_per_step(hp)} tokens, schedule {hp['schedule']}: {schedule_text(hp)}")
     held_wins = windows(held_ids, MODEL["n_positions"])
-    train_time = train(model, train_ids, hp, args.seed, held_wins)
+    sentences = heldout_sentences(held_texts, tok)
+    train_time = train(model, train_ids, hp, args.seed, held_wins,
+                       attention_probe(tok, sentences[::2]))
 
     log("\nevaluating ...")
     rng = np.random.default_rng(args.seed)
@@ -585,7 +656,6 @@ def main():
         f"{losses['heldout_reloaded_f16']:.4f}")
     assert abs(losses["heldout_reloaded_f16"] - losses["heldout"]) < 0.01, "saved model differs"
 
-    sentences = heldout_sentences(held_texts, tok)
     prev, first = attention_patterns(reloaded, tok, sentences)
     best_prev, best_first = report_attention(prev, first)
     log(f"best previous-token head {best_prev['head']}: {best_prev['value']:.3f} "
@@ -608,14 +678,18 @@ def main():
                     "layout": "official GPT-2: no transformer. prefix, no lm_head.weight, "
                               "Conv1D weights [in, out]"},
         "training": {
-            "seed": args.seed, "steps": hp["steps"], "batch_size": hp["batch_size"],
-            "seq_len": hp["seq_len"], "optimizer": "AdamW", "lr": hp["lr"], "min_lr": hp["min_lr"],
+            "seed": args.seed, "steps": hp["steps"], "tokens_per_step": tokens_per_step(hp),
+            "schedule": hp["schedule"], "schedule_text": schedule_text(hp),
+            "optimizer": "AdamW", "lr": hp["lr"], "min_lr": hp["min_lr"],
             "schedule": f"linear warm-up {hp['warmup']} steps, cosine decay to min_lr",
             "weight_decay": hp["weight_decay"], "betas": list(hp["betas"]),
-            "grad_clip": hp["grad_clip"],
-            "tokens_seen": hp["steps"] * hp["batch_size"] * hp["seq_len"],
-            "epochs": round(hp["steps"] * hp["batch_size"] * hp["seq_len"] / len(train_ids), 2),
+            "grad_clip": hp["grad_clip"], "weight_decay_on": "weight matrices (not wte, wpe, "
+                                                             "biases, LayerNorm)",
+            "wpe_init": f"{args.wpe_init}, std {args.wpe_std}",
+            "tokens_seen": hp["steps"] * tokens_per_step(hp),
+            "epochs": round(hp["steps"] * tokens_per_step(hp) / len(train_ids), 2),
             "wall_time_s": round(train_time, 1), "threads": args.threads,
+            "load_average_1_5_15min_at_end": [round(x, 2) for x in os.getloadavg()],
         },
         "losses": dict(losses, unit="nats/token",
                        note="train: a sample of train windows as many as the held-out ones; "
