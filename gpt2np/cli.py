@@ -149,8 +149,8 @@ def run_command(argv):
     print(f"model: {model.info.describe()}")
     print(f"tokens ({T}): " + " ".join(f"{i}:{show(t)}" for i, t in enumerate(trace.tokens)))
     print(f"\nnext token after {show(trace.tokens[-1])} (position {T - 1}):")
-    for rank, (s, i, p) in enumerate(next_token_top_k(model, trace, args.top_k), 1):
-        print(f"  {rank}. {show(s):<20} id {i:<6} p = {p:.4f}")
+    for rank, t in enumerate(result["next_token"], 1):
+        print(f"  {rank}. {show(t['token']):<20} id {t['id']:<6} p = {t['p']:.4f}")
     print("\nheads per layer (mean over query positions 1…T-1):" if T > 1 else
           "\n(the per-layer head summary needs at least two tokens)")
     if T > 1:
