@@ -227,3 +227,8 @@ def element_shot(locator, name):
     ARTIFACTS.mkdir(exist_ok=True)
     locator.scroll_into_view_if_needed()
     locator.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+
+
+# Surnames of Jane Austen's characters: the demo model (trained on her novels) predicts them after "Miss".
+AUSTEN_NAMES = {" Bingley", " Darcy", " Bennet", " Lucas", " Elliot", " Woodhouse", " Crawford",
+                " Bertram", " Dashwood", " Price", " Fairfax", " Churchill", " Musgrove", " Tilney"}

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from browser import AUSTEN_NAMES
 
 import gpt2np
 from gpt2np.ops import softmax
@@ -363,8 +364,6 @@ def test_flask_cli_finds_the_app(small_model_dir):
 # -- the bundled demo model (gpt2np/demo) -------------------------------------------------------------
 DEMO_SENTENCE = ("Mr. Darcy and Miss Bingley were walking in the garden when Elizabeth came in, "
                  "and her sister followed.")
-AUSTEN_NAMES = {" Bingley", " Darcy", " Bennet", " Lucas", " Elliot", " Woodhouse", " Crawford",
-                " Bertram", " Dashwood", " Price", " Fairfax", " Churchill", " Musgrove", " Tilney"}
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ from urllib.parse import quote
 import numpy as np
 import pytest
 from browser import (  # noqa: F401 - demo_server and server are fixtures
+    AUSTEN_NAMES,
     ARTIFACTS, HOSTILE, api_get, cell_pixel, cell_point, demo_server, new_page, open_viewer, run_sentence,
     server, serving, shot, start_server, stop_server, wait_head, watched_page)
 
@@ -303,7 +304,8 @@ def test_demo_model_learned_attention_and_names(browser, demo_server):
         shown = page.get_by_test_id("next-token").locator(".tok").all_text_contents()
         api = api_get(demo_server, f"/api/runs/{handle}/next?position=4")
         assert shown == [t["token"].replace(" ", "␣") for t in api["top"]]
-        assert {"␣Bingley", "␣Darcy", "␣Bennet"} <= set(shown)
+        names = {n.replace(" ", "␣") for n in AUSTEN_NAMES}
+        assert len(names.intersection(shown)) >= 3, shown      # Austen's surnames after "Miss"
 
         handle = run_sentence(page, DEMO_SENTENCE)
         page.get_by_test_id(f"overview-{layer}-{head}").click()
