@@ -47,7 +47,7 @@ def small_tok_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def browser():
     """Chromium (GPT2NP_CHROMIUM, default /usr/bin/chromium) through Playwright, one per test module."""
-    sync_api = pytest.importorskip("playwright.sync_api")
+    from playwright import sync_api   # the test extra installs it: a missing Playwright fails, never skips
     with sync_api.sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield b

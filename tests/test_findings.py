@@ -8,7 +8,7 @@ import pytest
 
 import gpt2np
 from gpt2np import findings as F
-from gpt2np.hub import DEMO_DIR, is_complete
+from gpt2np.hub import DEMO_DIR
 from gpt2np.trace import Trace
 from modelfiles import small_config, write_model_dir
 
@@ -222,7 +222,6 @@ def test_report_on_gpt2_layout(gpt2_layout_dir, capsys):
     assert all(e["verdict"] == "does not hold" for _, e in heads.values())
 
 
-@pytest.mark.skipif(not is_complete(DEMO_DIR), reason="the demo model is not in gpt2np/demo/ yet")
 def test_report_on_the_demo_model(capsys):
     """The report runs on the bundled demo model, and its head types agree with the demo's own
     training record (training.json: mean weight on the previous token and on position 0 of every

@@ -8,7 +8,6 @@ and the server's memory (VmRSS before/after, VmHWM) are printed and recorded.
 """
 
 import json
-import os
 import random
 import socket
 import subprocess
