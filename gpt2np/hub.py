@@ -110,8 +110,6 @@ def download(hub_model, target):
         except EntryNotFoundError:
             fetch("vocab.json")
             fetch("merges.txt")
-    except GPT2npError:
-        raise
     except Exception as e:  # offline mode, no network, 404, disk full: all told the same way
         offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
         why = "HF_HUB_OFFLINE is set" if offline else f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"

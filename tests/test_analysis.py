@@ -7,22 +7,10 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from patterns import one_key, uniform
 
 from gpt2np import analysis as A
 
-
-# -- hand-made patterns [T, T] -------------------------------------------------------------------
-def one_key(T, key):
-    """Every query i attends only to key(i) (which must be ≤ i)."""
-    p = np.zeros((T, T), dtype=np.float32)
-    for i in range(T):
-        p[i, key(i)] = 1.0
-    return p
-
-
-def uniform(T):
-    """Query i spreads evenly over keys 0..i."""
-    return np.tril(np.ones((T, T), dtype=np.float32)) / np.arange(1, T + 1, dtype=np.float32)[:, None]
 
 
 SINK = lambda T: one_key(T, lambda i: 0)                    # noqa: E731

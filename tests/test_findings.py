@@ -11,6 +11,7 @@ from gpt2np import findings as F
 from gpt2np.hub import DEMO_DIR
 from gpt2np.trace import Trace
 from modelfiles import small_config, write_model_dir
+from patterns import one_key
 
 
 @pytest.fixture(scope="module")
@@ -84,13 +85,6 @@ def test_check_specialization():
 
 
 # -- the head table on planted patterns ----------------------------------------------------------
-def one_key(T, key):
-    p = np.zeros((T, T), dtype=np.float32)
-    for i in range(T):
-        p[i, key(i)] = 1.0
-    return p
-
-
 def test_head_table_on_planted_heads(texty):
     """Heads whose patterns are replaced by textbook ones get the right type and statistics."""
     trace = texty.run("The cat sat on the mat and the dog sat on the rug.")
