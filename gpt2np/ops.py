@@ -13,27 +13,27 @@ import numpy as np
 SQRT_2_OVER_PI = np.float32(np.sqrt(2.0 / np.pi))
 
 
-def layer_norm(x, weight, bias, eps):
+def layer_norm(x, weight, bias, eps, out=None):
     """Normalise each row of x to mean 0, variance 1, then scale and shift.
 
-    x [T, d], weight [d], bias [d] -> [T, d]
+    x [T, d], weight [d], bias [d] -> [T, d] (written into `out` when given)
     """
     mean = x.mean(axis=-1, keepdims=True)                       # [T, 1]
-    centered = x - mean                                         # [T, d]
-    var = np.mean(centered * centered, axis=-1, keepdims=True)  # [T, 1]  biased variance
-    normalized = centered / np.sqrt(var + np.float32(eps))      # [T, d]
-    normalized *= weight                                        # in place: a fresh buffer
-    normalized += bias
-    return normalized
+    y = np.subtract(x, mean, out=out)                           # [T, d]  centered
+    var = np.mean(y * y, axis=-1, keepdims=True)                # [T, 1]  biased variance
+    y /= np.sqrt(var + np.float32(eps))                         # [T, d]  normalized, in place
+    y *= weight
+    y += bias
+    return y
 
 
-def gelu_new(x):
+def gelu_new(x, out=None):
     """GELU, tanh approximation: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))).
 
-    Any shape -> same shape. Written with in-place steps on one fresh buffer; `x*x*x` rather than
-    `x**3` because NumPy's power is far slower than two multiplications.
+    Any shape -> same shape (written into `out` when given). In-place steps on one buffer;
+    `x*x*x` rather than `x**3` because NumPy's power is far slower than two multiplications.
     """
-    inner = x * x                       # x²
+    inner = np.multiply(x, x, out=out)  # x²
     inner *= x                          # x³
     inner *= np.float32(0.044715)
     inner += x                          # x + 0.044715·x³

@@ -92,7 +92,7 @@ SCHEDULES = {
     "long": ((1.0, ((256, 8),)),),                                # GPT-2's way
     "curriculum": ((0.4, ((64, 32),)), (0.7, ((128, 16),)), (1.0, ((256, 8),))),
 }
-TRAIN = dict(steps=1800, schedule="mixed", lr=2e-3, min_lr=1e-4, warmup=200, weight_decay=0.1,
+TRAIN = dict(steps=1800, schedule="mixed", repeat=0, repeat_kind="text", lr=2e-3, min_lr=1e-4, warmup=200, weight_decay=0.1,
              betas=(0.9, 0.95), grad_clip=1.0, eval_every=200)
 QUICK = dict(steps=30, eval_every=10)
 TARGETS = dict(prev_token=0.5, first_position=0.30)
@@ -366,6 +366,22 @@ def next_token_loss(model, x):
     return F.cross_entropy(logits.reshape(-1, logits.size(-1)), x[:, 1:].reshape(-1))
 
 
+def repeat_halves(x, k, kind="text", gen=None, vocab=None):
+    """The first k windows of x [n, T] become a half-window sequence A followed by A again.
+    kind "text": A is the window's own first half; kind "random": A is uniformly random tokens
+    (ids below `vocab`), which only an induction head can predict the second time.
+    Predicting the second copy rewards induction (find the earlier occurrence of the current
+    token, copy what followed it), and the induction circuit needs a head in an earlier layer
+    that attends to the previous token - the head the demo is meant to show."""
+    import torch
+    half = x.size(1) // 2
+    x = x.clone()
+    if kind == "random":
+        x[:k, :half] = torch.randint(0, vocab, (k, half), generator=gen)
+    x[:k, half:2 * half] = x[:k, :half]
+    return x
+
+
 def train(model, data, hp, seed, heldout_windows, probe):
     """AdamW on random windows of the training stream; prints loss and ETA, and every
     eval_every steps the held-out loss and what `probe` (the attention measurement) says."""
@@ -379,9 +395,11 @@ def train(model, data, hp, seed, heldout_windows, probe):
         for group in opt.param_groups:
             group["lr"] = lr_at(step, hp)
         parts, n_total = [], 0
-        for seq_len, batch in windows_at(step, hp):
+        for i, (seq_len, batch) in enumerate(windows_at(step, hp)):
             starts = torch.randint(0, len(stream) - seq_len, (batch,), generator=gen)
             x = torch.stack([stream[s:s + seq_len] for s in starts.tolist()])
+            if i == 0 and hp["repeat"]:
+                x = repeat_halves(x, hp["repeat"], hp["repeat_kind"], gen, MODEL["vocab_size"] - 1)
             parts.append((next_token_loss(model, x), batch * (seq_len - 1)))
             n_total += batch * (seq_len - 1)
         loss = sum(l * n for l, n in parts) / n_total     # mean over every predicted token
@@ -603,6 +621,16 @@ def parse_args():
     p.add_argument("--wpe-std", type=float, default=0.08, help="std of the sinusoidal wpe init")
     p.add_argument("--schedule", choices=sorted(SCHEDULES), default=None,
                    help=f"training windows per step (default {TRAIN['schedule']})")
+    p.add_argument("--repeat", type=int, default=None,
+                   help="how many of each step's first-kind windows repeat their first half "
+                        f"(default {TRAIN['repeat']})")
+    p.add_argument("--n-head", type=int, default=None,
+                   help=f"attention heads per layer (default {MODEL['n_head']}; must divide n_embd)")
+    p.add_argument("--repeat-kind", choices=["text", "random"], default=None,
+                   help="what the repeated windows repeat: their own text or random tokens "
+                        f"(default {TRAIN['repeat_kind']})")
+    p.add_argument("--weight-decay", type=float, default=None,
+                   help=f"AdamW weight decay on the weight matrices (default {TRAIN['weight_decay']})")
     p.add_argument("--corpus-deb", default=None, help=f"a downloaded {DEB_PACKAGE}_*.deb")
     return p.parse_args()
 
@@ -620,6 +648,14 @@ def main():
         hp["steps"] = args.steps
     if args.schedule:
         hp["schedule"] = args.schedule
+    if args.repeat is not None:
+        hp["repeat"] = args.repeat
+    if args.repeat_kind:
+        hp["repeat_kind"] = args.repeat_kind
+    if args.weight_decay is not None:
+        hp["weight_decay"] = args.weight_decay
+    if args.n_head:
+        MODEL["n_head"] = args.n_head
     hp["warmup"] = min(hp["warmup"], max(1, hp["steps"] // 10))
     out = args.out or (Path(tempfile.mkdtemp(prefix="gpt2np-demo-quick-")) if args.quick else DEFAULT_OUT)
     t_start = time.time()
@@ -692,6 +728,7 @@ def main():
         "training": {
             "seed": args.seed, "steps": hp["steps"], "tokens_per_step": tokens_per_step(hp),
             "windows": hp["schedule"], "schedule_text": schedule_text(hp),
+            "repeated_windows_per_step": hp["repeat"], "repeated_windows_kind": hp["repeat_kind"],
             "optimizer": "AdamW", "lr": hp["lr"], "min_lr": hp["min_lr"],
             "lr_schedule": f"linear warm-up {hp['warmup']} steps, cosine decay to min_lr",
             "weight_decay": hp["weight_decay"], "betas": list(hp["betas"]),
