@@ -10,6 +10,9 @@ Both produce the full trace: gpt2np always does; transformers is asked for
 Runs are interleaved (ours, theirs, ours, ...) in one process so that both see the same machine
 state, and medians are reported. Also measured: load time of the same file, read bandwidth and the
 memory-bandwidth floor at T=16, and peak memory at T=1024 in a fresh process.
+For each T it also times the pass's matrix products alone (the 4 linear layers of every block and
+the LM head, same shapes) with NumPy's BLAS and with torch: a forward pass cannot take less time
+than its products, so this shows how far below transformers' time gpt2np can possibly go.
 
 Timing is for reading, never for pass/fail tests. transformers and torch are needed here only.
 """
@@ -96,6 +99,38 @@ def viewer_timing(directory, repeats):
     return {"first_heatmap_s": float(np.median(times)), "head_bytes_1024": head_bytes}
 
 
+def matrix_products(params, config, T):
+    """The forward pass's matrix products alone, on the same shapes: per layer Q/K/V, the attention
+    output projection and the MLP's two layers, then the LM head. Two callables (gpt2np's split
+    `linear` on NumPy's BLAS, and torch.addmm) so both libraries' products can be compared with
+    their whole forward passes."""
+    import torch
+    from .parallel import linear, one_blas_thread
+    rng = np.random.default_rng(T)
+    shapes = []
+    for i in range(config.n_layer):
+        for name in ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"):
+            shapes.append((params[f"h.{i}.{name}.weight"], params[f"h.{i}.{name}.bias"]))
+    inputs = {n: rng.standard_normal((T, n), dtype=np.float32) for n in {w.shape[0] for w, _ in shapes}}
+    wte = params["wte.weight"]
+
+    def ours():
+        with one_blas_thread():
+            for w, b in shapes:
+                linear(inputs[w.shape[0]], w, b)
+            linear(inputs[wte.shape[1]], wte.T)
+    t_shapes = [(torch.tensor(np.asarray(w)), torch.tensor(np.asarray(b))) for w, b in shapes]
+    t_inputs = {n: torch.tensor(x) for n, x in inputs.items()}
+    t_wte = torch.tensor(np.asarray(wte))
+
+    def theirs():
+        with torch.no_grad():
+            for w, b in t_shapes:
+                torch.addmm(b, t_inputs[w.shape[0]], w)
+            t_inputs[t_wte.shape[1]] @ t_wte.T
+    return ours, theirs
+
+
 def machine_line():
     cpu = platform.processor() or platform.machine()
     try:
@@ -142,8 +177,10 @@ def main(argv=None):
         ours = gpt2np.load(tmp)
         theirs = GPT2LMHeadModel.from_pretrained(tmp, attn_implementation="eager",
                                                  dtype=torch.float32).eval()
-        print(f"\nfull-trace forward, median of {args.repeats} interleaved runs:")
-        print(f"{'T':>6} {'gpt2np':>10} {'transformers':>13} {'ratio':>7}")
+        print(f"\nfull-trace forward, median of {args.repeats} interleaved runs; then the same pass's "
+              "matrix products alone (no attention, no elementwise work), NumPy's BLAS vs torch's:")
+        print(f"{'T':>6} {'gpt2np':>10} {'transformers':>13} {'ratio':>7}   {'products':>10} "
+              f"{'torch':>8} {'÷ their forward':>8}")
         for T in args.tokens:
             ids = np.random.default_rng(T).integers(0, 50257, T)
             tids = torch.tensor([ids.tolist()])
@@ -159,9 +196,18 @@ def main(argv=None):
                 b.append(median_time(run_theirs, 1))
             row = {"T": T, "gpt2np_s": float(np.median(a)), "transformers_s": float(np.median(b))}
             row["ratio"] = row["gpt2np_s"] / row["transformers_s"]
+            prod_ours, prod_theirs = matrix_products(ours.params, ours.config, T)
+            prod_ours(), prod_theirs()
+            c, d = [], []
+            for _ in range(args.repeats):
+                c.append(median_time(prod_ours, 1))
+                d.append(median_time(prod_theirs, 1))
+            row["products_gpt2np_s"], row["products_torch_s"] = float(np.median(c)), float(np.median(d))
             results["forward"].append(row)
             print(f"{T:>6} {row['gpt2np_s'] * 1e3:>8.1f}ms {row['transformers_s'] * 1e3:>11.1f}ms "
-                  f"{row['ratio']:>6.2f}×", flush=True)
+                  f"{row['ratio']:>6.2f}×   {row['products_gpt2np_s'] * 1e3:>8.1f}ms "
+                  f"{row['products_torch_s'] * 1e3:>8.1f}ms {row['products_gpt2np_s'] / row['transformers_s']:>8.2f}×",
+                  flush=True)
 
         bw = read_bandwidth()
         weight_bytes = sum(p.nbytes for p in ours.params.values())
