@@ -50,7 +50,6 @@ import math
 import os
 import platform
 import re
-import shutil
 import struct
 import subprocess
 import sys
@@ -481,15 +480,30 @@ def attention_patterns(model, tok, sentences):
     return prev / len(sentences), first / len(sentences)
 
 
+def induction_scores(model, vocab, n=30, seed=0):
+    """Per head: on n random tokens shown twice, the mean weight a query in the second copy puts
+    on the token just after its earlier occurrence (the induction pattern). -> [layer, head]"""
+    import torch
+    ids = np.random.default_rng(seed).integers(0, vocab, n)
+    x = torch.tensor([np.concatenate([ids, ids]).tolist()])
+    with torch.no_grad():
+        att = torch.stack(model(input_ids=x, output_attentions=True).attentions)[:, 0].double().numpy()
+    q = np.arange(n, 2 * n)
+    return att[:, :, q, q - n + 1].mean(-1)
+
+
 def attention_probe(tok, sentences):
-    """A function model -> one line: the best previous-token and position-0 heads so far."""
+    """A function model -> one line: the best previous-token, position-0 and induction heads."""
     def probe(model):
         model.set_attn_implementation("eager")
         prev, first = attention_patterns(model, tok, sentences)
+        induction = induction_scores(model, tok.get_vocab_size() - 1)
         model.set_attn_implementation("sdpa")
-        (pl, ph), (fl, fh) = (np.unravel_index(np.argmax(a), a.shape) for a in (prev, first))
+        (pl, ph), (fl, fh), (il, ih) = (np.unravel_index(np.argmax(a), a.shape)
+                                        for a in (prev, first, induction))
         return (f"best prev-token head {pl}.{ph} {prev[pl, ph]:.3f}, "
-                f"best position-0 head {fl}.{fh} {first[fl, fh]:.3f}")
+                f"best position-0 head {fl}.{fh} {first[fl, fh]:.3f}, "
+                f"best induction head {il}.{ih} {induction[il, ih]:.3f}")
     return probe
 
 
@@ -624,11 +638,15 @@ def parse_args():
     p.add_argument("--repeat", type=int, default=None,
                    help="how many of each step's first-kind windows repeat their first half "
                         f"(default {TRAIN['repeat']})")
+    p.add_argument("--vocab", type=int, default=None,
+                   help=f"tokenizer vocabulary, <|endoftext|> included (default {MODEL['vocab_size']})")
     p.add_argument("--n-head", type=int, default=None,
                    help=f"attention heads per layer (default {MODEL['n_head']}; must divide n_embd)")
     p.add_argument("--repeat-kind", choices=["text", "random"], default=None,
                    help="what the repeated windows repeat: their own text or random tokens "
                         f"(default {TRAIN['repeat_kind']})")
+    p.add_argument("--lr", type=float, default=None,
+                   help=f"peak learning rate (default {TRAIN['lr']})")
     p.add_argument("--weight-decay", type=float, default=None,
                    help=f"AdamW weight decay on the weight matrices (default {TRAIN['weight_decay']})")
     p.add_argument("--corpus-deb", default=None, help=f"a downloaded {DEB_PACKAGE}_*.deb")
@@ -652,10 +670,14 @@ def main():
         hp["repeat"] = args.repeat
     if args.repeat_kind:
         hp["repeat_kind"] = args.repeat_kind
+    if args.lr:
+        hp["lr"] = args.lr
     if args.weight_decay is not None:
         hp["weight_decay"] = args.weight_decay
     if args.n_head:
         MODEL["n_head"] = args.n_head
+    if args.vocab:
+        MODEL["vocab_size"] = args.vocab
     hp["warmup"] = min(hp["warmup"], max(1, hp["steps"] // 10))
     out = args.out or (Path(tempfile.mkdtemp(prefix="gpt2np-demo-quick-")) if args.quick else DEFAULT_OUT)
     t_start = time.time()
@@ -706,6 +728,9 @@ def main():
 
     prev, first = attention_patterns(reloaded, tok, sentences)
     best_prev, best_first = report_attention(prev, first)
+    induction = induction_scores(reloaded, tok.get_vocab_size() - 1)
+    il, ih = np.unravel_index(np.argmax(induction), induction.shape)
+    log(f"best induction head {il}.{ih}: {induction[il, ih]:.3f} (30 random tokens shown twice)")
     log(f"best previous-token head {best_prev['head']}: {best_prev['value']:.3f} "
         f"(target >= {TARGETS['prev_token']});  best position-0 head {best_first['head']}: "
         f"{best_first['value']:.3f} (target >= {TARGETS['first_position']})  [{len(sentences)} sentences]")
@@ -749,6 +774,10 @@ def main():
             "best_prev_token": best_prev, "best_first_position": best_first,
             "targets": TARGETS,
             "prev_token": np.round(prev, 4).tolist(), "first_position": np.round(first, 4).tolist(),
+            "induction": {"measured_on": "30 random tokens shown twice; weight from each query in "
+                                         "the second copy on the token after its first occurrence",
+                          "best_head": f"{il}.{ih}", "best_value": round(float(induction[il, ih]), 4),
+                          "per_head": np.round(induction, 4).tolist()},
         },
         "sample": text,
         "versions": {"python": platform.python_version(), "torch": torch.__version__,
