@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Train the small demo model bundled with gpt2np (in `gpt2np/demo/`).
 
-The demo model is NOT GPT-2. It is a tiny GPT-2-shaped transformer (4 layers, 6 heads,
-n_embd 192, context 256, a 4,096-token byte-level BPE vocabulary), trained from scratch on the
+The demo model is NOT GPT-2. It is a tiny GPT-2-shaped transformer (4 layers, 8 heads,
+n_embd 256, context 256, a 4,096-token byte-level BPE vocabulary), trained from scratch on the
 six novels of Jane Austen, so that gpt2np works out of the box, with no download, and its
 attention viewer has real learned patterns to show (a head that looks mostly at the previous
 token, heads that park their attention on the first position, ...).
@@ -24,9 +24,11 @@ What it does, step by step:
   4. Model: `transformers.GPT2LMHeadModel`, trained on the CPU with PyTorch (AdamW, warm-up then
      cosine decay), fixed seed. Default: 1,800 steps of 2,048 tokens, each step 16 windows of 64
      tokens plus 4 of 256 (short windows make heads specialise sooner; long ones teach every
-     position). Position embeddings start from sinusoids (then are trained). About 10-15 minutes
-     on 2 idle CPU cores; the shipped model took 18 minutes with `--threads 1` on a shared,
-     busy machine (there, 1 thread is much faster than 2).
+     position). In 4 of the 64-token windows the second half repeats the first (text the model
+     can only predict the second time by looking back: a reason to track the previous token).
+     Position embeddings start from sinusoids (then are trained). The shipped model took 24
+     minutes with `--threads 1` on a shared 2-core machine with another training run on the
+     other core (there, 1 thread is much faster than 2).
   5. Evaluation: train and held-out loss (nats/token) against a unigram baseline; attention
      patterns measured over 50 held-out sentences (mean weight on the previous token and on
      position 0 for every head).
@@ -81,7 +83,7 @@ EOT = "<|endoftext|>"
 HELDOUT_EVERY = 25          # every 25th chapter is held out
 MAX_SIZE = 10 * 1024 * 1024  # gpt2np/demo/ must stay under 10 MB
 
-MODEL = dict(n_layer=4, n_head=6, n_embd=192, n_positions=256, vocab_size=4096)
+MODEL = dict(n_layer=4, n_head=8, n_embd=256, n_positions=256, vocab_size=4096)
 # What one training step sees: phases (until this fraction of the steps, windows per step as
 # (length, how many)). Every step is 2,048 tokens. Short windows give attention a strong learning
 # signal (few keys per query, so a head that picks the right one gains a lot); long ones teach
@@ -91,8 +93,8 @@ SCHEDULES = {
     "long": ((1.0, ((256, 8),)),),                                # GPT-2's way
     "curriculum": ((0.4, ((64, 32),)), (0.7, ((128, 16),)), (1.0, ((256, 8),))),
 }
-TRAIN = dict(steps=1800, schedule="mixed", repeat=0, repeat_kind="text", lr=2e-3, min_lr=1e-4, warmup=200, weight_decay=0.1,
-             betas=(0.9, 0.95), grad_clip=1.0, eval_every=200)
+TRAIN = dict(steps=1800, schedule="mixed", repeat=4, repeat_kind="text", lr=2e-3, min_lr=1e-4,
+             warmup=200, weight_decay=0.1, betas=(0.9, 0.95), grad_clip=1.0, eval_every=200)
 QUICK = dict(steps=30, eval_every=10)
 TARGETS = dict(prev_token=0.5, first_position=0.30)
 
@@ -578,6 +580,16 @@ def dir_size(path):
 def write_model_card(out, record):
     L, m, c, t = record["losses"], record["model"], record["corpus"], record["training"]
     a = record["attention"]
+    n_rep = t.get("repeated_windows_per_step", 0)
+    repeats = (f"; in {n_rep} of the short windows the second half repeats the first"
+               + (" (random tokens)" if t.get("repeated_windows_kind") == "random" else "")) if n_rep else ""
+    induction = a.get("induction")
+    if induction:
+        weak = "; no real induction head formed" if induction["best_value"] < 0.3 else ""
+        induction = (f"\n- strongest induction pattern: head **{induction['best_head']}**, "
+                     f"{induction['best_value']:.2f} (on random tokens shown twice{weak}).")
+    else:
+        induction = ""
     card = f"""# gpt2np demo model — not GPT-2
 
 A tiny GPT-2-shaped language model bundled with gpt2np so that everything works without a
@@ -594,7 +606,7 @@ Use it to see how a transformer works and what attention heads learn, not for it
 | corpus | {c['name']} ({', '.join(c['books'])}) — {c['train_chars'] + c['heldout_chars']:,} characters |
 | corpus source | Debian package `{DEB_PACKAGE}` {c['package_version']} ({c['package_license']}) |
 | corpus licence | {c['text_license']} |
-| training | {t['steps']} steps x {t['tokens_per_step']:,} tokens ({t['schedule_text']}) = {t['tokens_seen']:,} tokens (~{t['epochs']:.1f} epochs), seed {t['seed']}, {t['wall_time_s'] / 60:.1f} min on {t['threads']} CPU thread{'s' if t['threads'] > 1 else ''} |
+| training | {t['steps']} steps x {t['tokens_per_step']:,} tokens ({t['schedule_text']}{repeats}) = {t['tokens_seen']:,} tokens (~{t['epochs']:.1f} epochs), seed {t['seed']}, {t['wall_time_s'] / 60:.1f} min on {t['threads']} CPU thread{'s' if t['threads'] > 1 else ''} |
 
 ## Losses (nats per token)
 
@@ -607,7 +619,7 @@ Use it to see how a transformer works and what attention heads learn, not for it
 ## Attention it learned (50 held-out sentences)
 
 - previous-token head: **{a['best_prev_token']['head']}** (layer.head) puts {a['best_prev_token']['value']:.2f} of its attention on the token just before.
-- first-position head: **{a['best_first_position']['head']}** puts {a['best_first_position']['value']:.2f} of its attention on position 0.
+- first-position head: **{a['best_first_position']['head']}** puts {a['best_first_position']['value']:.2f} of its attention on position 0.{induction}
 
 Sample (top-k 20): *{record['sample']}*
 
@@ -640,6 +652,8 @@ def parse_args():
                         f"(default {TRAIN['repeat']})")
     p.add_argument("--vocab", type=int, default=None,
                    help=f"tokenizer vocabulary, <|endoftext|> included (default {MODEL['vocab_size']})")
+    p.add_argument("--n-embd", type=int, default=None,
+                   help=f"width of the residual stream (default {MODEL['n_embd']})")
     p.add_argument("--n-head", type=int, default=None,
                    help=f"attention heads per layer (default {MODEL['n_head']}; must divide n_embd)")
     p.add_argument("--repeat-kind", choices=["text", "random"], default=None,
@@ -676,6 +690,8 @@ def main():
         hp["weight_decay"] = args.weight_decay
     if args.n_head:
         MODEL["n_head"] = args.n_head
+    if args.n_embd:
+        MODEL["n_embd"] = args.n_embd
     if args.vocab:
         MODEL["vocab_size"] = args.vocab
     hp["warmup"] = min(hp["warmup"], max(1, hp["steps"] // 10))

@@ -148,8 +148,9 @@ def test_ablation_shows_the_api_numbers(demo_page, demo_server):
     page.get_by_test_id("ablate-heads").fill("13.2")
     page.get_by_test_id("ablate-run").click()
     page.wait_for_selector("[data-testid=ablate-error]:not([hidden])")
+    model = api_get(demo_server, "/api/model")
     assert page.get_by_test_id("ablate-error").inner_text() == \
-        "There is no head 13.2: this model has layers 0–3 and heads 0–5."
+        f"There is no head 13.2: this model has layers 0–{model['n_layer'] - 1} and heads 0–{model['n_head'] - 1}."
     assert len(page.watch.console_errors) == 1 and "400" in page.watch.console_errors[0]
     page.watch.console_errors.clear()
     # Moving the query drops the result: it was for position 9.
@@ -207,7 +208,8 @@ def test_pair_view_ranks_heads_as_the_api_does(demo_page, demo_server):
     assert page.get_by_test_id("pair-mode").inner_text() == "shared tokens"
     assert page.get_by_test_id("pair-note-text").inner_text() == api["alignment"]["note"]
     page.get_by_test_id("pair-show-all").click()
-    assert items.count() == len(api["heads"]) == 24
+    model = api_get(demo_server, "/api/model")
+    assert items.count() == len(api["heads"]) == model["n_layer"] * model["n_head"]
 
     # A ranked head: A, B and |A − B| drawn from the server's bytes for that head.
     pick = api["heads"][2]
@@ -251,7 +253,8 @@ def test_findings_and_the_whole_page_on_the_demo(demo_page, demo_server):
         assert p["summary"] in item.inner_text()
     assert "not GPT-2 small: skipped" in page.get_by_test_id("findings-roles").inner_text()
     page.locator("details.finding-details summary").click()
-    assert page.locator("details.finding-details tbody tr").count() == 6
+    n_head = api_get(demo_server, "/api/model")["n_head"]
+    assert page.locator("details.finding-details tbody tr").count() == n_head     # the last layer's heads
     # A new sentence: the report was for the old one.
     run_sentence(page, DARCY)
     assert page.locator("[data-testid=finding-1]").count() == 0

@@ -374,10 +374,12 @@ def demo_app():
 def test_demo_model_is_labelled_not_gpt2(demo_app):
     c = demo_app.test_client()
     html = c.get("/").get_data(as_text=True)
-    assert "demo model — not GPT-2" in html and "2.6M parameters" in html
+    card = json.loads((Path(gpt2np.__file__).parent / "demo" / "training.json").read_text())
+    assert "demo model — not GPT-2" in html and f"{card['parameters'] / 1e6:.1f}M parameters" in html
     info = c.get("/api/model").get_json()
     assert info["name"] == "demo" and info["kind"] == "demo" and "not GPT-2" in info["origin"]
-    assert (info["n_layer"], info["n_head"], info["n_positions"]) == (4, 6, 256)
+    m = card["model"]
+    assert (info["n_layer"], info["n_head"], info["n_positions"]) == (m["n_layer"], m["n_head"], 256)
 
 
 def test_demo_next_token_knows_austen(demo_app):
@@ -397,9 +399,10 @@ def test_demo_previous_token_head_shows_in_the_viewer(demo_app):
     c = demo_app.test_client()
     body = c.post("/api/run", json={"text": DEMO_SENTENCE}).get_json()
     h, T = body["handle"], body["n_tokens"]
-    mass = np.zeros((4, 6))
-    for layer in range(4):
-        for head in range(6):
+    n_layer, n_head = card["model"]["n_layer"], card["model"]["n_head"]
+    mass = np.zeros((n_layer, n_head))
+    for layer in range(n_layer):
+        for head in range(n_head):
             rows = [c.get(f"/api/runs/{h}/row?layer={layer}&head={head}&query={i}").get_json()["p"]
                     for i in range(1, T)]
             mass[layer, head] = np.mean([float(r[-2]) for r in rows])       # p[i, i-1]

@@ -297,7 +297,7 @@ def test_demo_model_learned_attention_and_names(browser, demo_server):
     try:
         open_viewer(page, demo_server)
         info = page.get_by_test_id("model-info").inner_text()
-        assert "demo model — not GPT-2" in info and "2.6M parameters" in info
+        assert "demo model — not GPT-2" in info and f"{card['parameters'] / 1e6:.1f}M parameters" in info
 
         handle = run_sentence(page, "Mr. Darcy and Miss")
         page.wait_for_selector("#next-token li")
