@@ -676,24 +676,13 @@ def main():
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     hp = dict(TRAIN, **(QUICK if args.quick else {}))
-    if args.steps:
-        hp["steps"] = args.steps
-    if args.schedule:
-        hp["schedule"] = args.schedule
-    if args.repeat is not None:
-        hp["repeat"] = args.repeat
-    if args.repeat_kind:
-        hp["repeat_kind"] = args.repeat_kind
-    if args.lr:
-        hp["lr"] = args.lr
-    if args.weight_decay is not None:
-        hp["weight_decay"] = args.weight_decay
-    if args.n_head:
-        MODEL["n_head"] = args.n_head
-    if args.n_embd:
-        MODEL["n_embd"] = args.n_embd
-    if args.vocab:
-        MODEL["vocab_size"] = args.vocab
+    # Options given on the command line override the defaults (None = not given).
+    for key in ("steps", "schedule", "repeat", "repeat_kind", "lr", "weight_decay"):
+        if getattr(args, key) is not None:
+            hp[key] = getattr(args, key)
+    for key, arg in (("n_head", "n_head"), ("n_embd", "n_embd"), ("vocab_size", "vocab")):
+        if getattr(args, arg) is not None:
+            MODEL[key] = getattr(args, arg)
     hp["warmup"] = min(hp["warmup"], max(1, hp["steps"] // 10))
     out = args.out or (Path(tempfile.mkdtemp(prefix="gpt2np-demo-quick-")) if args.quick else DEFAULT_OUT)
     t_start = time.time()
