@@ -99,36 +99,39 @@ def viewer_timing(directory, repeats):
     return {"first_heatmap_s": float(np.median(times)), "head_bytes_1024": head_bytes}
 
 
-def matrix_products(params, config, T):
+def matrix_products(params, config):
     """The forward pass's matrix products alone, on the same shapes: per layer Q/K/V, the attention
-    output projection and the MLP's two layers, then the LM head. Two callables (gpt2np's split
-    `linear` on NumPy's BLAS, and torch.addmm) so both libraries' products can be compared with
-    their whole forward passes."""
+    output projection and the MLP's two layers, then the LM head. Returns a function T -> two
+    callables (gpt2np's split `linear` on NumPy's BLAS, and torch.addmm), so both libraries'
+    products can be compared with their whole forward passes. The weights are copied for torch
+    once, here, not once per length."""
     import torch
     from .parallel import linear, one_blas_thread
-    rng = np.random.default_rng(T)
-    shapes = []
-    for i in range(config.n_layer):
-        for name in ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"):
-            shapes.append((params[f"h.{i}.{name}.weight"], params[f"h.{i}.{name}.bias"]))
-    inputs = {n: rng.standard_normal((T, n), dtype=np.float32) for n in {w.shape[0] for w, _ in shapes}}
+    layers = [(params[f"h.{i}.{name}.weight"], params[f"h.{i}.{name}.bias"])
+              for i in range(config.n_layer)
+              for name in ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")]
     wte = params["wte.weight"]
-
-    def ours():
-        with one_blas_thread():
-            for w, b in shapes:
-                linear(inputs[w.shape[0]], w, b)
-            linear(inputs[wte.shape[1]], wte.T)
-    t_shapes = [(torch.tensor(np.asarray(w)), torch.tensor(np.asarray(b))) for w, b in shapes]
-    t_inputs = {n: torch.tensor(x) for n, x in inputs.items()}
+    t_layers = [(torch.tensor(np.asarray(w)), torch.tensor(np.asarray(b))) for w, b in layers]
     t_wte = torch.tensor(np.asarray(wte))
 
-    def theirs():
-        with torch.no_grad():
-            for w, b in t_shapes:
-                torch.addmm(b, t_inputs[w.shape[0]], w)
-            t_inputs[t_wte.shape[1]] @ t_wte.T
-    return ours, theirs
+    def for_length(T):
+        rng = np.random.default_rng(T)
+        inputs = {n: rng.standard_normal((T, n), dtype=np.float32) for n in {w.shape[0] for w, _ in layers}}
+        t_inputs = {n: torch.tensor(x) for n, x in inputs.items()}
+
+        def ours():
+            with one_blas_thread():
+                for w, b in layers:
+                    linear(inputs[w.shape[0]], w, b)
+                linear(inputs[wte.shape[1]], wte.T)
+
+        def theirs():
+            with torch.no_grad():
+                for w, b in t_layers:
+                    torch.addmm(b, t_inputs[w.shape[0]], w)
+                t_inputs[t_wte.shape[1]] @ t_wte.T
+        return ours, theirs
+    return for_length
 
 
 def machine_line():
@@ -177,6 +180,7 @@ def main(argv=None):
         ours = gpt2np.load(tmp)
         theirs = GPT2LMHeadModel.from_pretrained(tmp, attn_implementation="eager",
                                                  dtype=torch.float32).eval()
+        products = matrix_products(ours.params, ours.config)
         print(f"\nfull-trace forward, median of {args.repeats} interleaved runs; then the same pass's "
               "matrix products alone (no attention, no elementwise work), NumPy's BLAS vs torch's:")
         print(f"{'T':>6} {'gpt2np':>10} {'transformers':>13} {'ratio':>7}   {'products':>10} "
@@ -196,7 +200,7 @@ def main(argv=None):
                 b.append(median_time(run_theirs, 1))
             row = {"T": T, "gpt2np_s": float(np.median(a)), "transformers_s": float(np.median(b))}
             row["ratio"] = row["gpt2np_s"] / row["transformers_s"]
-            prod_ours, prod_theirs = matrix_products(ours.params, ours.config, T)
+            prod_ours, prod_theirs = products(T)
             prod_ours(), prod_theirs()
             c, d = [], []
             for _ in range(args.repeats):

@@ -650,15 +650,15 @@ def parse_args():
     p.add_argument("--repeat", type=int, default=None,
                    help="how many of each step's first-kind windows repeat their first half "
                         f"(default {TRAIN['repeat']})")
+    p.add_argument("--repeat-kind", choices=["text", "random"], default=None,
+                   help="what the repeated windows repeat: their own text or random tokens "
+                        f"(default {TRAIN['repeat_kind']})")
     p.add_argument("--vocab", type=int, default=None,
                    help=f"tokenizer vocabulary, <|endoftext|> included (default {MODEL['vocab_size']})")
     p.add_argument("--n-embd", type=int, default=None,
                    help=f"width of the residual stream (default {MODEL['n_embd']})")
     p.add_argument("--n-head", type=int, default=None,
                    help=f"attention heads per layer (default {MODEL['n_head']}; must divide n_embd)")
-    p.add_argument("--repeat-kind", choices=["text", "random"], default=None,
-                   help="what the repeated windows repeat: their own text or random tokens "
-                        f"(default {TRAIN['repeat_kind']})")
     p.add_argument("--lr", type=float, default=None,
                    help=f"peak learning rate (default {TRAIN['lr']})")
     p.add_argument("--weight-decay", type=float, default=None,
