@@ -58,6 +58,21 @@ def random_params(cfg, seed=0):
     return p
 
 
+def scaled_like_gpt2(params, cfg, mlp_write=80.0, massive=3000.0):
+    """Random weights rescaled so that activations have real GPT-2's magnitudes (REFERENCE.md):
+    each MLP writes values of order `mlp_write` into the residual stream, so that it grows into the
+    hundreds, and position 0 carries one very large activation (`massive`, in dimension 0) from the
+    position embedding on. A bound relative to the reference's magnitude then means what it would
+    on the real model. Returns a new dict."""
+    params = {name: value.copy() for name, value in params.items()}
+    m = cfg.get("n_inner") or 4 * cfg["n_embd"]
+    for i in range(cfg["n_layer"]):
+        # c_proj entries have std 0.02 and its inputs (GELU of ~unit values) an rms of about 0.8
+        params[f"h.{i}.mlp.c_proj.weight"] *= np.float32(mlp_write / (0.02 * 0.8 * m ** 0.5))
+    params["wpe.weight"][0, 0] = massive
+    return params
+
+
 def save_tensors(tensors, path, dtype="F32"):
     """Write a safetensors file with the `safetensors` library; F16/BF16 go through torch."""
     if dtype == "F32":
@@ -73,15 +88,18 @@ def save_tensors(tensors, path, dtype="F32"):
 
 
 def write_model_dir(path, cfg=None, seed=0, dtype="F32", prefix="", masks=True,
-                    lm_head=False, masked_bias=False, tokenizer=None, params=None):
+                    lm_head=False, masked_bias=False, tokenizer=None, params=None, gpt2_scale=False):
     """Write a model directory; returns (path, params as float32 in checkpoint names).
 
     tokenizer: None -> the real GPT-2 files from ../shared/gpt2 when vocab_size is 50257.
+    gpt2_scale: rescale the random weights to real GPT-2's activation magnitudes (scaled_like_gpt2).
     """
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     cfg = cfg or gpt2_small_config()
     params = params if params is not None else random_params(cfg, seed)
+    if gpt2_scale:
+        params = scaled_like_gpt2(params, cfg)
     tensors = {prefix + k: v for k, v in params.items()}
     n_pos = cfg["n_positions"]
     for i in range(cfg["n_layer"]):

@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 import pytest
-from reference import hf_model, hf_run, max_abs_delta, paired_tensors
+from reference import check, hf_model
 
 import gpt2np
 from gpt2np import analysis
@@ -57,17 +57,10 @@ def test_card_losses():
 
 
 def test_parity_with_transformers(demo, parity_record):
-    """The F16 demo file, upcast to float32 by both, gives the same numbers (core bounds)."""
+    """The F16 demo file, upcast to float32 by both, gives the same numbers, every named tensor."""
     hf = hf_model(DEMO_DIR)
-    bounds = {"pattern": 1e-5, "logits": 1e-4, "resid": 1e-4}
     for text in SENTENCES[:4]:
-        ids = demo.encode(text)
-        trace, ref = demo.run(ids), hf_run(hf, ids)
-        for name, ours, theirs in paired_tensors(trace, ref):
-            kind = "pattern" if name.endswith("hook_pattern") else "logits" if name == "logits" else "resid"
-            delta = max_abs_delta(ours, theirs)
-            parity_record(f"T={len(ids)} {name}", delta, bounds[kind])
-            assert delta <= bounds[kind], name
+        check(demo, hf, demo.encode(text), parity_record)
 
 
 def head_means(demo, statistic):

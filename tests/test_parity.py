@@ -1,18 +1,19 @@
-"""gpt2np against Hugging Face transformers, tensor by tensor, on the same safetensors file.
+"""gpt2np against Hugging Face transformers, every named tensor, on the same safetensors file.
 
-Each test prints max|Δ| for every named tensor (see the table at the end of the pytest run):
-hidden_states[i] ↔ blocks.i.hook_resid_pre, hidden_states[-1] ↔ ln_final.hook_normalized,
-attentions[i] ↔ blocks.i.attn.hook_pattern, logits ↔ logits.
+The reference is read from transformers' own modules with forward hooks (tests/reference.py), so
+each name of the Trace — q, k, v, scores, pattern, z, the sublayer outputs, both LayerNorms, the MLP
+before and after GELU, every residual stream, ln_final and logits — is held against the tensor
+transformers computes at that point. Bounds are relative to the reference's magnitude at each
+position (patterns: absolute), and masked scores must be exactly -inf. The worst figure per kind of
+tensor is printed at the end of the run.
 """
 
 import numpy as np
 import pytest
 from modelfiles import small_config, write_model_dir
-from reference import hf_model, hf_run, max_abs_delta, paired_tensors
+from reference import check, hf_model
 
 import gpt2np
-
-BOUNDS = {"pattern": 1e-5, "logits": 1e-4, "resid": 1e-4}   # float32, random test models
 
 SENTENCES = [
     "The trophy doesn't fit in the suitcase because it is too big.",
@@ -23,25 +24,13 @@ SENTENCES = [
      "one, on its own, would have made a career. 🙂 Ünïcödé, tabs\tand\nnewlines too."),
 ]
 
-
-def bound_for(name):
-    if name.endswith("hook_pattern"):
-        return BOUNDS["pattern"]
-    return BOUNDS["logits"] if name == "logits" else BOUNDS["resid"]
+# Lengths on both sides of every internal boundary: one token, the rows-per-core threshold of the
+# CPU schedule (64 per core), the query blocks (128), a few blocks, and a full 1,024 context.
+BOUNDARY_LENGTHS = (1, 63, 64, 65, 127, 128, 129, 300, 1024)
 
 
-def check_parity(model, hf, ids, record):
-    trace = model.run(ids)
-    ref = hf_run(hf, ids)
-    failures = []
-    for name, ours, theirs in paired_tensors(trace, ref):
-        assert ours.shape == theirs.shape, name
-        delta = max_abs_delta(ours, theirs)
-        record(f"T={len(ids)} {name}", delta, bound_for(name))
-        if not delta <= bound_for(name):
-            failures.append(f"{name}: max|Δ| = {delta:.3e} > {bound_for(name):.0e}")
-    assert not failures, "\n".join(failures)
-    return trace
+def random_ids(n, vocab, seed=0):
+    return np.random.default_rng(seed).integers(0, vocab, n).tolist()
 
 
 @pytest.mark.parametrize("cfg", [
@@ -52,9 +41,26 @@ def check_parity(model, hf, ids, record):
 def test_parity_random_configs(tmp_path, cfg, parity_record):
     directory, _ = write_model_dir(tmp_path / "m", cfg, seed=3)
     model, hf = gpt2np.load(directory), hf_model(directory)
-    rng = np.random.default_rng(0)
     for T in (1, 5, cfg["n_positions"]):          # one token, a few, the full context
-        check_parity(model, hf, rng.integers(0, cfg["vocab_size"], T).tolist(), parity_record)
+        check(model, hf, random_ids(T, cfg["vocab_size"]), parity_record)
+
+
+@pytest.fixture(scope="module")
+def gpt2_scaled_small_dir(tmp_path_factory):
+    """3 layers × 4 heads × 64, context 1,024, with real GPT-2's activation magnitudes: a residual
+    stream in the hundreds and a ~3,000 activation at position 0 (modelfiles.scaled_like_gpt2)."""
+    cfg = small_config(n_layer=3, n_head=4, n_embd=64, n_positions=1024, vocab_size=128)
+    directory, _ = write_model_dir(tmp_path_factory.mktemp("scaled") / "m", cfg, seed=7, gpt2_scale=True)
+    return directory
+
+
+def test_parity_gpt2_scaled_activations_all_boundaries(gpt2_scaled_small_dir, parity_record):
+    model, hf = gpt2np.load(gpt2_scaled_small_dir), hf_model(gpt2_scaled_small_dir)
+    for T in BOUNDARY_LENGTHS:
+        trace = check(model, hf, random_ids(T, 128, seed=T), parity_record)
+    # The scaling is what makes a relative bound meaningful: check that it is there.
+    resid = np.abs(trace["blocks.2.hook_resid_post"])
+    assert resid[0].max() > 1000 and resid[1:].max() > 100, (resid[0].max(), resid[1:].max())
 
 
 @pytest.mark.parametrize("variant", [
@@ -70,21 +76,30 @@ def test_parity_checkpoint_variants(tmp_path, variant, parity_record):
     assert sorted(model.params) == sorted(params)
     for name, value in model.params.items():
         assert value.dtype == np.float32, name
-    ids = list(range(0, 64, 4))
-    check_parity(model, hf_model(directory), ids, parity_record)
+    check(model, hf_model(directory), list(range(0, 64, 4)), parity_record)
 
 
 @pytest.mark.slow
 def test_parity_gpt2_small_layout(gpt2_layout_dir, parity_record):
-    """GPT-2 small's exact shapes and official file layout, real tokenizer, real sentences,
-    and a full 1,024-token context."""
+    """GPT-2 small's exact shapes and official file layout, real tokenizer, real sentences."""
     model, hf = gpt2np.load(gpt2_layout_dir), hf_model(gpt2_layout_dir)
     assert (model.config.n_layer, model.config.n_head, model.config.n_embd) == (12, 12, 768)
     assert model.info.n_params == 124_439_808        # REFERENCE.md: learned parameters
     for text in SENTENCES:
-        check_parity(model, hf, model.encode(text), parity_record)
-    ids = np.random.default_rng(5).integers(0, 50257, 1024).tolist()
-    check_parity(model, hf, ids, parity_record)
+        check(model, hf, model.encode(text), parity_record)
+
+
+@pytest.mark.slow
+def test_parity_gpt2_small_scaled_all_boundaries(tmp_path_factory, shared_gpt2, parity_record):
+    """GPT-2 small's shapes and official layout, weights scaled to real GPT-2's activation
+    magnitudes, at every boundary length up to the full 1,024-token context."""
+    directory, _ = write_model_dir(tmp_path_factory.mktemp("gpt2scaled") / "gpt2-scaled", seed=8,
+                                   gpt2_scale=True)
+    model, hf = gpt2np.load(directory), hf_model(directory)
+    for T in BOUNDARY_LENGTHS:
+        trace = check(model, hf, random_ids(T, 50257, seed=T), parity_record)
+    resid = np.abs(trace["blocks.11.hook_resid_post"])
+    assert resid[0].max() > 1000 and resid[1:].max() > 100, (resid[0].max(), resid[1:].max())
 
 
 def test_tokenizer_check_values(shared_gpt2, tmp_path):
