@@ -8,13 +8,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import engine as cpu_engine
+from . import model as reading_path
 from .config import GPT2Config
 from .errors import GPT2npError
 from .hub import resolve
-from .model import forward
 from .tokenizer import Tokenizer
 from .trace import Trace
 from .weights import count_params, load_params
+
+
+# Which code computes a run: "reference" is model.py's plain math, the code a learner reads and can
+# step through; "fast" is the same forward pass with engine.py's CPU kernels. Tests hold them equal.
+ENGINES = {"fast": cpu_engine.forward, "reference": reading_path.forward}
+DEFAULT_ENGINE = "fast"
 
 
 @dataclass(frozen=True)
@@ -90,12 +97,16 @@ class Model:
             return [f"<{int(i)}>" for i in ids]
         return self.tokenizer.token_strings(ids)
 
-    def run(self, text_or_ids, bos=False, z_ablation=None):
+    def run(self, text_or_ids, bos=False, z_ablation=None, engine=DEFAULT_ENGINE):
         """Text or token ids -> Trace with every intermediate of the forward pass.
 
         bos: prepend <|endoftext|> (GPT-2 saw it between documents in training).
         z_ablation: {(layer, head): value} replacing those heads' hook_z (0.0 = zero-ablation).
+        engine: "fast" (the CPU schedule of engine.py) or "reference" (model.py's plain math, to
+          step through in a debugger); the same numbers either way.
         """
+        if engine not in ENGINES:
+            raise GPT2npError(f"Unknown engine {engine!r}: choose {' or '.join(map(repr, ENGINES))}.")
         if isinstance(text_or_ids, str):
             ids = self.encode(text_or_ids, bos=bos)
         else:
@@ -107,8 +118,8 @@ class Model:
             if not (0 <= layer < self.config.n_layer and 0 <= head < self.config.n_head):
                 raise GPT2npError(f"Cannot ablate head {layer}.{head}: this model has layers "
                                   f"0–{self.config.n_layer - 1} and heads 0–{self.config.n_head - 1}.")
-        acts = forward(self.params, self.config, ids, z_ablation)
-        return Trace(acts, ids, self.token_strings(ids), self.info.name)
+        acts = ENGINES[engine](self.params, self.config, ids, z_ablation)
+        return Trace(acts, ids, self.token_strings(ids), self.info.name, engine)
 
 
 def load(name_or_dir="demo", allow_download=True):

@@ -106,7 +106,7 @@ def matrix_products(params, config):
     products can be compared with their whole forward passes. The weights are copied for torch
     once, here, not once per length."""
     import torch
-    from .parallel import linear, one_blas_thread
+    from .engine import CPU, one_blas_thread
     layers = [(params[f"h.{i}.{name}.weight"], params[f"h.{i}.{name}.bias"])
               for i in range(config.n_layer)
               for name in ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")]
@@ -122,8 +122,8 @@ def matrix_products(params, config):
         def ours():
             with one_blas_thread():
                 for w, b in layers:
-                    linear(inputs[w.shape[0]], w, b)
-                linear(inputs[wte.shape[1]], wte.T)
+                    CPU.linear(inputs[w.shape[0]], w, b)
+                CPU.linear(inputs[wte.shape[1]], wte.T)
 
         def theirs():
             with torch.no_grad():

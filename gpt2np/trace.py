@@ -16,7 +16,7 @@ from .errors import GPT2npError
 class Trace(Mapping):
     """Named intermediates of one run. `trace[name]`, `trace.names()`, `trace.ids`, `trace.tokens`."""
 
-    def __init__(self, arrays, ids, tokens, model_name=""):
+    def __init__(self, arrays, ids, tokens, model_name="", engine=""):
         self._arrays = dict(arrays)
         for array in self._arrays.values():
             array.flags.writeable = False
@@ -24,6 +24,7 @@ class Trace(Mapping):
         self.ids.flags.writeable = False
         self.tokens = list(tokens)
         self.model_name = model_name
+        self.engine = engine            # which code computed it: "fast" or "reference" (api.ENGINES)
 
     # -- mapping ------------------------------------------------------------------------------
     def __getitem__(self, name):
@@ -68,13 +69,14 @@ class Trace(Mapping):
         return sum(seen.values())
 
     def __repr__(self):
-        return (f"<Trace {self.model_name or 'model'}: {self.n_tokens} tokens, "
+        return (f"<Trace {self.model_name or 'model'} ({self.engine or 'engine?'}): {self.n_tokens} tokens, "
                 f"{len(self)} arrays, {self.nbytes() / 1e6:.1f} MB>")
 
     # -- files --------------------------------------------------------------------------------
     def save(self, path):
         """Write every array plus ids, tokens and model name to an uncompressed .npz file."""
-        meta = json.dumps({"tokens": self.tokens, "model": self.model_name, "names": self.names()})
+        meta = json.dumps({"tokens": self.tokens, "model": self.model_name, "engine": self.engine,
+                           "names": self.names()})
         np.savez(path, __ids__=self.ids, __meta__=np.array(meta), **self._arrays)
 
     @classmethod
@@ -87,4 +89,4 @@ class Trace(Mapping):
                 ids = f["__ids__"]
         except (OSError, KeyError, ValueError) as e:
             raise GPT2npError(f"{path}: not a gpt2np trace file ({e}).") from None
-        return cls(arrays, ids, meta["tokens"], meta.get("model", ""))
+        return cls(arrays, ids, meta["tokens"], meta.get("model", ""), meta.get("engine", ""))

@@ -139,6 +139,13 @@ def relative_delta(ours, ref, axis=0):
     return float(per_position.max())
 
 
+def tensor_relative_delta(ours, ref):
+    """max|ours - ref| / max|ref| over the whole tensor (finite entries; float64)."""
+    ours, ref = np.asarray(ours, dtype=np.float64), np.asarray(ref, dtype=np.float64)
+    finite = np.isfinite(ref)
+    return float(np.abs(ours[finite] - ref[finite]).max() / max(np.abs(ref[finite]).max(), 1e-30))
+
+
 def max_abs_delta(a, b):
     return float(np.max(np.abs(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64))))
 

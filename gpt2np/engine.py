@@ -1,0 +1,129 @@
+"""The CPU schedule: faster kernels for the forward pass in model.py, computing the same arrays.
+
+model.py is the math; it takes its four heavy computations as `Kernels` (linear layers, LayerNorm,
+GELU, `attend`). This module supplies versions of them that use every CPU core, and
+`forward(...)` runs model.forward with them. Nothing here is a second forward pass: the blocks,
+the names and the order of the computation are model.py's.
+
+What the schedule does, and why:
+  - BLAS is held to one thread for the whole pass (`one_blas_thread`). Its worker threads wait for
+    each other by spinning: on a machine with anything else running they lose their turn and a
+    product can take ten times longer. gpt2np splits the work itself, in threads (NumPy releases
+    the GIL inside its loops), one group per core:
+  - a linear layer's output columns (`linear`);
+  - LayerNorm and GELU on long inputs: blocks of rows (`by_rows`); row by row they are the same
+    operations, so the numbers are bit-identical;
+  - attention: groups of heads (`attend`), and within a group, blocks of 128 queries. A block's
+    scores are scaled, masked and softmaxed while they are still in the CPU cache, and the keys
+    after the block, all masked, are written as exact -inf / 0 instead of computed (at 1,024
+    tokens that skips almost half of the q·k products and of the softmax).
+The calling thread computes the first group itself while the pool computes the others.
+"""
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+
+import numpy as np
+from threadpoolctl import ThreadpoolController
+
+from . import model, ops
+
+N_CORES = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+_pool = ThreadPoolExecutor(N_CORES, thread_name_prefix="gpt2np-engine")
+_blas = ThreadpoolController()
+
+# Queries per block in `attend`: a block's scores (heads × 128 rows × keys) stay in cache.
+QUERY_BLOCK = 128
+# Below this many rows per core, handing work to another thread costs more than it saves.
+MIN_ROWS_PER_CORE = 64
+
+
+def over_groups(fn, n_items, workers=N_CORES):
+    """Call fn(group) for slices that split range(n_items) into `workers` groups, concurrently.
+
+    The calling thread computes the first group itself while the pool computes the others.
+    Run it inside `one_blas_thread()`, or each group's products would start BLAS threads of their own.
+    """
+    workers = max(1, min(workers, n_items))
+    groups = [slice(i * n_items // workers, (i + 1) * n_items // workers) for i in range(workers)]
+    others = [_pool.submit(fn, group) for group in groups[1:]]
+    fn(groups[0])
+    for done in others:
+        done.result()
+
+
+@contextmanager
+def one_blas_thread():
+    """Hold BLAS to one thread (per calling thread) while gpt2np splits the work across cores."""
+    with _blas.limit(limits=1, user_api="blas"):
+        yield
+
+
+def attend_block_rows(q, k, v, scores, pattern, z):
+    """`model.attend` for a group of h heads, in blocks of queries, written into the given arrays.
+
+    q, k, v [h, T, dh] -> scores, pattern [h, T, T], z [h, T, dh]
+
+    For queries [a, b), keys from b on come after every query of the block: their scores are -inf
+    and their weights 0, exactly. Inside the block the mask is added as usual; only the square of
+    keys a..b-1 can hold a key later than its query, so only that square needs it.
+    """
+    T, dh = q.shape[1], q.shape[2]
+    for a in range(0, T, QUERY_BLOCK):
+        b = min(a + QUERY_BLOCK, T)
+        s = scores[:, a:b, :b]                                       # [h, rows, b]: keys 0..b-1
+        np.matmul(q[:, a:b], k[:, :b].transpose(0, 2, 1), out=s)    # [h,rows,dh] @ [h,dh,b]: q·k
+        s /= dh ** 0.5                                               # q·k / √dh
+        s[:, :, a:] += model.causal_mask(b - a)                      # -inf where key j > query i
+        scores[:, a:b, b:] = -np.inf                                 # keys after the whole block
+        p = ops.softmax(s, axis=-1, out=pattern[:, a:b, :b])         # rows sum to 1; masked → 0
+        pattern[:, a:b, b:] = 0.0
+        np.matmul(p, v[:, :b], out=z[:, a:b])                        # [h,rows,b] @ [h,b,dh] -> [h,rows,dh]
+
+
+class CPUKernels(model.Kernels):
+    """model.Kernels that split their work into `workers` groups run at once (default: one per core)."""
+
+    def __init__(self, workers=N_CORES):    # the four kernels are the methods below
+        self.workers = workers
+
+    def linear(self, x, weight, bias=None):
+        """ops.linear (y = x @ W + b) with the output columns split across the workers."""
+        y = np.empty((x.shape[0], weight.shape[1]), dtype=np.float32)           # [T, n_out]
+        over_groups(lambda cols: ops.linear(x, weight[:, cols], None if bias is None else bias[cols],
+                                            out=y[:, cols]), weight.shape[1], self.workers)
+        return y
+
+    def by_rows(self, fn, x, *args):
+        """fn(x, *args, out=...) on blocks of rows of x, one block per worker; fn must treat every
+        row on its own (LayerNorm, GELU): the blocks then give exactly the numbers of one call."""
+        out = np.empty_like(x)
+        workers = min(self.workers, len(x) // MIN_ROWS_PER_CORE)
+        over_groups(lambda rows: fn(x[rows], *args, out=out[rows]), len(x), workers)
+        return out
+
+    def layer_norm(self, x, weight, bias, eps):
+        return self.by_rows(ops.layer_norm, x, weight, bias, eps)
+
+    def gelu(self, x):
+        return self.by_rows(ops.gelu_new, x)
+
+    def attend(self, q, k, v):
+        """model.attend with groups of heads on the workers, each in blocks of queries."""
+        H, T, dh = q.shape
+        scores = np.empty((H, T, T), dtype=np.float32)
+        pattern = np.empty((H, T, T), dtype=np.float32)
+        z = np.empty((H, T, dh), dtype=np.float32)
+        over_groups(lambda h: attend_block_rows(q[h], k[h], v[h], scores[h], pattern[h], z[h]),
+                    H, self.workers)
+        return scores, pattern, z
+
+
+CPU = CPUKernels()
+
+
+def forward(params, config, ids, z_ablation=None, kernels=CPU):
+    """model.forward with the CPU schedule's kernels, BLAS held to one thread."""
+    with one_blas_thread():
+        return model.forward(params, config, ids, z_ablation, kernels)

@@ -1,0 +1,99 @@
+"""The CPU schedule (gpt2np/engine.py) computes the same arrays as the reading path (model.py).
+
+Every named tensor of a run with the engine's kernels is held to the plain math's within 2e-6
+of its largest magnitude (bit-identical where the operations are the same), at
+lengths on both sides of the schedule's boundaries and with 1, 2, 3 and more workers than heads.
+The kernels are also checked on their own against float64 formulas.
+"""
+
+import numpy as np
+import pytest
+from modelfiles import small_config, write_model_dir
+from reference import relative_delta, tensor_relative_delta
+
+import gpt2np
+from gpt2np import engine, model, ops
+from gpt2np.engine import MIN_ROWS_PER_CORE, QUERY_BLOCK, CPUKernels, attend_block_rows
+
+LENGTHS = (1, MIN_ROWS_PER_CORE - 1, MIN_ROWS_PER_CORE, MIN_ROWS_PER_CORE + 1, 2 * MIN_ROWS_PER_CORE + 1,
+           QUERY_BLOCK - 1, QUERY_BLOCK, QUERY_BLOCK + 1, 300, 1024)
+# max|Δ| / max|ref| per tensor. The two paths round differently (BLAS on one thread vs several,
+# output columns in blocks, queries in blocks, softmax sums over fewer zeros): float32 rounding
+# carried through the layers. Measured worst: 1.0e-6 (hook_mlp_out, 3 layers); most names ≤ 7e-7.
+BOUND = 2e-6
+# Names whose arrays come from the same operations on the same inputs in both paths.
+IDENTICAL = ("hook_embed", "hook_pos_embed", "blocks.0.hook_resid_pre", "blocks.0.ln1.hook_normalized")
+
+
+@pytest.fixture(scope="module", params=["2x3x48", "3x4x64-gpt2-scaled"])
+def models(request, tmp_path_factory):
+    cfg = (small_config(n_layer=2, n_head=3, n_embd=48, n_positions=1024, vocab_size=100)
+           if request.param == "2x3x48" else
+           small_config(n_layer=3, n_head=4, n_embd=64, n_positions=1024, vocab_size=128))
+    directory, _ = write_model_dir(tmp_path_factory.mktemp("engine") / request.param, cfg, seed=11,
+                                   gpt2_scale=request.param.endswith("scaled"))
+    return gpt2np.load(directory)
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3, 5])
+def test_engine_equals_reading_path_every_name(models, workers, parity_record):
+    m = models
+    kernels = CPUKernels(workers)
+    assert workers != 5 or workers > m.config.n_head
+    rng = np.random.default_rng(workers)
+    for T in LENGTHS:
+        ids = rng.integers(0, m.config.vocab_size, T)
+        plain = model.forward(m.params, m.config, ids)
+        fast = engine.forward(m.params, m.config, ids, kernels=kernels)
+        assert list(fast) == list(plain)
+        for name in plain:
+            assert fast[name].shape == plain[name].shape and fast[name].dtype == np.float32, name
+            if name.endswith("hook_attn_scores"):
+                assert np.array_equal(np.isneginf(fast[name]), np.isneginf(plain[name])), name
+            delta = tensor_relative_delta(fast[name], plain[name])
+            parity_record(name, delta, BOUND, f"workers={workers} T={T}")
+            assert delta <= BOUND, f"{name} at T={T}, {workers} workers: {delta:.2e}"
+        for name in IDENTICAL:
+            assert np.array_equal(fast[name], plain[name]), name
+
+
+def test_run_says_which_engine_computed(models):
+    ids = list(range(10))
+    fast, plain = models.run(ids), models.run(ids, engine="reference")
+    assert (fast.engine, plain.engine) == ("fast", "reference")
+    assert relative_delta(fast.logits, plain.logits) <= BOUND
+    with pytest.raises(gpt2np.GPT2npError, match="Unknown engine 'turbo'"):
+        models.run(ids, engine="turbo")
+
+
+@pytest.mark.parametrize("T", [1, 5, QUERY_BLOCK - 1, QUERY_BLOCK, QUERY_BLOCK + 1, 2 * QUERY_BLOCK + 44])
+def test_query_blocks_give_the_plain_formula(T):
+    """attend_block_rows works in blocks of queries and skips keys after a block; the result must
+    be softmax(q·kᵀ/√dh + mask) of the whole [T, T] square (float64), exact -inf and 0 where masked."""
+    rng = np.random.default_rng(T)
+    q, k, v = (rng.standard_normal((2, T, 16), dtype=np.float32) for _ in range(3))
+    scores, pattern = np.empty((2, 2, T, T), dtype=np.float32)
+    z = np.empty((2, T, 16), dtype=np.float32)
+    attend_block_rows(q, k, v, scores, pattern, z)
+
+    upper = np.triu(np.ones((T, T), bool), 1)
+    plain = q.astype(np.float64) @ k.astype(np.float64).transpose(0, 2, 1) / 4.0
+    plain[:, upper] = -np.inf
+    weights = np.exp(plain - plain.max(-1, keepdims=True))
+    weights /= weights.sum(-1, keepdims=True)
+    assert np.all(np.isneginf(scores[:, upper])) and np.all(pattern[:, upper] == 0.0)
+    np.testing.assert_allclose(scores[:, ~upper], plain[:, ~upper], atol=1e-5)
+    np.testing.assert_allclose(pattern, weights, atol=1e-6)
+    np.testing.assert_allclose(z, weights @ v, atol=1e-5)
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_rows_split_across_workers_give_the_same_numbers(workers):
+    """LayerNorm and GELU on long inputs run one block of rows per worker: bit-identical results."""
+    kernels = CPUKernels(workers)
+    rng = np.random.default_rng(0)
+    for T in (1, MIN_ROWS_PER_CORE, 5 * MIN_ROWS_PER_CORE + 3):
+        x = rng.standard_normal((T, 48), dtype=np.float32)
+        w, b = rng.standard_normal((2, 48), dtype=np.float32)
+        assert np.array_equal(kernels.layer_norm(x, w, b, 1e-5), ops.layer_norm(x, w, b, 1e-5))
+        assert np.array_equal(kernels.gelu(x), ops.gelu_new(x))
