@@ -53,7 +53,7 @@ POSITIONAL_TYPES = (("previous-token", "previous", "previous"), ("self", "self",
                     ("sink", "sink", "sink"), ("broadcast", "top_column_share", "broadcast"))
 
 
-# -- the original three (used by cli.py) --------------------------------------------------------
+# -- the original three (used by cli.py; top_keys also by the viewer and findings) --------------
 def sink_mass(pattern):
     """Mean attention on key position 0 over queries 1..T-1. [..., T, T] -> [...]"""
     return pattern[..., 1:, 0].mean(axis=-1)
@@ -64,11 +64,33 @@ def previous_token_mass(pattern):
     return np.diagonal(pattern, offset=-1, axis1=-2, axis2=-1).mean(axis=-1)
 
 
-def top_keys(row, k=5, skip_first=False):
-    """The k keys with the most weight in one pattern row [T] -> list of (key index, weight)."""
-    row = np.asarray(row, dtype=np.float64)
-    order = [j for j in np.argsort(-row, kind="stable") if not (skip_first and j == 0)]
-    return [(int(j), float(row[j])) for j in order[:k]]
+def candidate_keys(query, skip_first=False):
+    """The keys query `query` can attend to: 0..query, the causal mask hides the rest. skip_first
+    drops key 0, except for query 0, whose only key it is. -> [n] key indices"""
+    return np.arange(1 if skip_first and query > 0 else 0, query + 1)
+
+
+def top_keys(pattern, query, k=5, skip_first=False):
+    """The k keys query `query` attends to most, in one head's pattern [T, T] -> [(key, weight)].
+
+    Only keys 0..query are ranked (later keys are masked: weight 0, never a real key), so a query
+    with fewer than k keys gets fewer (`fewer_keys_note` says so). Ties: earlier key first.
+    """
+    row = np.asarray(pattern[query, : query + 1], dtype=np.float64)    # [T] -> [query + 1]
+    keys = candidate_keys(query, skip_first)
+    best = keys[np.argsort(-row[keys], kind="stable")][:k]
+    return [(int(j), float(row[j])) for j in best]
+
+
+def fewer_keys_note(query, k, skip_first=False):
+    """None when query `query` has at least k keys to rank, else a sentence saying how many."""
+    n = len(candidate_keys(query, skip_first))
+    if n >= k:
+        return None
+    besides = " besides position 0" if skip_first and query > 0 else ""
+    verb = "precedes or equals" if n == 1 else "precede or equal"
+    return (f"only {n} key{'s' * (n != 1)}{besides} {verb} query {query}: "
+            "the causal mask hides later ones")
 
 
 # -- more statistics of one pattern -------------------------------------------------------------

@@ -137,9 +137,10 @@ def run_command(argv):
         pattern = trace.pattern(args.layer, args.head)
         result["pattern"] = {"layer": args.layer, "head": args.head, "weights": pattern.tolist()}
         if args.query is not None:
-            result["query"] = {"position": args.query, "keys": [
-                {"position": j, "token": trace.tokens[j], "weight": w}
-                for j, w in analysis.top_keys(pattern[args.query], args.top_k)]}
+            result["query"] = {
+                "position": args.query, "n_keys": len(analysis.candidate_keys(args.query)),
+                "keys": [{"position": j, "token": trace.tokens[j], "weight": w}
+                         for j, w in analysis.top_keys(pattern, args.query, args.top_k)]}
     if args.save:
         result["saved"] = args.save
 
@@ -165,6 +166,8 @@ def run_command(argv):
         print(f"\ntop {args.top_k} keys of query {args.query} {show(trace.tokens[args.query])}:")
         for k in result["query"]["keys"]:
             print(f"  {k['position']:4d} {show(k['token']):<20} {k['weight']:.4f}")
+        if note := analysis.fewer_keys_note(args.query, args.top_k):
+            print(f"  {note}")
     if args.save:
         print(f"\nsaved {len(trace)} arrays to {args.save}")
     return 0

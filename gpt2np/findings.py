@@ -187,9 +187,10 @@ def referent_table(model, trace, pronoun, candidates):
     query = word_tokens(model, trace, pronoun)[-1]               # the pronoun's last token
     spans = [word_tokens(model, trace, c) for c in candidates]
     rows = []
-    for h, row in enumerate(trace.pattern(L)[:, query]):        # [H, T] -> [T]
-        (j0, w0), = analysis.top_keys(row, 1)
-        (j1, w1), = analysis.top_keys(row, 1, skip_first=True) or [(0, float(row[0]))]
+    for h, pattern in enumerate(trace.pattern(L)):               # [H, T, T] -> [T, T]
+        row = pattern[query]                                      # [T]
+        (j0, w0), = analysis.top_keys(pattern, query, 1)
+        (j1, w1), = analysis.top_keys(pattern, query, 1, skip_first=True)
         on = [float(row[s].sum()) for s in spans]
         rows.append({"head": f"{L}.{h}", "top_key": j0, "top_key_token": trace.tokens[j0],
                      "top_weight": w0, "top_key_no0": j1, "top_key_no0_token": trace.tokens[j1],

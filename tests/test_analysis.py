@@ -69,9 +69,36 @@ def test_half_and_half_entropy_is_one_bit():
 
 
 def test_top_keys_with_and_without_position_0():
-    row = np.array([0.5, 0.1, 0.3, 0.1])
-    assert A.top_keys(row, 2) == [(0, 0.5), (2, pytest.approx(0.3))]
-    assert A.top_keys(row, 2, skip_first=True) == [(2, pytest.approx(0.3)), (1, pytest.approx(0.1))]
+    p = uniform(4)
+    p[3] = [0.5, 0.1, 0.3, 0.1]
+    assert A.top_keys(p, 3, 2) == [(0, 0.5), (2, pytest.approx(0.3))]
+    assert A.top_keys(p, 3, 2, skip_first=True) == [(2, pytest.approx(0.3)), (1, pytest.approx(0.1))]
+
+
+def test_top_keys_are_only_keys_up_to_the_query():
+    """Row 3 of a 6-token pattern: ties (earlier key first) and zeros after the query, which are
+    masked keys, never listed; row 2 carries weight after the query that must be ignored too."""
+    p = np.zeros((6, 6))
+    p[3] = [0.3, 0.2, 0.2, 0.3, 0.0, 0.0]
+    p[2] = [0.25, 0.25, 0.0, 0.5, 0.0, 0.0]          # key 3 is after query 2: not a key of it
+    p[0, 0] = 1.0
+    assert A.top_keys(p, 3, 5) == [(0, 0.3), (3, 0.3), (1, 0.2), (2, 0.2)]
+    assert A.top_keys(p, 3, 2) == [(0, 0.3), (3, 0.3)]
+    assert A.top_keys(p, 3, 5, skip_first=True) == [(3, 0.3), (1, 0.2), (2, 0.2)]
+    assert A.top_keys(p, 2, 5) == [(0, 0.25), (1, 0.25), (2, 0.0)]
+    assert A.top_keys(p, 0, 5) == [(0, 1.0)]
+    assert A.top_keys(p, 0, 5, skip_first=True) == [(0, 1.0)]      # query 0's only key is 0
+    assert A.candidate_keys(3).tolist() == [0, 1, 2, 3]
+    assert A.candidate_keys(3, skip_first=True).tolist() == [1, 2, 3]
+    assert A.candidate_keys(0, skip_first=True).tolist() == [0]
+
+
+def test_fewer_keys_note():
+    assert A.fewer_keys_note(3, 5) == "only 4 keys precede or equal query 3: the causal mask hides later ones"
+    assert A.fewer_keys_note(0, 5).startswith("only 1 key precedes or equals query 0")
+    assert A.fewer_keys_note(3, 5, skip_first=True).startswith("only 3 keys besides position 0 precede")
+    assert A.fewer_keys_note(3, 4) is None and A.fewer_keys_note(9, 5) is None
+    assert A.fewer_keys_note(3, 4, skip_first=True).startswith("only 3 keys")
 
 
 # -- induction -----------------------------------------------------------------------------------

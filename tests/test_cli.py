@@ -50,7 +50,7 @@ def test_json_output_matches_the_api(small_text_model_dir, model):
     assert [t["id"] for t in data["next_token"]] == np.argsort(-probs)[:3].tolist()
     assert abs(data["next_token"][0]["p"] - probs.max()) < 1e-9
     np.testing.assert_allclose(data["pattern"]["weights"], trace.pattern(1, 2), atol=1e-7)
-    keys = analysis.top_keys(trace.pattern(1, 2)[9], 3)
+    keys = analysis.top_keys(trace.pattern(1, 2), 9, 3)
     assert [(k["position"], pytest.approx(k["weight"])) for k in data["query"]["keys"]] == keys
     sink = analysis.sink_mass(trace.pattern(0))
     assert data["layers"][0]["sink_head"] == int(sink.argmax())
@@ -107,3 +107,28 @@ def test_console_script_installed():
     exe = shutil.which("gpt2np") or os.path.join(os.path.dirname(sys.executable), "gpt2np")
     r = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "--model" in r.stdout
+
+
+def test_top_keys_of_a_query_are_only_keys_up_to_it():
+    """`--query 3` on a 7-token sentence: at most 4 keys (0..3), each ranked by its weight, and a
+    line saying why there are fewer than 5; keys after the query are masked, never listed."""
+    text, query = "Mr. Darcy and Miss Bennet walked", 3
+    demo = gpt2np.load("demo")
+    trace = demo.run(text)
+    assert trace.n_tokens > query + 1 + 1                  # keys after the query exist
+    head = min(6, demo.config.n_head - 1)
+    r = run("--model", "demo", "--layer", "0", "--head", str(head), "--query", str(query), text)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    start = lines.index(f"top 5 keys of query {query} {json.dumps(trace.tokens[query])}:")
+    listed = [int(ln.split()[0]) for ln in lines[start + 1:start + 5]]
+    p = trace.pattern(0, head)[query]
+    assert listed == sorted(range(query + 1), key=lambda j: (-p[j], j))
+    assert lines[start + 5] == f"  only {query + 1} keys precede or equal query {query}: the causal mask hides later ones"
+    assert lines[start + 6:start + 7] in ([], [""])        # nothing else in the list
+
+    data = json.loads(run("--model", "demo", "--layer", "0", "--head", str(head), "--query", "0",
+                          "--json", text).stdout)["query"]
+    assert data["n_keys"] == 1 and [k["position"] for k in data["keys"]] == [0]
+    r = run("--model", "demo", "--layer", "0", "--head", str(head), "--query", str(query), "--top-k", "2", text)
+    assert "only" not in r.stdout.split(f"top 2 keys of query {query}")[1]

@@ -306,19 +306,20 @@ def test_protocol_level_errors_are_json_too(server):
     """Before Flask sees a request, Werkzeug/http.server can refuse it (URL over 64 KB, header
     limits, a malformed request line, a body over the limit): JSON with a readable message."""
     p = server.port
+    # Host: localhost, as a browser on this machine sends it (other names get a 403, tested below).
     cases = [
-        ("URL of 70 KB", b"GET /api/runs/x/pattern?layer=" + b"1" * 70_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, "Too Long"),
-        ("header line of 70 KB", b"GET /api/model HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n", 431, "Line too long"),
-        ("120 headers", b"GET /api/model HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: a\r\n" % i for i in range(120)) + b"\r\n", 431, "Too many headers"),
+        ("URL of 70 KB", b"GET /api/runs/x/pattern?layer=" + b"1" * 70_000 + b" HTTP/1.1\r\nHost: localhost\r\n\r\n", 414, "Too Long"),
+        ("header line of 70 KB", b"GET /api/model HTTP/1.1\r\nHost: localhost\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n", 431, "Line too long"),
+        ("120 headers", b"GET /api/model HTTP/1.1\r\nHost: localhost\r\n" + b"".join(b"X-%d: a\r\n" % i for i in range(120)) + b"\r\n", 431, "Too many headers"),
         ("garbage request line", b"GARBAGE\r\n\r\n", None, "Bad request syntax"),
         ("request line with spaces", b"GET /a b c d HTTP/1.1\r\n\r\n", 400, "Bad request"),
-        ("1 MB body with Content-Length", b"POST /api/run HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1048586\r\n\r\n{\"text\": \"" + b"x" * (1 << 20) + b"\"}", 413, "too large"),
-        ("Content-Length that lies", b"POST /api/run HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 999999999\r\n\r\n{\"text\": \"hi\"}", 413, "too large"),
-        ("chunked body of 1 MB", b"POST /api/run HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n" + b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in [b'{"text": "'] + [b"x" * 65536] * 16 + [b'"}']) + b"0\r\n\r\n", 413, "too large"),
-        ("raw ../ in the path", b"GET /static/../../gpt2np/api.py HTTP/1.1\r\nHost: x\r\n\r\n", 404, "Not found"),
-        ("encoded ../ in a handle", b"GET /api/runs/..%2f..%2fetc%2fpasswd/pattern?layer=0&head=0 HTTP/1.1\r\nHost: x\r\n\r\n", 404, "Not found"),
-        ("absolute URL to another host", b"GET http://example.com/api/model HTTP/1.1\r\nHost: example.com\r\n\r\n", 200, ""),
-        ("NUL in the path", b"GET /api/runs/\x00/overview HTTP/1.1\r\nHost: x\r\n\r\n", 404, ""),
+        ("1 MB body with Content-Length", b"POST /api/run HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 1048586\r\n\r\n{\"text\": \"" + b"x" * (1 << 20) + b"\"}", 413, "too large"),
+        ("Content-Length that lies", b"POST /api/run HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 999999999\r\n\r\n{\"text\": \"hi\"}", 413, "too large"),
+        ("chunked body of 1 MB", b"POST /api/run HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n" + b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in [b'{"text": "'] + [b"x" * 65536] * 16 + [b'"}']) + b"0\r\n\r\n", 413, "too large"),
+        ("raw ../ in the path", b"GET /static/../../gpt2np/api.py HTTP/1.1\r\nHost: localhost\r\n\r\n", 404, "Not found"),
+        ("encoded ../ in a handle", b"GET /api/runs/..%2f..%2fetc%2fpasswd/pattern?layer=0&head=0 HTTP/1.1\r\nHost: localhost\r\n\r\n", 404, "Not found"),
+        ("absolute URL to another host", b"GET http://example.com/api/model HTTP/1.1\r\nHost: example.com\r\n\r\n", 403, "--host"),
+        ("NUL in the path", b"GET /api/runs/\x00/overview HTTP/1.1\r\nHost: localhost\r\n\r\n", 404, ""),
     ]
     outcomes = []
     for name, data, status, phrase in cases:
@@ -342,6 +343,25 @@ def test_protocol_level_errors_are_json_too(server):
     # HTTP/9.9 is answered 505 (a protocol error, not an API answer), in JSON as well.
     got, head, body = raw_request(p, b"GET / HTTP/9.9\r\n\r\n")
     assert json.loads(body)["status"] == 505
+
+
+def test_the_real_server_refuses_foreign_host_names(server):
+    """DNS rebinding: a request naming another host gets a JSON 403 saying what to do; this
+    machine's names are served with or without the port."""
+    p = server.port
+    for host in (f"localhost:{p}", f"127.0.0.1:{p}", "localhost", "127.0.0.1"):
+        got, head, body = raw_request(p, f"GET /api/model HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        assert got == 200 and json.loads(body)["name"] == "demo", (host, got, body[:200])
+    for host in (f"rebind.example:{p}", "rebind.example", f"localhost.rebind.example:{p}"):
+        for path in ("/", "/api/model"):
+            got, head, body = raw_request(p, f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+            error = json.loads(body)
+            assert got == 403 and b"application/json" in head.lower(), (host, path, got, head[:200])
+            assert error["status"] == 403 and repr(host) in error["error"]
+            assert f"http://localhost:{p}/" in error["error"] and "--host" in error["error"]
+    status, _, body, _ = http(server.base, "POST", "/api/run", {"text": "Emma walked."},
+                              headers={"Host": f"rebind.example:{p}"})
+    assert status == 403 and "DNS rebinding" in json.loads(body)["error"]
 
 
 # -- binding and debug ------------------------------------------------------------------------------------

@@ -202,6 +202,27 @@ def test_query_panel_top5_and_qk_numbers_come_from_the_trace(client, ran):
     assert [e["position"] for e in first["keys"]] == [0] and first["keys"][0]["p"] == "1.0"
 
 
+def test_query_panel_lists_only_keys_up_to_the_query(client, ran):
+    """Query 0 has one key, query 2 three: the list holds exactly those, ranked by weight, with
+    n_keys and a note saying there are fewer than 5; query 9 has 5 of its 10 and no note."""
+    body, trace = ran
+    h, layer, head = body["handle"], 1, 2
+    p = trace[f"blocks.{layer}.attn.hook_pattern"][head]
+    for query, ignore_sink, first_key in [(0, 0, 0), (0, 1, 0), (2, 0, 0), (2, 1, 1), (9, 0, 0), (9, 1, 1)]:
+        data = client.get(f"/api/runs/{h}/query?layer={layer}&head={head}&query={query}"
+                          f"&ignore_sink={ignore_sink}").get_json()
+        visible = range(first_key, query + 1)
+        assert data["k"] == 5 and data["n_keys"] == len(visible), (query, ignore_sink)
+        assert [e["position"] for e in data["keys"]] == sorted(visible, key=lambda j: (-p[query, j], j))[:5]
+        if len(visible) < 5:
+            assert data["note"].startswith(f"only {len(visible)} key") and f"query {query}" in data["note"]
+        else:
+            assert data["note"] is None
+    one = client.get(f"/api/runs/{h}/query?layer=0&head=0&query=0").get_json()
+    assert [e["position"] for e in one["keys"]] == [0] and one["n_keys"] == 1
+    assert one["note"] == "only 1 key precedes or equals query 0: the causal mask hides later ones"
+
+
 def test_row_is_exact_float32(client, ran):
     body, trace = ran
     row = client.get(f"/api/runs/{body['handle']}/row?layer=0&head=1&query=6").get_json()

@@ -14,27 +14,31 @@ the compact formats sent to the browser; `ledger.py` the Q·K numbers read from 
 
 import os
 
-from flask import Flask
+from flask import Flask, current_app, request
 
 import gpt2np
 
 from . import analysis  # noqa: F401 - adds the analysis endpoints to bp
 from .api import bp
-from .errors import register_error_handlers
+from .errors import ApiError, register_error_handlers
 from .runs import RunCache
+
+LOCAL_NAMES = ("localhost", "127.0.0.1", "[::1]")   # this machine, as a Host header names it
 
 DEFAULTS = {
     "MODEL": "demo",                       # name or directory, as for gpt2np.load
     "CACHE_BYTES": 512 * 1024 * 1024,      # memory bound of the cache of recent runs
     "MAX_CONTENT_LENGTH": 256 * 1024,      # request bodies larger than this get a 413
     "ALLOW_DOWNLOAD": False,               # never fetch weights from the page's server
+    "ALLOWED_HOSTS": LOCAL_NAMES,          # Host header names served (any port); None: any name
 }
 
 
 def create_app(config=None):
     """Build the viewer app and load its model once.
 
-    config: optional dict overriding DEFAULTS (MODEL, CACHE_BYTES, MAX_CONTENT_LENGTH, ...).
+    config: optional dict overriding DEFAULTS (MODEL, CACHE_BYTES, MAX_CONTENT_LENGTH,
+    ALLOWED_HOSTS, ...).
     With no MODEL given, $GPT2NP_MODEL is used, else "demo".
     """
     app = Flask(__name__, static_folder=None)
@@ -47,6 +51,31 @@ def create_app(config=None):
                                                  allow_download=app.config["ALLOW_DOWNLOAD"])
     app.extensions["gpt2np.runs"] = RunCache(app.config["CACHE_BYTES"])
     app.extensions["gpt2np.induction"] = analysis.induction_probe(app.extensions["gpt2np.model"])
+    app.before_request(refuse_foreign_host)
     app.register_blueprint(bp)
     register_error_handlers(app)
     return app
+
+
+# -- the Host check ------------------------------------------------------------------------------
+# A page on another site can point its own domain name at 127.0.0.1 and then read the viewer as
+# if it were that site (DNS rebinding); its requests carry that domain in the Host header. So a
+# request is served only when its Host names this machine (ALLOWED_HOSTS, any port), unless the
+# viewer was started with --host ADDRESS to serve other machines (ALLOWED_HOSTS None).
+def host_name(host):
+    """The name part of a Host header, lower case: "LocalHost:8765" -> "localhost",
+    "[::1]:8765" -> "[::1]"."""
+    host = host.lower()
+    return host[: host.find("]") + 1] if host.startswith("[") else host.partition(":")[0]
+
+
+def refuse_foreign_host():
+    """403 for a request whose Host header is not one of ALLOWED_HOSTS (the port is not checked)."""
+    allowed = current_app.config["ALLOWED_HOSTS"]
+    if allowed is None or host_name(request.host) in allowed:
+        return
+    port = request.environ.get("SERVER_PORT", "8765")
+    raise ApiError(f"Host {request.host or '(missing or invalid)'!r} is not this viewer's address: "
+                   f"it answers only {', '.join(allowed)} (a guard against DNS rebinding). Open "
+                   f"http://localhost:{port}/ instead, or start the viewer with "
+                   "`python -m viewer --host ADDRESS` to serve other machines.", 403)

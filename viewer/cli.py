@@ -19,7 +19,8 @@ def parse_args(argv=None):
                         help="model name (demo, gpt2, ...) or a local model directory (default: demo)")
     parser.add_argument("--port", type=int, default=8765, help="port to listen on (default: 8765)")
     parser.add_argument("--host", default="127.0.0.1",
-                        help="address to bind (default: 127.0.0.1, this machine only)")
+                        help="address to bind (default: 127.0.0.1, this machine only); any other "
+                             "address serves other machines and answers any Host name")
     parser.add_argument("--debug", action="store_true",
                         help="Flask debug mode: reloader and debugger; never on a shared network")
     parser.add_argument("--cache-mb", type=int, default=512,
@@ -57,9 +58,10 @@ def main(argv=None, serve=True):
         print(f"warning: binding to {args.host}: other machines on the network can reach the "
               "viewer and make it run the model. Use --host 127.0.0.1 to keep it local.",
               file=sys.stderr)
-    from . import create_app
+    from . import LOCAL_NAMES, create_app
     try:
-        app = create_app({"MODEL": args.model, "CACHE_BYTES": args.cache_mb * 1024 * 1024})
+        app = create_app({"MODEL": args.model, "CACHE_BYTES": args.cache_mb * 1024 * 1024,
+                          "ALLOWED_HOSTS": LOCAL_NAMES if args.host in LOCAL_HOSTS else None})
     except GPT2npError as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None

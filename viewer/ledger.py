@@ -15,7 +15,11 @@ which is the p shown in the heatmap; both p's are returned so the page can show 
 
 import numpy as np
 
+from gpt2np import analysis
+
 from .wire import f32, f32_list
+
+TOP_KEYS = 5   # keys listed in the top-5 list and the Q·K panel
 
 
 def token_ref(run, position):
@@ -30,14 +34,6 @@ def scaled_dot(run, layer, head, query, key):
     return qk, qk / np.float32(np.sqrt(q.shape[0]))
 
 
-def top_keys(run, layer, head, query, ignore_sink=False, k=5):
-    """Keys of `query` ranked by attention weight (ties: earlier key first)."""
-    row = run.patterns[layer][head, query, : query + 1]            # [query + 1]
-    candidates = np.arange(1 if ignore_sink and query > 0 else 0, query + 1)
-    order = candidates[np.argsort(-row[candidates], kind="stable")][:k]
-    return [int(j) for j in order]
-
-
 def key_entry(run, layer, head, query, key):
     qk, scaled = scaled_dot(run, layer, head, query, key)
     score = run.scores[layer][head, query, key]
@@ -48,12 +44,18 @@ def key_entry(run, layer, head, query, key):
             "p": f32(run.patterns[layer][head, query, key])}
 
 
-def query_panel(run, layer, head, query, ignore_sink=False):
-    """Top-5 keys of one query with the Q·K numbers of each, for the top-5 list and the Q·K panel."""
+def query_panel(run, layer, head, query, ignore_sink=False, k=TOP_KEYS):
+    """Top-k keys of one query with the Q·K numbers of each, for the top-5 list and the Q·K panel.
+
+    The keys are analysis.top_keys's (0..query only); n_keys says how many the query has, and
+    note (None unless n_keys < k) says so in words."""
     dh = run.q[layer].shape[-1]
-    keys = top_keys(run, layer, head, query, ignore_sink)
+    keys = [j for j, _ in analysis.top_keys(run.patterns[layer][head], query, k, ignore_sink)]
     return {"layer": layer, "head": head, "query": token_ref(run, query),
-            "ignore_sink": bool(ignore_sink), "d_head": dh, "sqrt_d_head": f32(np.sqrt(dh)),
+            "ignore_sink": bool(ignore_sink), "k": k,
+            "n_keys": len(analysis.candidate_keys(query, ignore_sink)),
+            "note": analysis.fewer_keys_note(query, k, ignore_sink),
+            "d_head": dh, "sqrt_d_head": f32(np.sqrt(dh)),
             "q": f32_list(run.q[layer][query, head]),
             "sink_p": f32(run.patterns[layer][head, query, 0]),
             "keys": [key_entry(run, layer, head, query, j) for j in keys]}

@@ -26,7 +26,8 @@ function bar(p, scale) {
   return el("span", { className: "bar" }, fill);
 }
 
-// Top-5 keys of the selected query: position, token, weight bar, p.
+// Top-5 keys of the selected query: position, token, weight bar, p; fewer when the query has fewer
+// keys (keys 0..query), with the server's note saying so.
 export function renderTopK(list, data, scale, onKey) {
   list.replaceChildren(...data.keys.map((k, r) => el("li", {
     testid: `topk-item-${r}`, dataset: { key: String(k.position), p: k.p },
@@ -35,6 +36,7 @@ export function renderTopK(list, data, scale, onKey) {
   el("span", { className: "num", testid: `topk-p-${r}`, text: k.p }))));
   if (data.ignore_sink && data.query.position > 0)
     list.append(el("li", { className: "note", text: `position 0 (ignored) has p = ${data.sink_p}` }));
+  if (data.note) list.append(el("li", { className: "note", testid: "topk-note", text: data.note }));
 }
 
 // onPick(token), if given, is called when a token is clicked (to follow it elsewhere).
