@@ -24,6 +24,12 @@ ENGINES = {"fast": cpu_engine.forward, "reference": reading_path.forward}
 DEFAULT_ENGINE = "fast"
 
 
+def check_engine(name):
+    if name not in ENGINES:
+        raise GPT2npError(f"Unknown engine {name!r}: choose {' or '.join(map(repr, ENGINES))}.")
+    return name
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     name: str
@@ -38,8 +44,9 @@ class ModelInfo:
 class Model:
     """A loaded GPT-2: `config`, `params` (checkpoint names), `tokenizer`, `info`, and `run`."""
 
-    def __init__(self, config, params, tokenizer=None, info=None):
+    def __init__(self, config, params, tokenizer=None, info=None, engine=DEFAULT_ENGINE):
         self.config = config
+        self.engine = check_engine(engine)   # the engine `run` uses unless told otherwise
         self.params = params
         self.tokenizer = tokenizer
         self.info = info or ModelInfo("model", "built in memory", count_params(params))
@@ -97,16 +104,15 @@ class Model:
             return [f"<{int(i)}>" for i in ids]
         return self.tokenizer.token_strings(ids)
 
-    def run(self, text_or_ids, bos=False, z_ablation=None, engine=DEFAULT_ENGINE):
+    def run(self, text_or_ids, bos=False, z_ablation=None, engine=None):
         """Text or token ids -> Trace with every intermediate of the forward pass.
 
         bos: prepend <|endoftext|> (GPT-2 saw it between documents in training).
         z_ablation: {(layer, head): value} replacing those heads' hook_z (0.0 = zero-ablation).
         engine: "fast" (the CPU schedule of engine.py) or "reference" (model.py's plain math, to
-          step through in a debugger); the same numbers either way.
+          step through in a debugger); the same numbers either way. Default: the model's `engine`.
         """
-        if engine not in ENGINES:
-            raise GPT2npError(f"Unknown engine {engine!r}: choose {' or '.join(map(repr, ENGINES))}.")
+        engine = self.engine if engine is None else check_engine(engine)
         if isinstance(text_or_ids, str):
             ids = self.encode(text_or_ids, bos=bos)
         else:
@@ -122,9 +128,11 @@ class Model:
         return Trace(acts, ids, self.token_strings(ids), self.info.name, engine)
 
 
-def load(name_or_dir="demo", allow_download=True):
+def load(name_or_dir="demo", allow_download=True, engine=DEFAULT_ENGINE):
     """Load a GPT-2: a known name (gpt2, distilgpt2, gpt2-medium/large/xl, demo), a Hub repo
-    id (owner/name) or a local directory with config.json, model.safetensors, tokenizer.json."""
+    id (owner/name) or a local directory with config.json, model.safetensors, tokenizer.json.
+    engine: which code its runs use by default ("fast" or "reference", see ENGINES)."""
+    check_engine(engine)
     source = resolve(name_or_dir, allow_download=allow_download)
     config = GPT2Config.from_file(source.directory / "config.json")
     params = load_params(source.directory, config)
@@ -134,4 +142,4 @@ def load(name_or_dir="demo", allow_download=True):
             f"{source.directory}: the tokenizer has {tokenizer.vocab_size} tokens but the model only "
             f"{config.vocab_size}; the tokenizer belongs to another model.")
     info = ModelInfo(source.name, source.origin, count_params(params))
-    return Model(config, params, tokenizer, info)
+    return Model(config, params, tokenizer, info, engine)

@@ -12,7 +12,7 @@ import sys
 import numpy as np
 
 from . import analysis
-from .api import load
+from .api import DEFAULT_ENGINE, ENGINES, load
 from .errors import GPT2npError
 from .hub import KNOWN_MODELS, resolve
 
@@ -36,7 +36,14 @@ def build_parser():
     p.add_argument("--save", metavar="FILE.npz", help="save every trace array plus tokens and ids")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON instead of text")
     p.add_argument("--bos", action="store_true", help="prepend <|endoftext|> to the tokens")
+    add_engine_option(p)
     return p
+
+
+def add_engine_option(p):
+    p.add_argument("--engine", choices=list(ENGINES), default=DEFAULT_ENGINE,
+                   help="'fast': the CPU schedule of engine.py; 'reference': model.py's plain math, "
+                        f"to step through in a debugger; the same numbers (default: {DEFAULT_ENGINE})")
 
 
 class UsageError(GPT2npError):
@@ -120,7 +127,7 @@ def save_trace(trace, path):
 def run_command(argv):
     args = build_parser().parse_args(argv)
     text = read_stdin() if args.text == "-" else args.text
-    model = load(args.model)
+    model = load(args.model, engine=args.engine)
     trace = model.run(text, bos=args.bos)
     T = trace.n_tokens
     check_options(args, model, T)
@@ -129,6 +136,7 @@ def run_command(argv):
 
     result = {
         "model": {"name": model.info.name, "origin": model.info.origin, "n_params": model.info.n_params},
+        "engine": trace.engine,
         "tokens": trace.tokens, "ids": trace.ids.tolist(),
         "next_token": [{"token": s, "id": i, "p": p} for s, i, p in next_token_top_k(model, trace, args.top_k)],
         "layers": layer_summary(trace) if T > 1 else [],
@@ -147,7 +155,7 @@ def run_command(argv):
     if args.json:
         print(json.dumps(result, ensure_ascii=False))
         return 0
-    print(f"model: {model.info.describe()}")
+    print(f"model: {model.info.describe()} — engine: {trace.engine}")
     print(f"tokens ({T}): " + " ".join(f"{i}:{show(t)}" for i, t in enumerate(trace.tokens)))
     print(f"\nnext token after {show(trace.tokens[-1])} (position {T - 1}):")
     for rank, t in enumerate(result["next_token"], 1):

@@ -26,6 +26,7 @@ import numpy as np
 from . import analysis, interventions
 from .analysis import THRESHOLDS
 from .api import load
+from .cli import add_engine_option
 from .errors import GPT2npError
 
 DEFAULT_MODEL = "gpt2"          # as the main command line
@@ -302,7 +303,8 @@ def report(model, sentence=SENTENCE, coref_sentence=COREF_SENTENCE, pronoun=PRON
     needs_ioi = is_gpt2_small(cfg)
     return {
         "model": {"name": model.info.name, "origin": model.info.origin,
-                  "n_params": model.info.n_params, "n_layer": cfg.n_layer, "n_head": cfg.n_head},
+                  "n_params": model.info.n_params, "n_layer": cfg.n_layer, "n_head": cfg.n_head,
+                  "engine": model.engine},
         "inputs": {"sentence": {"text": sentence, "tokens": trace.tokens},
                    "coref": {"text": coref_sentence, "tokens": coref.tokens, "pronoun": pronoun,
                              "candidates": list(candidates),
@@ -333,7 +335,7 @@ def print_report(r, table=False, out=None):
     p = lambda *a: print(*a, file=out or sys.stdout)  # noqa: E731
     m = r["model"]
     p(f"model: {m['name']} — {m['n_layer']} layers × {m['n_head']} heads — {m['n_params'] / 1e6:.1f}M "
-      f"parameters — {m['origin']}")
+      f"parameters — {m['origin']} — engine: {m.get('engine', '?')}")
     inp = r["inputs"]
     p(f"sentence ({len(inp['sentence']['tokens'])} tokens): {inp['sentence']['text']}")
     p(f"induction probe: {inp['probe']['length']} random tokens × 2 after <|endoftext|> "
@@ -444,6 +446,7 @@ def build_parser():
     p.add_argument("--candidates", nargs=2, default=CANDIDATES, metavar=("REFERENT", "OTHER"),
                    help="the two words prediction 4 compares (default: trophy suitcase)")
     p.add_argument("--bos", action="store_true", help="prepend <|endoftext|> to every text")
+    add_engine_option(p)
     p.add_argument("--probe-length", type=int, default=PROBE_LENGTH,
                    help=f"random tokens per copy in the induction probe (default {PROBE_LENGTH})")
     p.add_argument("--seed", type=int, default=PROBE_SEED, help="seed of the induction probe")
@@ -462,7 +465,7 @@ def build_parser():
 
 
 def run(args):
-    model = load(args.model)
+    model = load(args.model, engine=args.engine)
     if args.top_k < 1:
         raise GPT2npError(f"--top-k must be at least 1, got {args.top_k}.")
     if args.lens is not None:

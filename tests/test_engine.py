@@ -97,3 +97,32 @@ def test_rows_split_across_workers_give_the_same_numbers(workers):
         w, b = rng.standard_normal((2, 48), dtype=np.float32)
         assert np.array_equal(kernels.layer_norm(x, w, b, 1e-5), ops.layer_norm(x, w, b, 1e-5))
         assert np.array_equal(kernels.gelu(x), ops.gelu_new(x))
+
+
+def test_cli_engine_option(small_text_model_dir):
+    """--engine reference runs model.py itself; --json says which engine computed."""
+    import json
+    import subprocess
+    import sys
+    out = {}
+    for engine in ("reference", "fast"):
+        r = subprocess.run([sys.executable, "-m", "gpt2np", "--model", str(small_text_model_dir), "--json",
+                            "--engine", engine, "The quick brown fox"], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        out[engine] = json.loads(r.stdout)
+        assert out[engine]["engine"] == engine
+    assert out["reference"]["tokens"] == out["fast"]["tokens"]
+    for a, b in zip(out["reference"]["next_token"], out["fast"]["next_token"]):
+        assert abs(a["p"] - b["p"]) <= 1e-6 * max(abs(b["p"]), 1e-3)
+    r = subprocess.run([sys.executable, "-m", "gpt2np", "--model", str(small_text_model_dir),
+                        "--engine", "turbo", "x"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "invalid choice: 'turbo'" in r.stderr
+
+
+def test_viewer_runs_the_chosen_engine(small_text_model_dir):
+    from viewer import create_app
+    client = create_app({"MODEL": str(small_text_model_dir), "ENGINE": "reference"}).test_client()
+    assert client.get("/api/model").get_json()["engine"] == "reference"
+    assert 'data-testid="engine"' in (page := client.get("/").get_data(as_text=True)) and "engine: reference" in page
+    run = client.post("/api/run", json={"text": "The quick brown fox"}).get_json()
+    assert run["engine"] == "reference"

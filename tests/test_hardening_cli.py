@@ -33,7 +33,7 @@ def model(small_text_model_dir):
 @pytest.fixture
 def run_cli(model, small_text_model_dir, capsys, monkeypatch):
     """run_cli(args, stdin=None) -> (status, out, err), in process, the model loaded once."""
-    monkeypatch.setattr(cli, "load", lambda name: model)
+    monkeypatch.setattr(cli, "load", lambda name, **options: model)
 
     def run(args, stdin=None):
         if stdin is not None:

@@ -20,7 +20,7 @@ def test_hostile_texts_in_process(model_arg, small_text_model_dir, capsys, monke
     a reason it states (only: more tokens than the context)."""
     import gpt2np
     model = gpt2np.load(small_text_model_dir)
-    monkeypatch.setattr(cli, "load", lambda name: model)   # load once; everything else as run
+    monkeypatch.setattr(cli, "load", lambda name, **options: model)   # load once; everything else as run
     texts = hostile_texts()
     outcomes, refused = {0: 0, 2: 0}, []
     for text in texts:

@@ -5,7 +5,8 @@ each name of the Trace — q, k, v, scores, pattern, z, the sublayer outputs, bo
 before and after GELU, every residual stream, ln_final and logits — is held against the tensor
 transformers computes at that point. Bounds are relative to the reference's magnitude at each
 position (patterns: absolute), and masked scores must be exactly -inf. The worst figure per kind of
-tensor is printed at the end of the run.
+tensor is printed at the end of the run. Both engines are held to the reference: the reading path
+(model.py) and the CPU schedule (engine.py).
 """
 
 import numpy as np
@@ -14,6 +15,7 @@ from modelfiles import small_config, write_model_dir
 from reference import check, hf_model
 
 import gpt2np
+from gpt2np.api import ENGINES
 
 SENTENCES = [
     "The trophy doesn't fit in the suitcase because it is too big.",
@@ -38,11 +40,12 @@ def random_ids(n, vocab, seed=0):
     dict(small_config(n_layer=3, n_head=4, n_embd=64, n_positions=32, vocab_size=300), n_inner=100),
     small_config(n_layer=1, n_head=1, n_embd=16, n_positions=8, vocab_size=10),
 ], ids=["2x3x48-ctx64", "3x4x64-ctx32-inner100", "1x1x16-ctx8"])
-def test_parity_random_configs(tmp_path, cfg, parity_record):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_parity_random_configs(tmp_path, cfg, engine, parity_record):
     directory, _ = write_model_dir(tmp_path / "m", cfg, seed=3)
     model, hf = gpt2np.load(directory), hf_model(directory)
     for T in (1, 5, cfg["n_positions"]):          # one token, a few, the full context
-        check(model, hf, random_ids(T, cfg["vocab_size"]), parity_record)
+        check(model, hf, random_ids(T, cfg["vocab_size"]), parity_record, engine=engine)
 
 
 @pytest.fixture(scope="module")
@@ -54,10 +57,11 @@ def gpt2_scaled_small_dir(tmp_path_factory):
     return directory
 
 
-def test_parity_gpt2_scaled_activations_all_boundaries(gpt2_scaled_small_dir, parity_record):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_parity_gpt2_scaled_activations_all_boundaries(gpt2_scaled_small_dir, engine, parity_record):
     model, hf = gpt2np.load(gpt2_scaled_small_dir), hf_model(gpt2_scaled_small_dir)
     for T in BOUNDARY_LENGTHS:
-        trace = check(model, hf, random_ids(T, 128, seed=T), parity_record)
+        trace = check(model, hf, random_ids(T, 128, seed=T), parity_record, engine=engine)
     # The scaling is what makes a relative bound meaningful: check that it is there.
     resid = np.abs(trace["blocks.2.hook_resid_post"])
     assert resid[0].max() > 1000 and resid[1:].max() > 100, (resid[0].max(), resid[1:].max())
@@ -97,7 +101,8 @@ def test_parity_gpt2_small_scaled_all_boundaries(tmp_path_factory, shared_gpt2, 
                                    gpt2_scale=True)
     model, hf = gpt2np.load(directory), hf_model(directory)
     for T in BOUNDARY_LENGTHS:
-        trace = check(model, hf, random_ids(T, 50257, seed=T), parity_record)
+        for engine in ENGINES:
+            trace = check(model, hf, random_ids(T, 50257, seed=T), parity_record, label=f"{engine} ", engine=engine)
     resid = np.abs(trace["blocks.11.hook_resid_post"])
     assert resid[0].max() > 1000 and resid[1:].max() > 100, (resid[0].max(), resid[1:].max())
 

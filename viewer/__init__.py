@@ -27,6 +27,7 @@ LOCAL_NAMES = ("localhost", "127.0.0.1", "[::1]")   # this machine, as a Host he
 
 DEFAULTS = {
     "MODEL": "demo",                       # name or directory, as for gpt2np.load
+    "ENGINE": "fast",                      # "fast" or "reference" (model.py's plain math)
     "CACHE_BYTES": 512 * 1024 * 1024,      # memory bound of the cache of recent runs
     "MAX_CONTENT_LENGTH": 256 * 1024,      # request bodies larger than this get a 413
     "ALLOW_DOWNLOAD": False,               # never fetch weights from the page's server
@@ -48,7 +49,8 @@ def create_app(config=None):
     app.config.update(config or {})
     app.json.sort_keys = False
     app.extensions["gpt2np.model"] = gpt2np.load(app.config["MODEL"],
-                                                 allow_download=app.config["ALLOW_DOWNLOAD"])
+                                                 allow_download=app.config["ALLOW_DOWNLOAD"],
+                                                 engine=app.config["ENGINE"])
     app.extensions["gpt2np.runs"] = RunCache(app.config["CACHE_BYTES"])
     app.extensions["gpt2np.induction"] = analysis.induction_probe(app.extensions["gpt2np.model"])
     app.before_request(refuse_foreign_host)

@@ -100,11 +100,16 @@ def model_kind(info):
     return "local" if info.origin.startswith("local directory") else "hub"
 
 
+ENGINE_ABOUT = {"fast": "the CPU schedule of gpt2np/engine.py: the forward pass of model.py with faster kernels",
+                "reference": "gpt2np/model.py's plain math itself: set a breakpoint there to see these numbers"}
+
+
 def model_summary():
     m = model()
     cfg = m.config
     return {"name": m.info.name, "origin": m.info.origin, "n_params": m.info.n_params,
-            "describe": m.info.describe(), "kind": model_kind(m.info),
+            "describe": m.info.describe(), "kind": model_kind(m.info), "engine": m.engine,
+            "engine_about": ENGINE_ABOUT[m.engine],
             "has_tokenizer": m.tokenizer is not None,
             "n_layer": cfg.n_layer, "n_head": cfg.n_head, "d_head": cfg.d_head, "n_embd": cfg.n_embd,
             "n_positions": cfg.n_positions, "vocab_size": cfg.vocab_size}
@@ -176,6 +181,7 @@ def run_summary(run, cached):
                        "hook_q": [T, cfg.n_head, cfg.d_head], "hook_k": [T, cfg.n_head, cfg.d_head],
                        "logits": [T, cfg.vocab_size]},
             "next_token": next_tokens(run, last), "elapsed_ms": round(run.elapsed * 1000, 1),
+            "engine": model().engine,
             "cached": cached, "encoding": ENCODING,
             "cache": {"runs": len(runs()), "bytes": runs().nbytes(), "max_bytes": runs().max_bytes}}
 

@@ -7,6 +7,7 @@ import sys
 from werkzeug.serving import WSGIRequestHandler
 
 from gpt2np import GPT2npError
+from gpt2np.api import DEFAULT_ENGINE, ENGINES
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
@@ -23,6 +24,9 @@ def parse_args(argv=None):
                              "address serves other machines and answers any Host name")
     parser.add_argument("--debug", action="store_true",
                         help="Flask debug mode: reloader and debugger; never on a shared network")
+    parser.add_argument("--engine", choices=list(ENGINES), default=DEFAULT_ENGINE,
+                        help="'fast': the CPU schedule of gpt2np/engine.py; 'reference': gpt2np/model.py's "
+                             f"plain math, to step through in a debugger (default: {DEFAULT_ENGINE})")
     parser.add_argument("--cache-mb", type=int, default=512,
                         help="memory for recent runs, in MB (default: 512)")
     return parser.parse_args(argv)
@@ -61,13 +65,14 @@ def main(argv=None, serve=True):
     from . import LOCAL_NAMES, create_app
     try:
         app = create_app({"MODEL": args.model, "CACHE_BYTES": args.cache_mb * 1024 * 1024,
+                          "ENGINE": args.engine,
                           "ALLOWED_HOSTS": LOCAL_NAMES if args.host in LOCAL_HOSTS else None})
     except GPT2npError as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
     host = f"[{args.host}]" if ":" in args.host else args.host
     info = app.extensions["gpt2np.model"].info
-    print(f"gpt2np viewer — {info.describe()}")
+    print(f"gpt2np viewer — {info.describe()} — engine: {args.engine}")
     print(f"open http://{host}:{args.port}/   (Ctrl+C to stop)", flush=True)
     if serve:
         app.run(host=args.host, port=args.port, debug=args.debug, use_reloader=args.debug,
