@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import engine as cpu_engine
+from . import generate as generation
 from . import model as reading_path
 from .config import GPT2Config
 from .errors import GPT2npError
@@ -99,6 +100,16 @@ class Model:
                               f"{self.config.vocab_size} ids (0 to {self.config.vocab_size - 1}).")
         return ids.astype(np.int64)
 
+    def prompt_ids(self, text_or_ids, bos=False):
+        """Text or token ids (optionally after <|endoftext|>) -> checked int64 ids [T]."""
+        if isinstance(text_or_ids, str):
+            ids = self.encode(text_or_ids, bos=bos)
+        else:
+            ids = list(text_or_ids)
+            if bos:
+                ids = [self.bos_id(), *ids]
+        return self.check_ids(ids)
+
     def token_strings(self, ids):
         if self.tokenizer is None:
             return [f"<{int(i)}>" for i in ids]
@@ -113,19 +124,22 @@ class Model:
           step through in a debugger); the same numbers either way. Default: the model's `engine`.
         """
         engine = self.engine if engine is None else check_engine(engine)
-        if isinstance(text_or_ids, str):
-            ids = self.encode(text_or_ids, bos=bos)
-        else:
-            ids = list(text_or_ids)
-            if bos:
-                ids = [self.bos_id(), *ids]
-        ids = self.check_ids(ids)
+        ids = self.prompt_ids(text_or_ids, bos)
         for layer, head in z_ablation or {}:
             if not (0 <= layer < self.config.n_layer and 0 <= head < self.config.n_head):
                 raise GPT2npError(f"Cannot ablate head {layer}.{head}: this model has layers "
                                   f"0–{self.config.n_layer - 1} and heads 0–{self.config.n_head - 1}.")
         acts = ENGINES[engine](self.params, self.config, ids, z_ablation)
         return Trace(acts, ids, self.token_strings(ids), self.info.name, engine)
+
+    def generate(self, prompt, max_new_tokens=20, temperature=1.0, top_k=None, top_p=None, seed=None,
+                 greedy=False, stop_at_eos=True, bos=False, on_step=None):
+        """Continue a prompt (text or token ids) one token at a time -> `Generation`: ids, tokens,
+        text, a record of every step, and `trace()`. The sampling options are explained in
+        gpt2np/generate.py; `greedy=True` takes the most likely token and ignores them.
+        on_step: called with each step's record as soon as its token is chosen."""
+        return generation.generate(self, prompt, max_new_tokens, temperature, top_k, top_p, seed,
+                                   greedy, stop_at_eos, bos, on_step)
 
 
 def load(name_or_dir="demo", allow_download=True, engine=DEFAULT_ENGINE):

@@ -1,4 +1,4 @@
-"""Command line: `python -m gpt2np "sentence"`, `python -m gpt2np download [NAME]`.
+"""Command line: `python -m gpt2np "sentence"`, `python -m gpt2np download [NAME]`, `generate TEXT`.
 
 Only argument parsing and printing live here; the work is done by `gpt2np.load`, `Model.run` and
 `gpt2np.analysis`. Every user error prints one line on stderr and exits with status 2.
@@ -24,7 +24,8 @@ def build_parser():
     p = argparse.ArgumentParser(
         prog="gpt2np",
         description="Run GPT-2 (NumPy) on a sentence and show its tokens, next-token predictions "
-                    "and attention. Subcommands: `gpt2np download [NAME]`, `gpt2np findings`.")
+                    "and attention. Subcommands: `gpt2np download [NAME]`, `gpt2np findings`, "
+                    "`gpt2np generate TEXT`.")
     p.add_argument("text", help="the sentence to run ('-' reads it from standard input)")
     p.add_argument("--model", default=DEFAULT_MODEL,
                    help=f"a name ({', '.join(['demo', *KNOWN_MODELS])}), a Hub repo id, or a "
@@ -197,7 +198,12 @@ def findings_command(argv):
     return findings_main(argv)
 
 
-SUBCOMMANDS = {"download": download_command, "findings": findings_command}
+def generate_command(argv):
+    from .cli_generate import main as generate_main   # its parsing and printing, in its own module
+    return generate_main(argv)
+
+
+SUBCOMMANDS = {"download": download_command, "findings": findings_command, "generate": generate_command}
 
 
 def main(argv=None):

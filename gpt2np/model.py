@@ -1,7 +1,7 @@
 """The GPT-2 forward pass as the plain math, every intermediate kept under its name.
 
-Read top to bottom: `embed` -> `attention` -> `mlp` -> `block` -> `forward`. Attention is three
-lines in `attend`, with the heads as a batch axis:
+Read top to bottom: `embed` -> `attention` -> `mlp` -> `block` -> `forward`, then `kv_cache` for
+generation. Attention is three lines in `attend`, with the heads as a batch axis:
 
     scores  = q @ kᵀ / √d_head + mask        [H, T, T]
     pattern = softmax(scores)                [H, T, T]
@@ -27,16 +27,22 @@ import numpy as np
 from .ops import gelu_new, layer_norm, linear, softmax
 
 
-def embed(params, ids):
-    """Token embedding plus position embedding. ids [T] -> ([T, d], [T, d])"""
-    tok = params["wte.weight"][ids]                  # [V, d] rows -> [T, d]
-    pos = params["wpe.weight"][: len(ids)]           # [T, d]
+def embed(params, ids, start=0):
+    """Token embedding plus position embedding of ids at positions start, start+1, ...
+
+    ids [T] -> ([T, d], [T, d])
+    """
+    tok = params["wte.weight"][ids]                        # [V, d] rows -> [T, d]
+    pos = params["wpe.weight"][start: start + len(ids)]    # [T, d]
     return tok, pos
 
 
-def causal_mask(T):
-    """Additive mask: 0 where query i may see key j (j ≤ i), -inf above the diagonal. -> [T, T]"""
-    return np.triu(np.full((T, T), -np.inf, dtype=np.float32), k=1)
+def causal_mask(T, n_keys=None):
+    """Additive mask: 0 where query i may see key j (j ≤ i), -inf where the key comes later.
+    -> [T, n_keys]. The T queries are the last T of the n_keys positions (all of them by default;
+    with a KV cache one query, the newest position, which sees every key)."""
+    n_keys = T if n_keys is None else n_keys
+    return np.triu(np.full((T, n_keys), -np.inf, dtype=np.float32), k=n_keys - T + 1)
 
 
 def attend(q, k, v):
@@ -45,11 +51,12 @@ def attend(q, k, v):
     q, k, v [H, T, dh] -> scores [H, T, T] (-inf where a key comes after its query),
                           pattern [H, T, T] (rows sum to 1; exactly 0 above the diagonal),
                           z [H, T, dh] (each query's pattern-weighted sum of values)
+    With a KV cache k and v hold more positions than q: scores and pattern are then [H, T, n_keys].
     """
-    T, dh = q.shape[1], q.shape[2]
-    scores = q @ k.transpose(0, 2, 1) / dh ** 0.5 + causal_mask(T)   # [H,T,dh] @ [H,dh,T] -> [H,T,T]
-    pattern = softmax(scores, axis=-1)                               # [H, T, T]
-    z = pattern @ v                                                  # [H,T,T] @ [H,T,dh] -> [H,T,dh]
+    T, n_keys, dh = q.shape[1], k.shape[1], q.shape[2]
+    scores = q @ k.transpose(0, 2, 1) / dh ** 0.5 + causal_mask(T, n_keys)   # [H,T,dh] @ [H,dh,T] -> [H,T,T]
+    pattern = softmax(scores, axis=-1)                                       # [H, T, T]
+    z = pattern @ v                                                          # [H,T,T] @ [H,T,dh] -> [H,T,dh]
     return scores, pattern, z
 
 
@@ -64,7 +71,8 @@ class Kernels:
 PLAIN = Kernels()
 
 
-def attention(x, c_attn_w, c_attn_b, c_proj_w, c_proj_b, n_head, z_ablation=None, kernels=PLAIN):
+def attention(x, c_attn_w, c_attn_b, c_proj_w, c_proj_b, n_head, z_ablation=None, kernels=PLAIN,
+              cached=None):
     """Causal multi-head self-attention, every step kept.
 
     x [T, d] (the LayerNormed residual stream) -> dict of
@@ -75,11 +83,17 @@ def attention(x, c_attn_w, c_attn_b, c_proj_w, c_proj_b, n_head, z_ablation=None
       out      [T, d]       heads concatenated and projected back into the residual stream
     z_ablation: optional {head: value} replacing z[:, head] (0.0 to zero-ablate a head, a [dh] or
       [T, dh] array to mean-ablate it) before the output projection.
+    cached: optional (k, v) [t, H, dh] of the t positions before x's (the KV cache, see `kv_cache`):
+      the queries of x then attend over those keys and values followed by their own, and the k, v
+      returned hold all t + T positions.
     """
     T, d = x.shape
     qkv = kernels.linear(x, c_attn_w, c_attn_b)                  # [T, d] -> [T, 3d]
     q, k, v = (qkv[:, i * d:(i + 1) * d].reshape(T, n_head, d // n_head)   # 3 × [T, H, dh]
                for i in range(3))
+    if cached is not None:                                       # earlier positions: reused, not recomputed
+        k = np.concatenate([cached[0], k])                       # [t, H, dh] + [T, H, dh] -> [t+T, H, dh]
+        v = np.concatenate([cached[1], v])
 
     heads = lambda a: a.transpose(1, 0, 2)                       # noqa: E731  [T,H,dh] <-> [H,T,dh]
     scores, pattern, z_heads = kernels.attend(heads(q), heads(k), heads(v))
@@ -99,17 +113,19 @@ def mlp(x, c_fc_w, c_fc_b, c_proj_w, c_proj_b, kernels=PLAIN):
     return {"pre": pre, "post": post, "out": out}
 
 
-def block(params, i, resid_pre, config, z_ablation=None, kernels=PLAIN):
+def block(params, i, resid_pre, config, z_ablation=None, kernels=PLAIN, cached=None):
     """Transformer block i: x + attn(ln_1(x)), then + mlp(ln_2(·)).
 
     resid_pre [T, d] -> dict of every intermediate, named as in TransformerLens under `blocks.i.`
+    cached: this layer's (k, v) of earlier positions, passed to `attention`.
     """
     p = lambda name: params[f"h.{i}.{name}"]  # noqa: E731 - checkpoint name inside this block
     eps = config.layer_norm_epsilon
 
     ln1 = kernels.layer_norm(resid_pre, p("ln_1.weight"), p("ln_1.bias"), eps)   # [T, d]
     attn = attention(ln1, p("attn.c_attn.weight"), p("attn.c_attn.bias"),
-                     p("attn.c_proj.weight"), p("attn.c_proj.bias"), config.n_head, z_ablation, kernels)
+                     p("attn.c_proj.weight"), p("attn.c_proj.bias"), config.n_head, z_ablation, kernels,
+                     cached)
     resid_mid = resid_pre + attn["out"]                                          # [T, d]
 
     ln2 = kernels.layer_norm(resid_mid, p("ln_2.weight"), p("ln_2.bias"), eps)   # [T, d]
@@ -136,12 +152,16 @@ def block(params, i, resid_pre, config, z_ablation=None, kernels=PLAIN):
     }
 
 
-def forward(params, config, ids, z_ablation=None, kernels=PLAIN):
+def forward(params, config, ids, z_ablation=None, kernels=PLAIN, cache=None):
     """Run GPT-2 on token ids and return every intermediate, in forward order.
 
     ids [T] int -> dict name -> array, names as in TransformerLens (no batch axis), ending with
     `ln_final.hook_normalized` [T, d] and `logits` [T, V] for every position.
     z_ablation: optional {(layer, head): value} that replaces that head's `hook_z` (see `attention`).
+    cache: the KV cache of the t tokens before `ids` (`kv_cache` of their forward pass): ids are
+      then positions t, t+1, ...; everything is computed for them alone, except `attn.hook_k` and
+      `attn.hook_v`, which hold all t + T positions (the next cache), and the scores and pattern,
+      [H, T, t + T].
     """
     ids = np.asarray(ids, dtype=np.int64)
     by_layer = {}
@@ -149,11 +169,12 @@ def forward(params, config, ids, z_ablation=None, kernels=PLAIN):
         by_layer.setdefault(layer, {})[head] = value
 
     acts = {}
-    tok, pos = embed(params, ids)
+    tok, pos = embed(params, ids, start=0 if cache is None else len(cache[0][0]))
     acts["hook_embed"], acts["hook_pos_embed"] = tok, pos
     x = tok + pos                                                          # [T, d]
     for i in range(config.n_layer):
-        for name, value in block(params, i, x, config, by_layer.get(i), kernels).items():
+        layer = block(params, i, x, config, by_layer.get(i), kernels, None if cache is None else cache[i])
+        for name, value in layer.items():
             acts[f"blocks.{i}.{name}"] = value
         x = acts[f"blocks.{i}.hook_resid_post"]                            # [T, d]
 
@@ -161,3 +182,27 @@ def forward(params, config, ids, z_ablation=None, kernels=PLAIN):
     acts["ln_final.hook_normalized"] = final                               # [T, d]
     acts["logits"] = kernels.linear(final, params["wte.weight"].T)         # [T, d] @ [d, V] -> [T, V], tied LM head
     return acts
+
+
+def kv_cache(acts, config):
+    """The KV cache: per layer, the keys and values of every position a forward pass has seen.
+
+    acts: what `forward` returned -> [(k, v) per layer], each [T, H, dh] (`blocks.i.attn.hook_k`,
+    `blocks.i.attn.hook_v`). Pass it as `forward(..., cache=)` with the next token's id.
+
+    Why reusing them is allowed: attention is causal, so no position ever looks at a later one.
+    Everything computed at position j — its residual stream in every layer, hence its k and v —
+    depends on tokens 0…j alone, and a new token changes none of it: earlier rows are never
+    revisited. A generation step therefore computes q, k, v for the new token only, appends its k
+    and v to the cache, and lets its one query attend over all of them (no mask is needed: every
+    key is at or before it). Its logits equal those of a full forward pass over the whole sequence.
+    """
+    return [(acts[f"blocks.{i}.attn.hook_k"], acts[f"blocks.{i}.attn.hook_v"])
+            for i in range(config.n_layer)]
+
+
+def forward_step(params, config, cache, token):
+    """One generation step with the KV cache: the new token's every intermediate (its logits
+    [1, V] under `logits`) and the cache grown by its keys and values."""
+    acts = forward(params, config, [token], cache=cache)    # one query; t + 1 keys in every layer
+    return acts, kv_cache(acts, config)

@@ -1,0 +1,226 @@
+"""Text generation: the loop over KV-cached steps, sampling (temperature, top-k, top-p, seed), and a
+record of every step.
+
+    g = model.generate("Once upon a time", max_new_tokens=20, temperature=0.8, top_k=40, seed=0)
+    g.text, g.ids, g.tokens, g.steps[0].candidates, g.trace()
+
+The prompt runs once through `Model.run` (the model's engine); its trace holds every layer's keys
+and values, the KV cache (`model.kv_cache`). Each new token then takes one `model.forward_step`:
+q, k, v for that token alone, its query attending over the cache. The logits it gives for the next
+token are those of a full forward pass over the whole sequence (tests/test_generate.py holds them
+equal). The sequence never grows past the model's context: there is no sliding window.
+
+How a token is chosen from the logits [V] of the last position (in transformers' order:
+temperature, then top-k, then top-p):
+  greedy       the largest logit (on a tie, the lowest id); the options below do not apply.
+  temperature  p = softmax(logits / temperature) over the whole vocabulary: below 1 sharpens the
+               distribution, above 1 flattens it.
+  top-k        keep the k most likely tokens.
+  top-p        renormalise what is kept, walk it from the most likely token down adding up p (the
+               running sum), and keep tokens while the sum before them is below top_p: the
+               smallest set whose probabilities reach top_p.
+  draw         renormalise the kept tokens' p and draw one with numpy.random.default_rng(seed).
+Each step is recorded (`Step`): the N_CANDIDATES tokens with the largest logits, each with its
+logit, p before and after temperature, whether it survives top-k and top-p, the running sum and the
+probability it was drawn with; then the chosen token.
+"""
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from .errors import GPT2npError
+from .model import forward_step, kv_cache
+
+N_CANDIDATES = 10      # tokens recorded per step: the largest logits
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One token's line in a step's table."""
+    id: int
+    token: str
+    rank: int               # 1 for the largest logit
+    logit: float
+    p: float                # softmax(logits): the model's own probability
+    p_temperature: float    # softmax(logits / temperature)
+    top_k: bool             # survives top-k
+    running_sum: float      # p after top-k, summed from the most likely token down to this one
+    top_p: bool             # survives top-p
+    p_draw: float           # the probability it was drawn with (0 if cut)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One new token: where it goes, the table it was chosen from, and the choice."""
+    position: int
+    candidates: list        # [Candidate], the N_CANDIDATES largest logits, most likely first
+    chosen: Candidate       # may rank below the table when sampling
+    n_kept: int             # tokens that survive top-k and top-p
+
+    def to_dict(self):
+        return asdict(self)
+
+
+@dataclass
+class Generation:
+    """A prompt and its continuation. `ids`/`tokens` hold both (the prompt first, `n_prompt`
+    tokens); `text` is all of it decoded, `new_text` the continuation; `steps` one record per new
+    token; `stop` why it ended ("max_new_tokens", "eos" or "context") and `note` in a sentence."""
+    ids: np.ndarray
+    n_prompt: int
+    tokens: list
+    text: str
+    new_text: str
+    steps: list
+    stop: str
+    note: str
+    settings: dict
+    model: object = field(repr=False)
+
+    @property
+    def new_ids(self):
+        return self.ids[self.n_prompt:]
+
+    def trace(self, engine=None):
+        """The Trace of prompt + continuation: `model.run(self.ids)`."""
+        return self.model.run(self.ids, engine=engine)
+
+    def to_dict(self):
+        return {"ids": self.ids.tolist(), "n_prompt": self.n_prompt, "tokens": self.tokens,
+                "text": self.text, "new_text": self.new_text, "stop": self.stop, "note": self.note,
+                "settings": self.settings, "steps": [s.to_dict() for s in self.steps]}
+
+
+def softmax64(x):
+    e = np.exp(x - x.max())
+    return e / e.sum()
+
+
+def distribution(logits, temperature=1.0, top_k=None, top_p=None):
+    """The sampling distribution over the whole vocabulary, and every quantity on the way.
+
+    logits [V] -> dict of [V] arrays: order (ids, most likely first; ties: lower id first), p,
+    p_temperature, top_k / top_p (bool: survives), running_sum (of p after top-k, in `order`;
+    indexed by id like the others), p_draw (what is drawn from; sums to 1).
+    """
+    logits = np.asarray(logits, dtype=np.float64)
+    V = len(logits)
+    order = np.argsort(-logits, kind="stable")                     # [V] ids, largest logit first
+    p_temperature = softmax64(logits / temperature)
+    kept_k = np.zeros(V, dtype=bool)
+    kept_k[order[:top_k or V]] = True
+    after_k = np.where(kept_k, p_temperature, 0.0) / p_temperature[kept_k].sum()
+    running_sum = np.empty(V)
+    running_sum[order] = np.cumsum(after_k[order])                 # summed from the most likely down
+    kept_p = kept_k.copy()
+    if top_p is not None and top_p < 1:
+        kept_p &= running_sum - after_k < top_p                    # the sum before it is below top_p
+    p_draw = np.where(kept_p, p_temperature, 0.0) / p_temperature[kept_p].sum()
+    return {"order": order, "p": softmax64(logits), "p_temperature": p_temperature, "top_k": kept_k,
+            "running_sum": running_sum, "top_p": kept_p, "p_draw": p_draw, "logits": logits}
+
+
+def choose(logits, rng, position, token_strings, temperature=1.0, top_k=None, top_p=None,
+           greedy=False):
+    """Pick the next token from logits [V] -> Step. Greedy takes the largest logit (its table is
+    that of top_k=1 at temperature 1); otherwise one draw from `distribution`'s p_draw."""
+    d = distribution(logits, 1.0, 1) if greedy else distribution(logits, temperature, top_k, top_p)
+    chosen = int(d["order"][0]) if greedy else int(rng.choice(len(logits), p=d["p_draw"]))
+    rank = np.empty(len(logits), dtype=np.int64)
+    rank[d["order"]] = np.arange(1, len(logits) + 1)
+    shown = [int(i) for i in d["order"][:N_CANDIDATES]]
+    strings = dict(zip(shown + [chosen], token_strings(shown + [chosen])))
+
+    def candidate(i):
+        return Candidate(i, strings[i], int(rank[i]), float(d["logits"][i]), float(d["p"][i]),
+                         float(d["p_temperature"][i]), bool(d["top_k"][i]), float(d["running_sum"][i]),
+                         bool(d["top_p"][i]), float(d["p_draw"][i]))
+    return Step(position, [candidate(i) for i in shown], candidate(chosen), int(d["top_p"].sum()))
+
+
+def check_settings(max_new_tokens, temperature, top_k, top_p, greedy):
+    def whole(x):
+        return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
+    if not whole(max_new_tokens) or max_new_tokens < 1:
+        raise GPT2npError(f"max_new_tokens must be a whole number of at least 1, got {max_new_tokens!r}.")
+    if greedy:
+        return
+    if not isinstance(temperature, (int, float, np.number)) or isinstance(temperature, bool) \
+            or not np.isfinite(temperature) or temperature <= 0:
+        raise GPT2npError(f"temperature must be a number above 0, got {temperature!r}. A temperature "
+                          "of 0 means always the most likely token: that is greedy decoding "
+                          "(greedy=True; on the command line --greedy).")
+    if top_k is not None and (not whole(top_k) or top_k < 1):
+        raise GPT2npError(f"top_k must be a whole number of at least 1 (or None for no limit), "
+                          f"got {top_k!r}.")
+    if top_p is not None and (not isinstance(top_p, (int, float, np.number)) or isinstance(top_p, bool)
+                              or not 0 < top_p <= 1):
+        raise GPT2npError(f"top_p must be a number in (0, 1] (or None for no limit), got {top_p!r}: "
+                          "the share of probability mass the kept tokens must reach.")
+
+
+def generate(model, prompt, max_new_tokens=20, temperature=1.0, top_k=None, top_p=None, seed=None,
+             greedy=False, stop_at_eos=True, bos=False, on_step=None):
+    """Continue `prompt` (text, or token ids for a model without tokenizer) -> Generation.
+
+    Stops after max_new_tokens, at <|endoftext|> (stop_at_eos; the token is kept) or when the
+    sequence fills the model's context. seed: for numpy.random.default_rng; None draws one, which
+    `settings["seed"]` reports so that the run can be repeated. on_step(step) is called as each
+    token is chosen.
+    """
+    check_settings(max_new_tokens, temperature, top_k, top_p, greedy)
+    ids = model.prompt_ids(prompt, bos)
+    n_prompt, n_ctx = len(ids), model.config.n_positions
+    if n_prompt >= n_ctx:
+        raise GPT2npError(f"The prompt has {n_prompt} tokens and fills the context of "
+                          f"{model.info.name} ({n_ctx} tokens): no position is left for a new token. "
+                          "Shorten the prompt.")
+    if seed is None and not greedy:
+        seed = fresh_seed()
+    rng = np.random.default_rng(seed)
+    eos = model.bos_id()                       # GPT-2's <|endoftext|> both starts and ends a text
+
+    prompt_trace = model.run(ids)              # the model's engine; holds every layer's k and v
+    cache = kv_cache(prompt_trace, model.config)
+    logits = prompt_trace.logits[-1]           # [V] for the token after the prompt
+    ids, steps = ids.tolist(), []
+    while True:
+        step = choose(logits, rng, len(ids), model.token_strings, temperature, top_k, top_p, greedy)
+        ids.append(step.chosen.id)
+        steps.append(step)
+        if on_step:
+            on_step(step)
+        if stop_at_eos and step.chosen.id == eos:
+            stop, note = "eos", f"Stopped at <|endoftext|> (id {eos}), the end of a text."
+            break
+        if len(steps) == max_new_tokens:
+            stop, note = "max_new_tokens", f"Stopped after {max_new_tokens} new tokens, as asked."
+            break
+        if len(ids) == n_ctx:
+            stop, note = "context", (
+                f"Stopped after {len(steps)} new tokens: the sequence fills the context of "
+                f"{model.info.name} ({n_ctx} tokens), which has no position embedding beyond it. "
+                "gpt2np does not slide a window; shorten the prompt for a longer continuation.")
+            break
+        acts, cache = forward_step(model.params, model.config, cache, step.chosen.id)
+        logits = acts["logits"][-1]
+
+    ids = np.asarray(ids, dtype=np.int64)
+    settings = {"max_new_tokens": max_new_tokens, "greedy": greedy, "stop_at_eos": stop_at_eos,
+                **({} if greedy else {"temperature": temperature, "top_k": top_k, "top_p": top_p,
+                                      "seed": seed})}
+    return Generation(ids, n_prompt, model.token_strings(ids), decode(model, ids),
+                      decode(model, ids[n_prompt:]), steps, stop, note, settings, model)
+
+
+def fresh_seed():
+    """A new seed from the operating system's entropy, small enough to type back."""
+    return int(np.random.default_rng().integers(2**31))
+
+
+def decode(model, ids):
+    """ids -> text (the tokenizer's decoding; without one, the token strings joined)."""
+    if model.tokenizer is None:
+        return "".join(model.token_strings(ids))
+    return model.tokenizer.decode(ids)
