@@ -15,7 +15,7 @@ temperature, then top-k, then top-p):
   greedy       the largest logit (on a tie, the lowest id); the options below do not apply.
   temperature  p = softmax(logits / temperature) over the whole vocabulary: below 1 sharpens the
                distribution, above 1 flattens it.
-  top-k        keep the k most likely tokens.
+  top-k        keep the k most likely tokens (and any tied with the k-th).
   top-p        renormalise what is kept, walk it from the most likely token down adding up p (the
                running sum), and keep tokens while the sum before them is below top_p: the
                smallest set whose probabilities reach top_p.
@@ -100,25 +100,34 @@ def softmax64(x):
 def distribution(logits, temperature=1.0, top_k=None, top_p=None):
     """The sampling distribution over the whole vocabulary, and every quantity on the way.
 
-    logits [V] -> dict of [V] arrays: order (ids, most likely first; ties: lower id first), p,
-    p_temperature, top_k / top_p (bool: survives), running_sum (of p after top-k, in `order`;
-    indexed by id like the others), p_draw (what is drawn from; sums to 1).
+    logits [V] -> dict of [V] arrays (float64, or bool for "survives"): logits, p, p_temperature,
+    top_k, after_k (p_temperature renormalised over the top-k survivors: what top-p reads), top_p,
+    p_draw (what is drawn from; sums to 1). Tokens rank by logit, ties by the lower id.
     """
     logits = np.asarray(logits, dtype=np.float64)
     V = len(logits)
-    order = np.argsort(-logits, kind="stable")                     # [V] ids, largest logit first
     p_temperature = softmax64(logits / temperature)
-    kept_k = np.zeros(V, dtype=bool)
-    kept_k[order[:top_k or V]] = True
+    kept_k = np.ones(V, dtype=bool)
+    if top_k is not None and top_k < V:                   # the k-th largest logit or above
+        kept_k = logits >= np.partition(logits, V - top_k)[V - top_k]
     after_k = np.where(kept_k, p_temperature, 0.0) / p_temperature[kept_k].sum()
-    running_sum = np.empty(V)
-    running_sum[order] = np.cumsum(after_k[order])                 # summed from the most likely down
-    kept_p = kept_k.copy()
+    kept_p = kept_k
     if top_p is not None and top_p < 1:
-        kept_p &= running_sum - after_k < top_p                    # the sum before it is below top_p
+        # Only these need sorting: a token with less than (1 - top_p) / V has more than top_p of
+        # the mass before it (the tokens after it hold less than V times its own), so it is cut.
+        may_stay = np.flatnonzero(after_k >= (1 - top_p) / V)
+        order = may_stay[np.argsort(-logits[may_stay], kind="stable")]      # most likely first
+        mass_before = np.cumsum(after_k[order]) - after_k[order]
+        kept_p = np.zeros(V, dtype=bool)
+        kept_p[order[mass_before < top_p]] = True         # until the running sum reaches top_p
     p_draw = np.where(kept_p, p_temperature, 0.0) / p_temperature[kept_p].sum()
-    return {"order": order, "p": softmax64(logits), "p_temperature": p_temperature, "top_k": kept_k,
-            "running_sum": running_sum, "top_p": kept_p, "p_draw": p_draw, "logits": logits}
+    return {"logits": logits, "p": softmax64(logits), "p_temperature": p_temperature, "top_k": kept_k,
+            "after_k": after_k, "top_p": kept_p, "p_draw": p_draw}
+
+
+def ranked_at_or_before(logits, i):
+    """[V] bool: token i and the tokens ranked before it (a larger logit, or equal and a lower id)."""
+    return (logits > logits[i]) | ((logits == logits[i]) & (np.arange(len(logits)) <= i))
 
 
 def choose(logits, rng, position, token_strings, temperature=1.0, top_k=None, top_p=None,
@@ -126,15 +135,17 @@ def choose(logits, rng, position, token_strings, temperature=1.0, top_k=None, to
     """Pick the next token from logits [V] -> Step. Greedy takes the largest logit (its table is
     that of top_k=1 at temperature 1); otherwise one draw from `distribution`'s p_draw."""
     d = distribution(logits, 1.0, 1) if greedy else distribution(logits, temperature, top_k, top_p)
-    chosen = int(d["order"][0]) if greedy else int(rng.choice(len(logits), p=d["p_draw"]))
-    rank = np.empty(len(logits), dtype=np.int64)
-    rank[d["order"]] = np.arange(1, len(logits) + 1)
-    shown = [int(i) for i in d["order"][:N_CANDIDATES]]
+    logits = d["logits"]
+    chosen = int(np.argmax(logits)) if greedy else int(rng.choice(len(logits), p=d["p_draw"]))
+    n = min(N_CANDIDATES, len(logits))
+    top = np.argpartition(-logits, n - 1)[:n]                        # the n largest logits, unordered
+    shown = [int(i) for i in top[np.lexsort((top, -logits[top]))]]   # largest first, ties: lower id
     strings = dict(zip(shown + [chosen], token_strings(shown + [chosen])))
 
     def candidate(i):
-        return Candidate(i, strings[i], int(rank[i]), float(d["logits"][i]), float(d["p"][i]),
-                         float(d["p_temperature"][i]), bool(d["top_k"][i]), float(d["running_sum"][i]),
+        ahead = ranked_at_or_before(logits, i)
+        return Candidate(i, strings[i], int(ahead.sum()), float(logits[i]), float(d["p"][i]),
+                         float(d["p_temperature"][i]), bool(d["top_k"][i]), float(d["after_k"][ahead].sum()),
                          bool(d["top_p"][i]), float(d["p_draw"][i]))
     return Step(position, [candidate(i) for i in shown], candidate(chosen), int(d["top_p"].sum()))
 

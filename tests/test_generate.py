@@ -131,20 +131,33 @@ def test_greedy_equals_transformers(which, gen_dir):
 # -- sampling (generate.py) ----------------------------------------------------------------------
 
 def test_top_p_is_computed_over_the_whole_vocabulary():
-    """100 tokens: one with p = 0.3, 99 with 0.7/99 each. top_p = 0.6 needs the first and 43 more
-    (0.3 + 42·0.7/99 = 0.597 < 0.6 ≤ 0.604): 44 kept. Over the 50 most likely only, renormalised
-    (as after top_k=50), the first has 0.464 and the others 0.0109: 14 kept."""
-    p = np.full(100, 0.7 / 99)
+    """100 tokens: id 37 with p = 0.3, the 99 others with about 0.7/99 each (apart by a millionth,
+    the higher id the likelier). top_p = 0.6 needs id 37 and 43 more (0.3 + 42·0.7/99 = 0.597 < 0.6
+    ≤ 0.604): 44 kept. Over the 50 most likely only, renormalised (as after top_k=50), id 37 has
+    0.464 and the others 0.0109 each: 14 kept."""
+    others = [i for i in range(100) if i != 37]
+    p = np.empty(100)
     p[37] = 0.3
+    p[others] = 0.7 / 99 * (1 + 1e-6 * (np.arange(99) - 49))          # sums to 0.7
     d = distribution(np.log(p), top_p=0.6)
     kept = np.flatnonzero(d["top_p"])
-    assert len(kept) == 44 and 37 in kept
-    assert sorted(set(kept) - {37}) == [i for i in range(100) if i != 37][:43]    # ties: lower id first
+    assert sorted(kept) == sorted([37, *others[-43:]])
     np.testing.assert_allclose(d["p_draw"][kept], p[kept] / p[kept].sum(), rtol=1e-12)
-    assert d["p_draw"].sum() == pytest.approx(1.0, abs=1e-12)
-    assert int(distribution(np.log(p), top_k=50, top_p=0.6)["top_p"].sum()) == 14
-    assert int(distribution(np.log(p), top_p=0.3)["top_p"].sum()) == 1       # 0.3 reaches 0.3
-    assert int(distribution(np.log(p), top_p=1.0)["top_p"].sum()) == 100
+    assert d["p_draw"].sum() == pytest.approx(1.0, abs=1e-12) and np.all(d["p_draw"][d["top_p"] == 0] == 0)
+    assert sorted(np.flatnonzero(distribution(np.log(p), top_k=50, top_p=0.6)["top_p"])) == sorted([37, *others[-13:]])
+    assert np.flatnonzero(distribution(np.log(p), top_p=0.3)["top_p"]).tolist() == [37]    # 0.3 reaches 0.3
+    assert distribution(np.log(p), top_p=1.0)["top_p"].all()
+
+
+def test_ties():
+    """Equal logits: top-k keeps every token tied with the k-th (as transformers does); top-p and
+    the table rank them by the lower id first; greedy takes the lowest id."""
+    logits = np.array([0.0, 2.0, 2.0, 2.0, 2.0])          # p = 0.033, then 0.242 four times
+    assert distribution(logits, top_k=2)["top_k"].tolist() == [False, True, True, True, True]
+    assert distribution(logits, top_p=0.4)["top_p"].tolist() == [False, True, True, False, False]
+    step = choose(logits, None, 0, lambda ids: [str(i) for i in ids], greedy=True)
+    assert step.chosen.id == 1 and [c.id for c in step.candidates] == [1, 2, 3, 4, 0]
+    assert [c.rank for c in step.candidates] == [1, 2, 3, 4, 5]
 
 
 @pytest.mark.parametrize("temperature, top_k, top_p", [

@@ -1,0 +1,123 @@
+"""Benchmark of generation: one KV-cached step against a full forward pass, and tokens per second
+against transformers' `generate`.
+
+    python -m gpt2np.bench_generate                     # about 3 minutes on 2 cores
+    python -m gpt2np.bench_generate --context 200 --new 50 --repeats 3 --json out.json
+
+Needs no download: a randomly initialised GPT-2 small (124M parameters) is saved by transformers
+to a temporary directory and loaded from there. Measured:
+  1. in one process, interleaved, medians: gpt2np's full forward pass over `--context` tokens
+     (`Model.run`, the fast engine) and one cached step at that context (`model.forward_step`: the
+     new token's q, k, v and its attention over the cache of `--context` positions);
+  2. tokens per second of greedy generation (`--new` tokens after a `--context`-token prompt,
+     prompt included in the time), gpt2np's `Model.generate` and transformers' `generate` with its
+     KV cache, each in a fresh process of its own after one warm-up run.
+Timing is for reading, never for pass/fail tests. transformers and torch are needed here only.
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .bench import machine_line, median_time, save_random_gpt2
+
+
+def prompt_ids(n, vocab_size=50257):
+    return np.random.default_rng(n).integers(0, vocab_size, n).tolist()
+
+
+def step_versus_forward(directory, context, repeats):
+    """Median seconds of a full forward pass over `context` tokens and of one cached step after
+    them, measured in turn in this process."""
+    import gpt2np
+    from . import model
+    m = gpt2np.load(directory)
+    ids = prompt_ids(context)
+    cache = model.kv_cache(m.run(ids), m.config)
+    full, step = [], []
+    m.run(ids), model.forward_step(m.params, m.config, cache, 0)          # warm-up
+    for _ in range(repeats):
+        full.append(median_time(lambda: m.run(ids), 1))
+        step.append(median_time(lambda: model.forward_step(m.params, m.config, cache, 0), 1))
+    return float(np.median(full)), float(np.median(step))
+
+
+def generation_child(which, directory, context, new, repeats):
+    """In a fresh process: seconds to generate `new` greedy tokens after a `context`-token prompt
+    (median of `repeats`, after one warm-up)."""
+    prompt = prompt_ids(context)
+    if which == "gpt2np":
+        import gpt2np
+        m = gpt2np.load(directory)
+
+        def run(n):
+            g = m.generate(prompt, max_new_tokens=n, greedy=True, stop_at_eos=False)
+            assert len(g.new_ids) == n
+    else:
+        import torch
+        from transformers import GPT2LMHeadModel
+        m = GPT2LMHeadModel.from_pretrained(directory, dtype=torch.float32).eval()
+        ids = torch.tensor([prompt])
+
+        def run(n):
+            with torch.no_grad():
+                out = m.generate(ids, max_new_tokens=n, min_new_tokens=n, do_sample=False,
+                                 use_cache=True, pad_token_id=0)
+            assert out.shape[1] == len(prompt) + n
+    run(2)
+    return median_time(lambda: run(new), repeats)
+
+
+def in_own_process(which, directory, args):
+    code = (f"from gpt2np.bench_generate import generation_child; print(generation_child("
+            f"{which!r}, {str(directory)!r}, {args.context}, {args.new}, {args.repeats}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m gpt2np.bench_generate", description=__doc__.split("\n\n")[0])
+    p.add_argument("--context", type=int, default=200, help="tokens already seen (default 200)")
+    p.add_argument("--new", type=int, default=50, help="tokens generated per timed run (default 50)")
+    p.add_argument("--repeats", type=int, default=5, help="timed runs of each measure (default 5)")
+    p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    args = p.parse_args(argv)
+    try:
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+    except ImportError:
+        print("The benchmark needs the test extra: pip install -e \".[test]\"", file=sys.stderr)
+        return 2
+
+    results = {"machine": machine_line(), "context": args.context, "new": args.new}
+    print(results["machine"], flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        print("saving a random GPT-2 small (124M) ...", flush=True)
+        save_random_gpt2(tmp)
+        full, step = step_versus_forward(tmp, args.context, args.repeats)
+        results.update(full_forward_s=full, cached_step_s=step, step_over_forward=step / full)
+        print(f"\nat {args.context} tokens of context, median of {args.repeats}: full forward pass "
+              f"{full * 1e3:.0f} ms, one cached step {step * 1e3:.1f} ms = {step / full:.3f} × "
+              f"(1/{full / step:.0f})", flush=True)
+        for which in ("gpt2np", "transformers"):
+            seconds = in_own_process(which, tmp, args)
+            results[which] = {"seconds": seconds, "tokens_per_s": args.new / seconds}
+            print(f"{which:>12}: {args.new} greedy tokens after a {args.context}-token prompt in "
+                  f"{seconds:.2f} s = {args.new / seconds:.1f} tokens/s (own process, median of "
+                  f"{args.repeats})", flush=True)
+    ratio = results["gpt2np"]["tokens_per_s"] / results["transformers"]["tokens_per_s"]
+    results["tokens_per_s_ratio"] = ratio
+    print(f"gpt2np generates at {ratio:.2f} × transformers' speed")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
