@@ -146,6 +146,8 @@ def test_top_p_is_computed_over_the_whole_vocabulary():
     assert d["p_draw"].sum() == pytest.approx(1.0, abs=1e-12) and np.all(d["p_draw"][d["top_p"] == 0] == 0)
     assert sorted(np.flatnonzero(distribution(np.log(p), top_k=50, top_p=0.6)["top_p"])) == sorted([37, *others[-13:]])
     assert np.flatnonzero(distribution(np.log(p), top_p=0.3)["top_p"]).tolist() == [37]    # 0.3 reaches 0.3
+    # 0.3 + 84·0.7/99 = 0.894 < 0.9 ≤ 0.901: id 37 and 85 more, far beyond the 50 most likely
+    assert sorted(np.flatnonzero(distribution(np.log(p), top_p=0.9)["top_p"])) == sorted([37, *others[-85:]])
     assert distribution(np.log(p), top_p=1.0)["top_p"].all()
 
 
@@ -161,7 +163,8 @@ def test_ties():
 
 
 @pytest.mark.parametrize("temperature, top_k, top_p", [
-    (1.0, None, None), (0.7, None, 0.9), (1.5, 20, None), (0.8, 40, 0.75), (1.0, 5, 0.3), (0.5, None, 0.05)])
+    (1.0, None, None), (0.7, None, 0.9), (1.5, 20, None), (0.8, 40, 0.75), (1.0, 5, 0.3), (0.5, None, 0.05),
+    (4.0, None, 0.97), (10.0, 250, 0.99)])
 def test_distribution_equals_transformers_warpers(temperature, top_k, top_p):
     """p_draw = softmax of what transformers' temperature, top-k and top-p warpers leave."""
     import torch
@@ -176,7 +179,7 @@ def test_distribution_equals_transformers_warpers(temperature, top_k, top_p):
         scores = TopPLogitsWarper(top_p)(None, scores)
     theirs = torch.softmax(scores, -1)[0].numpy()
     d = distribution(logits, temperature, top_k, top_p)
-    assert np.array_equal(d["top_p"], theirs > 0)
+    assert np.array_equal(d["top_p"], theirs > 0), (d["top_p"].sum(), (theirs > 0).sum())
     np.testing.assert_allclose(d["p_draw"], theirs, atol=1e-12)
     np.testing.assert_allclose(d["p_temperature"], softmax64(logits / temperature), rtol=1e-12)
 
