@@ -10,7 +10,7 @@ import sys
 
 from .api import load
 from .cli import DEFAULT_MODEL, UsageError, add_engine_option, read_stdin, show
-from .generate import decode, fresh_seed
+from .generate import checked_prompt, decode, fresh_seed
 from .hub import KNOWN_MODELS
 
 SAMPLING_OPTIONS = ("temperature", "top_k", "top_p", "seed")
@@ -53,9 +53,11 @@ def check_options(args):
                              f"{'does' if len(given) == 1 else 'do'} not apply. Drop "
                              f"{'it' if len(given) == 1 else 'them'}, or drop --greedy to sample.")
         return
-    if args.temperature is not None and not args.temperature > 0:
-        raise UsageError(f"--temperature must be above 0, got {args.temperature}. For the most "
-                         "likely token at every step use --greedy.")
+    if args.temperature is not None and not 0 < args.temperature < float("inf"):
+        raise UsageError(f"--temperature must be a number above 0, got {args.temperature}. For the "
+                         "most likely token at every step use --greedy.")
+    if args.seed is not None and args.seed < 0:
+        raise UsageError(f"--seed must be 0 or more, got {args.seed}.")
     if args.top_k is not None and args.top_k < 1:
         raise UsageError(f"--top-k must be at least 1, got {args.top_k}.")
     if args.top_p is not None and not 0 < args.top_p <= 1:
@@ -106,7 +108,7 @@ def main(argv):
     check_options(args)
     text = read_stdin() if args.text == "-" else args.text
     model = load(args.model, engine=args.engine)
-    prompt_ids = model.prompt_ids(text, args.bos)
+    prompt_ids = checked_prompt(model, text, args.bos)
     sampling = {} if args.greedy else {name: getattr(args, name) for name in SAMPLING_OPTIONS
                                        if getattr(args, name) is not None}
     if not args.greedy and args.seed is None:

@@ -150,13 +150,15 @@ def choose(logits, rng, position, token_strings, temperature=1.0, top_k=None, to
     return Step(position, [candidate(i) for i in shown], candidate(chosen), int(d["top_p"].sum()))
 
 
-def check_settings(max_new_tokens, temperature, top_k, top_p, greedy):
+def check_settings(max_new_tokens, temperature, top_k, top_p, seed, greedy):
     def whole(x):
         return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
     if not whole(max_new_tokens) or max_new_tokens < 1:
         raise GPT2npError(f"max_new_tokens must be a whole number of at least 1, got {max_new_tokens!r}.")
     if greedy:
         return
+    if seed is not None and (not whole(seed) or seed < 0):
+        raise GPT2npError(f"seed must be a whole number of at least 0 (or None for a fresh one), got {seed!r}.")
     if not isinstance(temperature, (int, float, np.number)) or isinstance(temperature, bool) \
             or not np.isfinite(temperature) or temperature <= 0:
         raise GPT2npError(f"temperature must be a number above 0, got {temperature!r}. A temperature "
@@ -171,6 +173,16 @@ def check_settings(max_new_tokens, temperature, top_k, top_p, greedy):
                           "the share of probability mass the kept tokens must reach.")
 
 
+def checked_prompt(model, prompt, bos=False):
+    """Text or ids -> checked ids [T] that leave the context room for at least one new token."""
+    ids = model.prompt_ids(prompt, bos)
+    if len(ids) >= model.config.n_positions:
+        raise GPT2npError(f"The prompt has {len(ids)} tokens and fills the context of "
+                          f"{model.info.name} ({model.config.n_positions} tokens): no position is "
+                          "left for a new token. Shorten the prompt.")
+    return ids
+
+
 def generate(model, prompt, max_new_tokens=20, temperature=1.0, top_k=None, top_p=None, seed=None,
              greedy=False, stop_at_eos=True, bos=False, on_step=None):
     """Continue `prompt` (text, or token ids for a model without tokenizer) -> Generation.
@@ -180,13 +192,9 @@ def generate(model, prompt, max_new_tokens=20, temperature=1.0, top_k=None, top_
     `settings["seed"]` reports so that the run can be repeated. on_step(step) is called as each
     token is chosen.
     """
-    check_settings(max_new_tokens, temperature, top_k, top_p, greedy)
-    ids = model.prompt_ids(prompt, bos)
+    check_settings(max_new_tokens, temperature, top_k, top_p, seed, greedy)
+    ids = checked_prompt(model, prompt, bos)
     n_prompt, n_ctx = len(ids), model.config.n_positions
-    if n_prompt >= n_ctx:
-        raise GPT2npError(f"The prompt has {n_prompt} tokens and fills the context of "
-                          f"{model.info.name} ({n_ctx} tokens): no position is left for a new token. "
-                          "Shorten the prompt.")
     if seed is None and not greedy:
         seed = fresh_seed()
     rng = np.random.default_rng(seed)

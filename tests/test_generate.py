@@ -233,7 +233,8 @@ def test_without_a_seed_the_seed_used_is_reported(gen_model):
 @pytest.mark.parametrize("kwargs, message", [
     ({"temperature": 0}, "greedy=True"), ({"temperature": -0.5}, "greedy"),
     ({"temperature": float("nan")}, "above 0"), ({"top_p": 0}, r"\(0, 1\]"), ({"top_p": 1.5}, r"\(0, 1\]"),
-    ({"top_k": 0}, "at least 1"), ({"top_k": 2.5}, "whole number"), ({"max_new_tokens": 0}, "at least 1")])
+    ({"top_k": 0}, "at least 1"), ({"top_k": 2.5}, "whole number"), ({"max_new_tokens": 0}, "at least 1"),
+    ({"seed": -1}, "seed must be a whole number of at least 0"), ({"seed": 1.5}, "seed must")])
 def test_bad_settings_are_refused(gen_model, kwargs, message):
     with pytest.raises(GPT2npError, match=message):
         gen_model.generate(PROMPT, **kwargs)
@@ -321,13 +322,16 @@ def test_cli_show_steps_and_json(gen_dir, gen_model):
 
 @pytest.mark.parametrize("args, message", [
     (["--tokens", "0"], "--tokens must be at least 1"),
-    (["--temperature", "0"], "--temperature must be above 0, got 0.0. For the most likely token at every step use --greedy."),
-    (["--temperature", "-1"], "--greedy"),
+    (["--temperature", "0"], "--temperature must be a number above 0, got 0.0. For the most likely "
+                             "token at every step use --greedy."),
+    (["--temperature", "-1"], "--greedy"), (["--temperature", "inf"], "above 0"),
+    (["--seed", "-1"], "--seed must be 0 or more"),
     (["--top-p", "0"], "--top-p must be in (0, 1]"),
     (["--top-p", "1.01"], "--top-p must be in (0, 1]"),
     (["--top-k", "0"], "--top-k must be at least 1"),
     (["--seed", "1", "--greedy"], "--seed does not apply"),
     (["--bos", "word" + " word" * 200], "Too many tokens"),
+    (["--bos", "word" + " word" * 126], "fills the context of gen-2x4x64 (128 tokens)"),
 ])
 def test_cli_bad_values_exit_2_with_one_line(gen_dir, args, message):
     text = [] if any(a.startswith("word") for a in args) else [PROMPT]
@@ -335,3 +339,16 @@ def test_cli_bad_values_exit_2_with_one_line(gen_dir, args, message):
     assert r.returncode == 2
     assert r.stderr.startswith("gpt2np: error: ") and r.stderr.count("\n") == 1, r.stderr
     assert message in r.stderr and r.stdout == ""
+
+
+@pytest.mark.slow
+def test_generation_benchmark_runs_and_reports(tmp_path, capsys):
+    """gpt2np/bench_generate.py end to end on GPT-2 small's shapes; no timing is judged."""
+    from gpt2np import bench_generate
+    out = tmp_path / "bench.json"
+    assert bench_generate.main(["--context", "16", "--new", "3", "--repeats", "1", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["step_over_forward"] == pytest.approx(result["cached_step_s"] / result["full_forward_s"])
+    for which in ("gpt2np", "transformers"):
+        assert result[which]["tokens_per_s"] == pytest.approx(3 / result[which]["seconds"])
+    assert "one cached step" in capsys.readouterr().out
