@@ -21,7 +21,8 @@ from .weights import count_params, load_params
 
 # Which code computes a run: "reference" is model.py's plain math, the code a learner reads and can
 # step through; "fast" is the same forward pass with engine.py's CPU kernels. Tests hold them equal.
-ENGINES = {"fast": cpu_engine.forward, "reference": reading_path.forward}
+# Each module has `forward` (a run) and `forward_step` (one KV-cached generation step).
+ENGINES = {"fast": cpu_engine, "reference": reading_path}
 DEFAULT_ENGINE = "fast"
 
 
@@ -129,17 +130,25 @@ class Model:
             if not (0 <= layer < self.config.n_layer and 0 <= head < self.config.n_head):
                 raise GPT2npError(f"Cannot ablate head {layer}.{head}: this model has layers "
                                   f"0–{self.config.n_layer - 1} and heads 0–{self.config.n_head - 1}.")
-        acts = ENGINES[engine](self.params, self.config, ids, z_ablation)
+        acts = ENGINES[engine].forward(self.params, self.config, ids, z_ablation)
         return Trace(acts, ids, self.token_strings(ids), self.info.name, engine)
 
+    def forward_step(self, cache, token, engine=None):
+        """One KV-cached generation step (see model.kv_cache) -> (the new token's every
+        intermediate, the cache grown by its keys and values). engine: as for `run`."""
+        engine = self.engine if engine is None else check_engine(engine)
+        return ENGINES[engine].forward_step(self.params, self.config, cache, token)
+
     def generate(self, prompt, max_new_tokens=20, temperature=1.0, top_k=None, top_p=None, seed=None,
-                 greedy=False, stop_at_eos=True, bos=False, on_step=None):
+                 greedy=False, stop_at_eos=True, bos=False, on_step=None, engine=None):
         """Continue a prompt (text or token ids) one token at a time -> `Generation`: ids, tokens,
         text, a record of every step, and `trace()`. The sampling options are explained in
         gpt2np/generate.py; `greedy=True` takes the most likely token and ignores them.
-        on_step: called with each step's record as soon as its token is chosen."""
+        on_step: called with each step's record as soon as its token is chosen.
+        engine: computes the prompt and the steps, as for `run` (default: the model's)."""
+        engine = self.engine if engine is None else check_engine(engine)
         return generation.generate(self, prompt, max_new_tokens, temperature, top_k, top_p, seed,
-                                   greedy, stop_at_eos, bos, on_step)
+                                   greedy, stop_at_eos, bos, on_step, engine)
 
 
 def load(name_or_dir="demo", allow_download=True, engine=DEFAULT_ENGINE):

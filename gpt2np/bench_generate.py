@@ -7,8 +7,9 @@ against transformers' `generate`.
 Needs no download: a randomly initialised GPT-2 small (124M parameters) is saved by transformers
 to a temporary directory and loaded from there. Measured:
   1. in one process, interleaved, medians: gpt2np's full forward pass over `--context` tokens
-     (`Model.run`, the fast engine) and one cached step at that context (`model.forward_step`: the
-     new token's q, k, v and its attention over the cache of `--context` positions);
+     (`Model.run`, the fast engine) and one cached step at that context (`Model.forward_step`: the
+     new token's q, k, v and its attention over the cache of `--context` positions), with the fast
+     engine's kernels and with model.py's plain ones;
   2. tokens per second of greedy generation (`--new` tokens after a `--context`-token prompt,
      prompt included in the time), gpt2np's `Model.generate` and transformers' `generate` with its
      KV cache, each in a fresh process of its own after one warm-up run.
@@ -20,7 +21,6 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -33,19 +33,22 @@ def prompt_ids(n, vocab_size=50257):
 
 
 def step_versus_forward(directory, context, repeats):
-    """Median seconds of a full forward pass over `context` tokens and of one cached step after
-    them, measured in turn in this process."""
+    """Median seconds of a full forward pass over `context` tokens (fast engine) and of one cached
+    step after them (fast engine, and model.py's plain kernels), measured in turn in this process."""
     import gpt2np
     from . import model
     m = gpt2np.load(directory)
     ids = prompt_ids(context)
     cache = model.kv_cache(m.run(ids), m.config)
-    full, step = [], []
-    m.run(ids), model.forward_step(m.params, m.config, cache, 0)          # warm-up
+    runs = {"full": lambda: m.run(ids), "step": lambda: m.forward_step(cache, 0),
+            "step_reference": lambda: m.forward_step(cache, 0, engine="reference")}
+    times = {name: [] for name in runs}
+    for fn in runs.values():                                               # warm-up
+        fn()
     for _ in range(repeats):
-        full.append(median_time(lambda: m.run(ids), 1))
-        step.append(median_time(lambda: model.forward_step(m.params, m.config, cache, 0), 1))
-    return float(np.median(full)), float(np.median(step))
+        for name, fn in runs.items():
+            times[name].append(median_time(fn, 1))
+    return {name: float(np.median(t)) for name, t in times.items()}
 
 
 def generation_child(which, directory, context, new, repeats):
@@ -100,11 +103,14 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as tmp:
         print("saving a random GPT-2 small (124M) ...", flush=True)
         save_random_gpt2(tmp)
-        full, step = step_versus_forward(tmp, args.context, args.repeats)
-        results.update(full_forward_s=full, cached_step_s=step, step_over_forward=step / full)
+        t = step_versus_forward(tmp, args.context, args.repeats)
+        full, step = t["full"], t["step"]
+        results.update(full_forward_s=full, cached_step_s=step, step_over_forward=step / full,
+                       cached_step_reference_s=t["step_reference"])
         print(f"\nat {args.context} tokens of context, median of {args.repeats}: full forward pass "
               f"{full * 1e3:.0f} ms, one cached step {step * 1e3:.1f} ms = {step / full:.3f} × "
-              f"(1/{full / step:.0f})", flush=True)
+              f"(1/{full / step:.0f}); the step with model.py's plain kernels (BLAS's own threads) "
+              f"{t['step_reference'] * 1e3:.1f} ms", flush=True)
         for which in ("gpt2np", "transformers"):
             seconds = in_own_process(which, tmp, args)
             results[which] = {"seconds": seconds, "tokens_per_s": args.new / seconds}

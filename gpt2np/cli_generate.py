@@ -6,7 +6,6 @@ error prints one line on stderr and exits with status 2 (through `cli.main`).
 
 import argparse
 import json
-import sys
 
 from .api import load
 from .cli import DEFAULT_MODEL, UsageError, add_engine_option, read_stdin, show
@@ -85,9 +84,9 @@ class Stream:
 
 def step_table(step, greedy, n_prompt):
     """A step's sampling table, as lines of text."""
-    lines = [f"step {step.position - n_prompt + 1} (position {step.position}):",
-             f"  {'rank':>4}  {'token':<18} {'logit':>9} {'p':>8} {'p(temp)':>8}  {'top-k':>5} "
-             f"{'running Σ':>9}  {'top-p':>5} {'p(draw)':>8}"]
+    header = (f"  {'rank':>4}  {'token':<18} {'logit':>9} {'p':>8} {'p(temp)':>8}  {'top-k':>5} "
+              f"{'running Σ':>9}  {'top-p':>5} {'p(draw)':>8}")
+    lines = [f"step {step.position - n_prompt + 1} (position {step.position}):", header]
 
     def row(c):
         return (f"  {c.rank:>4}  {show(c.token)[:18]:<18} {c.logit:>9.3f} {c.p:>8.4f} "

@@ -110,7 +110,10 @@ class CPUKernels(model.Kernels):
         return self.by_rows(ops.gelu_new, x)
 
     def attend(self, q, k, v):
-        """model.attend with groups of heads on the workers, each in blocks of queries."""
+        """model.attend with groups of heads on the workers, each in blocks of queries. A cached
+        generation step (one query, more keys) is too small to split: model.attend itself."""
+        if q.shape[1] != k.shape[1]:
+            return model.attend(q, k, v)
         H, T, dh = q.shape
         scores = np.empty((H, T, T), dtype=np.float32)
         pattern = np.empty((H, T, T), dtype=np.float32)
@@ -127,3 +130,10 @@ def forward(params, config, ids, z_ablation=None, kernels=CPU):
     """model.forward with the CPU schedule's kernels, BLAS held to one thread."""
     with one_blas_thread():
         return model.forward(params, config, ids, z_ablation, kernels)
+
+
+def forward_step(params, config, cache, token, kernels=CPU):
+    """model.forward_step (one token over the KV cache) with the CPU schedule's kernels: its
+    linear layers, the bulk of a step, split across the cores; BLAS held to one thread."""
+    with one_blas_thread():
+        return model.forward_step(params, config, cache, token, kernels)

@@ -4,9 +4,10 @@ record of every step.
     g = model.generate("Once upon a time", max_new_tokens=20, temperature=0.8, top_k=40, seed=0)
     g.text, g.ids, g.tokens, g.steps[0].candidates, g.trace()
 
-The prompt runs once through `Model.run` (the model's engine); its trace holds every layer's keys
-and values, the KV cache (`model.kv_cache`). Each new token then takes one `model.forward_step`:
-q, k, v for that token alone, its query attending over the cache. The logits it gives for the next
+The prompt runs once through `Model.run`; its trace holds every layer's keys and values, the KV
+cache (`model.kv_cache`). Each new token then takes one `Model.forward_step` (model.py's
+`forward_step`, with the engine's kernels): q, k, v for that token alone, its query attending over
+the cache. The logits it gives for the next
 token are those of a full forward pass over the whole sequence (tests/test_generate.py holds them
 equal). The sequence never grows past the model's context: there is no sliding window.
 
@@ -30,7 +31,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from .errors import GPT2npError
-from .model import forward_step, kv_cache
+from .model import kv_cache
 
 N_CANDIDATES = 10      # tokens recorded per step: the largest logits
 
@@ -184,13 +185,13 @@ def checked_prompt(model, prompt, bos=False):
 
 
 def generate(model, prompt, max_new_tokens=20, temperature=1.0, top_k=None, top_p=None, seed=None,
-             greedy=False, stop_at_eos=True, bos=False, on_step=None):
+             greedy=False, stop_at_eos=True, bos=False, on_step=None, engine=None):
     """Continue `prompt` (text, or token ids for a model without tokenizer) -> Generation.
 
     Stops after max_new_tokens, at <|endoftext|> (stop_at_eos; the token is kept) or when the
     sequence fills the model's context. seed: for numpy.random.default_rng; None draws one, which
     `settings["seed"]` reports so that the run can be repeated. on_step(step) is called as each
-    token is chosen.
+    token is chosen. engine: computes the prompt and the steps (default: the model's).
     """
     check_settings(max_new_tokens, temperature, top_k, top_p, seed, greedy)
     ids = checked_prompt(model, prompt, bos)
@@ -200,7 +201,7 @@ def generate(model, prompt, max_new_tokens=20, temperature=1.0, top_k=None, top_
     rng = np.random.default_rng(seed)
     eos = model.bos_id()                       # GPT-2's <|endoftext|> both starts and ends a text
 
-    prompt_trace = model.run(ids)              # the model's engine; holds every layer's k and v
+    prompt_trace = model.run(ids, engine=engine)   # holds every layer's k and v
     cache = kv_cache(prompt_trace, model.config)
     logits = prompt_trace.logits[-1]           # [V] for the token after the prompt
     ids, steps = ids.tolist(), []
@@ -222,11 +223,12 @@ def generate(model, prompt, max_new_tokens=20, temperature=1.0, top_k=None, top_
                 f"{model.info.name} ({n_ctx} tokens), which has no position embedding beyond it. "
                 "gpt2np does not slide a window; shorten the prompt for a longer continuation.")
             break
-        acts, cache = forward_step(model.params, model.config, cache, step.chosen.id)
+        acts, cache = model.forward_step(cache, step.chosen.id, engine)
         logits = acts["logits"][-1]
 
     ids = np.asarray(ids, dtype=np.int64)
     settings = {"max_new_tokens": max_new_tokens, "greedy": greedy, "stop_at_eos": stop_at_eos,
+                "engine": engine or model.engine,
                 **({} if greedy else {"temperature": temperature, "top_k": top_k, "top_p": top_p,
                                       "seed": seed})}
     return Generation(ids, n_prompt, model.token_strings(ids), decode(model, ids),

@@ -201,8 +201,8 @@ def kv_cache(acts, config):
             for i in range(config.n_layer)]
 
 
-def forward_step(params, config, cache, token):
+def forward_step(params, config, cache, token, kernels=PLAIN):
     """One generation step with the KV cache: the new token's every intermediate (its logits
     [1, V] under `logits`) and the cache grown by its keys and values."""
-    acts = forward(params, config, [token], cache=cache)    # one query; t + 1 keys in every layer
+    acts = forward(params, config, [token], kernels=kernels, cache=cache)   # one query; t + 1 keys
     return acts, kv_cache(acts, config)

@@ -56,26 +56,28 @@ def softmax64(x):
 
 # -- the KV cache (model.py) ---------------------------------------------------------------------
 
-def test_cached_steps_equal_a_full_forward_pass(any_model, parity_record):
-    """Prefill 8 tokens, then 32 cached steps. Each step's every tensor equals the last row of a
-    full forward pass over the whole prefix; the grown cache equals its hook_k / hook_v."""
+@pytest.mark.parametrize("engine", ["reference", "fast"])
+def test_cached_steps_equal_a_full_forward_pass(any_model, engine, parity_record):
+    """Prefill 8 tokens, then 32 cached steps (model.py's plain kernels, or the engine's). Each
+    step's every tensor equals the last row of a plain full forward pass over the whole prefix;
+    the grown cache equals its hook_k / hook_v."""
     _, m = any_model
     ids = np.random.default_rng(0).integers(0, m.config.vocab_size, 40)
     cache = model.kv_cache(model.forward(m.params, m.config, ids[:8]), m.config)
     for t in range(8, len(ids)):
-        step, cache = model.forward_step(m.params, m.config, cache, ids[t])
+        step, cache = m.forward_step(cache, ids[t], engine=engine)
         full = model.forward(m.params, m.config, ids[:t + 1])
         assert list(step) == list(full)
         for name, ref in full.items():
-            if name.endswith(("attn.hook_k", "attn.hook_v")):    # the cache: every position
-                ours, ref = step[name], ref
+            if name.endswith(("attn.hook_k", "attn.hook_v")):     # the cache: every position
+                ours = step[name]
             elif name.endswith(("hook_attn_scores", "hook_pattern")):
                 ours, ref = step[name][:, 0], ref[:, -1]          # the new query's row, every key
             else:
-                ours, ref = step[name][0], ref[-1]
+                ours, ref = step[name][0], ref[-1]                # the new position's row
             assert ours.shape == ref.shape, f"{name} at position {t}: {ours.shape} vs {ref.shape}"
             delta = tensor_relative_delta(ours, ref)
-            parity_record(name, delta, BOUND, f"position {t}")
+            parity_record(name, delta, BOUND, f"{engine} position {t}")
             assert delta <= BOUND, f"{name} at position {t}: {delta:.2e}"
         for i in range(m.config.n_layer):
             assert cache[i][0] is step[f"blocks.{i}.attn.hook_k"] and len(cache[i][1]) == t + 1
@@ -322,8 +324,8 @@ def test_cli_show_steps_and_json(gen_dir, gen_model):
 
 @pytest.mark.parametrize("args, message", [
     (["--tokens", "0"], "--tokens must be at least 1"),
-    (["--temperature", "0"], "--temperature must be a number above 0, got 0.0. For the most likely "
-                             "token at every step use --greedy."),
+    (["--temperature", "0"], ("--temperature must be a number above 0, got 0.0. For the most likely "
+                              "token at every step use --greedy.")),
     (["--temperature", "-1"], "--greedy"), (["--temperature", "inf"], "above 0"),
     (["--seed", "-1"], "--seed must be 0 or more"),
     (["--top-p", "0"], "--top-p must be in (0, 1]"),
