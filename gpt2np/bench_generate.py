@@ -12,7 +12,8 @@ to a temporary directory and loaded from there. Measured:
      engine's kernels and with model.py's plain ones;
   2. tokens per second of greedy generation (`--new` tokens after a `--context`-token prompt,
      prompt included in the time), gpt2np's `Model.generate` and transformers' `generate` with its
-     KV cache, each in a fresh process of its own after one warm-up run.
+     KV cache, each in a fresh process of its own (one warm-up run, then one timed run), the two
+     alternating `--repeats` times so that both see the same machine state; medians.
 Timing is for reading, never for pass/fail tests. transformers and torch are needed here only.
 """
 
@@ -51,9 +52,9 @@ def step_versus_forward(directory, context, repeats):
     return {name: float(np.median(t)) for name, t in times.items()}
 
 
-def generation_child(which, directory, context, new, repeats):
+def generation_child(which, directory, context, new):
     """In a fresh process: seconds to generate `new` greedy tokens after a `context`-token prompt
-    (median of `repeats`, after one warm-up)."""
+    (after one warm-up run)."""
     prompt = prompt_ids(context)
     if which == "gpt2np":
         import gpt2np
@@ -74,12 +75,12 @@ def generation_child(which, directory, context, new, repeats):
                                  use_cache=True, pad_token_id=0)
             assert out.shape[1] == len(prompt) + n
     run(2)
-    return median_time(lambda: run(new), repeats)
+    return median_time(lambda: run(new), 1)
 
 
 def in_own_process(which, directory, args):
     code = (f"from gpt2np.bench_generate import generation_child; print(generation_child("
-            f"{which!r}, {str(directory)!r}, {args.context}, {args.new}, {args.repeats}))")
+            f"{which!r}, {str(directory)!r}, {args.context}, {args.new}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
 
@@ -111,12 +112,16 @@ def main(argv=None):
               f"{full * 1e3:.0f} ms, one cached step {step * 1e3:.1f} ms = {step / full:.3f} × "
               f"(1/{full / step:.0f}); the step with model.py's plain kernels (BLAS's own threads) "
               f"{t['step_reference'] * 1e3:.1f} ms", flush=True)
-        for which in ("gpt2np", "transformers"):
-            seconds = in_own_process(which, tmp, args)
+        runs = {"gpt2np": [], "transformers": []}
+        for _ in range(args.repeats):
+            for which, times in runs.items():
+                times.append(in_own_process(which, tmp, args))
+        for which, times in runs.items():
+            seconds = float(np.median(times))
             results[which] = {"seconds": seconds, "tokens_per_s": args.new / seconds}
             print(f"{which:>12}: {args.new} greedy tokens after a {args.context}-token prompt in "
-                  f"{seconds:.2f} s = {args.new / seconds:.1f} tokens/s (own process, median of "
-                  f"{args.repeats})", flush=True)
+                  f"{seconds:.2f} s = {args.new / seconds:.1f} tokens/s (median of {args.repeats} "
+                  f"fresh processes; each: {', '.join(f'{t:.2f}' for t in times)} s)", flush=True)
     ratio = results["gpt2np"]["tokens_per_s"] / results["transformers"]["tokens_per_s"]
     results["tokens_per_s_ratio"] = ratio
     print(f"gpt2np generates at {ratio:.2f} × transformers' speed")

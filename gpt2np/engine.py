@@ -10,7 +10,8 @@ What the schedule does, and why:
     each other by spinning: on a machine with anything else running they lose their turn and a
     product can take ten times longer. gpt2np splits the work itself, in threads (NumPy releases
     the GIL inside its loops), one group per core:
-  - a linear layer's output columns (`linear`);
+  - a linear layer's output columns (`linear`), when the product is large enough to be worth a
+    thread (not one row through one layer, as in a generation step: `MIN_PRODUCT_PER_CORE`);
   - LayerNorm and GELU on long inputs: blocks of rows (`by_rows`); row by row they are the same
     operations, so the numbers are bit-identical;
   - attention: groups of heads (`attend`), and within a group, blocks of 128 queries. A block's
@@ -37,6 +38,9 @@ _blas = ThreadpoolController()
 QUERY_BLOCK = 128
 # Below this many rows per core, handing work to another thread costs more than it saves.
 MIN_ROWS_PER_CORE = 64
+# The same for a linear layer, in multiply-adds per core: a generation step's products (one row
+# through one layer: at most 2.4M for GPT-2 small) run on the calling thread; its LM head is split.
+MIN_PRODUCT_PER_CORE = 4_000_000
 
 
 def over_groups(fn, n_items, workers=N_CORES):
@@ -91,8 +95,9 @@ class CPUKernels(model.Kernels):
     def linear(self, x, weight, bias=None):
         """ops.linear (y = x @ W + b) with the output columns split across the workers."""
         y = np.empty((x.shape[0], weight.shape[1]), dtype=np.float32)           # [T, n_out]
+        workers = min(self.workers, x.shape[0] * weight.size // MIN_PRODUCT_PER_CORE)
         over_groups(lambda cols: ops.linear(x, weight[:, cols], None if bias is None else bias[cols],
-                                            out=y[:, cols]), weight.shape[1], self.workers)
+                                            out=y[:, cols]), weight.shape[1], workers)
         return y
 
     def by_rows(self, fn, x, *args):
