@@ -19,6 +19,7 @@ Timing is for reading, never for pass/fail tests. transformers and torch are nee
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -99,8 +100,9 @@ def main(argv=None):
         print("The benchmark needs the test extra: pip install -e \".[test]\"", file=sys.stderr)
         return 2
 
-    results = {"machine": machine_line(), "context": args.context, "new": args.new}
-    print(results["machine"], flush=True)
+    results = {"machine": machine_line(), "context": args.context, "new": args.new,
+               "load_average_before": os.getloadavg()}
+    print(f"{results['machine']}; load average {results['load_average_before'][0]:.1f}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         print("saving a random GPT-2 small (124M) ...", flush=True)
         save_random_gpt2(tmp)
@@ -124,7 +126,9 @@ def main(argv=None):
                   f"fresh processes; each: {', '.join(f'{t:.2f}' for t in times)} s)", flush=True)
     ratio = results["gpt2np"]["tokens_per_s"] / results["transformers"]["tokens_per_s"]
     results["tokens_per_s_ratio"] = ratio
-    print(f"gpt2np generates at {ratio:.2f} × transformers' speed")
+    results["load_average_after"] = os.getloadavg()
+    print(f"gpt2np generates at {ratio:.2f} × transformers' speed; load average now "
+          f"{results['load_average_after'][0]:.1f}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     return 0
