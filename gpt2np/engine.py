@@ -138,7 +138,7 @@ def forward(params, config, ids, z_ablation=None, kernels=CPU):
 
 
 def forward_step(params, config, cache, token, kernels=CPU):
-    """model.forward_step (one token over the KV cache) with the CPU schedule's kernels: its
-    linear layers, the bulk of a step, split across the cores; BLAS held to one thread."""
+    """model.forward_step (one token over the KV cache) with the CPU schedule's kernels, BLAS held
+    to one thread: of its products only the LM head is large enough to be split across the cores."""
     with one_blas_thread():
         return model.forward_step(params, config, cache, token, kernels)
