@@ -111,11 +111,13 @@ def test_generation_steps_are_the_full_forward_pass(any_model, parity_record):
 @pytest.mark.parametrize("which", ["random 2x4x64", "demo"])
 def test_greedy_equals_transformers(which, gen_dir):
     """40 greedy tokens, token for token, against transformers' generate (its own KV cache); the
-    recorded logits against its scores at every step."""
+    recorded logits against its scores at every step. The prompt keeps the top-2 logit gap of
+    every step far above float32 rounding (1.8e-2 and 2.3e-2 when written, against a rounding
+    of about 1e-6): a near-tie would make either choice right."""
     import torch
     directory = gen_dir if which.startswith("random") else DEMO_DIR
     m, hf = gpt2np.load(directory), hf_model(directory)
-    prompt = np.random.default_rng(7).integers(0, m.config.vocab_size, 8).tolist()
+    prompt = np.random.default_rng(1).integers(0, m.config.vocab_size, 8).tolist()
     g = m.generate(prompt, max_new_tokens=40, greedy=True, stop_at_eos=False)
     with torch.no_grad():
         out = hf.generate(torch.tensor([prompt]), max_new_tokens=40, do_sample=False,
