@@ -5,6 +5,7 @@ fixture points huggingface-hub at it): where the files land, the pinned revision
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -132,6 +133,9 @@ def test_a_failed_download_says_what_failed_and_leaves_no_partial_file(local_hub
     message = one_error_line(run_cli("download", "someone/tiny-gpt2"))
     assert kinds(message) == {kind}
     assert "model.safetensors" in message and "someone/tiny-gpt2" in message
+    if fault in ("404", "500"):   # told at the first answer, not after huggingface-hub's retries
+        assert [r for r in local_hub.file_requests() if r[2] != 200] == [
+            ("HEAD", "model.safetensors", int(fault))]
     no_partial_file(target)
     with pytest.raises(gpt2np.GPT2npError) as info:
         gpt2np.load("someone/tiny-gpt2")
@@ -157,6 +161,19 @@ def test_offline_switch_sends_nothing(local_hub, monkeypatch):
     assert local_hub.requests == []
 
 
+def test_a_failure_is_not_blamed_on_hf_hub_offline_when_it_is_not_offline(local_hub, tmp_path, monkeypatch):
+    """HF_HUB_OFFLINE=1 set after huggingface-hub was imported (as in a notebook) does not stop
+    it: the Hub is asked, and what it answers is what the message says."""
+    source, _ = served(tmp_path, "tiny")
+    local_hub.add_repo("someone/tiny-gpt2", source)
+    local_hub.fail("model.safetensors", "500")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(gpt2np.GPT2npError) as info:
+        gpt2np.load("someone/tiny-gpt2")
+    assert kinds(str(info.value)) == {"server"} and "HF_HUB_OFFLINE" not in str(info.value)
+    assert ("HEAD", "model.safetensors", 500) in local_hub.file_requests()
+
+
 def test_no_network_is_told_at_once(monkeypatch, tmp_path):
     """Nothing listens at the endpoint: the message says the Hub cannot be reached, without
     huggingface-hub's retries (whose notices would be more lines on stderr)."""
@@ -165,9 +182,11 @@ def test_no_network_is_told_at_once(monkeypatch, tmp_path):
     message = one_error_line(run_cli("download", "gpt2"))
     assert kinds(message) == {"unreachable"} and endpoint in message
     assert "python -m gpt2np download gpt2" in message and str(weights / "gpt2") in message
+    sleeps = []
+    monkeypatch.setattr(time, "sleep", sleeps.append)   # huggingface-hub waits between retries
     with pytest.raises(gpt2np.GPT2npError) as info:
         gpt2np.load("gpt2")
-    assert kinds(str(info.value)) == {"unreachable"}
+    assert kinds(str(info.value)) == {"unreachable"} and sleeps == []
 
 
 def test_unknown_repo_and_unknown_revision_are_not_found(local_hub, tmp_path):
