@@ -102,10 +102,12 @@ def download(name, hub_model, target):
     partial file behind. Any failure raises one GPT2npError that says which it was.
     """
     try:
+        import httpx2  # noqa: F401 - huggingface-hub 2's HTTP library, whose errors download_failure reads
         from huggingface_hub import errors, get_hf_file_metadata, hf_hub_download, hf_hub_url
         from huggingface_hub.utils import logging as hub_logging
     except ImportError:  # pragma: no cover - a runtime dependency
-        raise GPT2npError("huggingface-hub is not installed: pip install huggingface-hub") from None
+        raise GPT2npError("gpt2np downloads with huggingface-hub 2, which is not installed: "
+                          "pip install -U 'huggingface-hub>=2'") from None
     target = Path(target)
 
     def fetch(filename, optional=False):
@@ -133,7 +135,7 @@ def download(name, hub_model, target):
 
 def download_failure(name, hub_model, target, filename, error):
     """One paragraph for a failed download: what happened to which file, and what to do next."""
-    import httpx2   # the HTTP library huggingface-hub 2 uses, whose errors tell the network's state
+    import httpx2   # its errors tell a network that cannot be reached from a transfer that broke off
     from huggingface_hub import constants, errors
 
     if isinstance(error, errors.LocalEntryNotFoundError) and error.__cause__ is not None:

@@ -125,7 +125,8 @@ def test_vocab_and_merges_when_the_repo_has_no_tokenizer_json(local_hub, tmp_pat
 
 @pytest.mark.parametrize("fault, kind", [("404", "not found"), ("500", "server"),
                                          ("drop", "incomplete"), ("short", "incomplete")])
-def test_a_failed_download_says_what_failed_and_leaves_no_partial_file(local_hub, tmp_path, fault, kind):
+def test_a_failed_download_says_what_failed_and_leaves_no_partial_file(local_hub, tmp_path, monkeypatch,
+                                                                        fault, kind):
     source, params = served(tmp_path, "tiny")
     local_hub.add_repo("someone/tiny-gpt2", source)
     local_hub.fail("model.safetensors", fault)
@@ -137,6 +138,7 @@ def test_a_failed_download_says_what_failed_and_leaves_no_partial_file(local_hub
         assert [r for r in local_hub.file_requests() if r[2] != 200] == [
             ("HEAD", "model.safetensors", int(fault))]
     no_partial_file(target)
+    monkeypatch.setattr(time, "sleep", lambda seconds: None)   # huggingface-hub's resume retries
     with pytest.raises(gpt2np.GPT2npError) as info:
         gpt2np.load("someone/tiny-gpt2")
     assert kinds(str(info.value)) == {kind}
