@@ -60,12 +60,19 @@ def hf_logits(hf, ids, ablation=None):
 
 
 # -- ablation ------------------------------------------------------------------------------------
-def test_transformers_has_no_head_mask_any_more(hf):
-    """Why the reference below is a hook: GPT2LMHeadModel.forward lost `head_mask` in 5.x."""
+def test_why_the_reference_ablation_is_a_hook(hf):
+    """GPT2LMHeadModel.forward lost `head_mask` in transformers 5.x, hence the hook. Where it is
+    still there (4.x), the hook must give what head_mask gives."""
+    import torch
     import transformers
     if "head_mask" in inspect.signature(hf.forward).parameters:   # pragma: no cover - 4.x
-        pytest.skip(f"transformers {transformers.__version__} still has head_mask")
-    assert int(transformers.__version__.split(".")[0]) >= 5
+        mask = torch.ones(hf.config.n_layer, hf.config.n_head)
+        mask[1, 2] = 0.0
+        with torch.no_grad():
+            masked = hf(torch.tensor([IDS]), head_mask=mask).logits[0].numpy()
+        assert np.abs(hf_logits(hf, IDS, {(1, 2): 0.0}) - masked).max() <= 1e-5
+    else:
+        assert int(transformers.__version__.split(".")[0]) >= 5
 
 
 @pytest.mark.parametrize("heads", [{(0, 1): 0.0}, {(1, 2): 0.0}, {(0, 0): 0.0, (1, 0): 0.0, (1, 2): 0.0}])
@@ -184,6 +191,7 @@ def test_row_changes_known_numbers():
 
 def test_identical_inputs_change_nothing(small):
     r = I.attention_changes(small.run(IDS), small.run(IDS))
+    assert len(r["heads"]) == small.config.n_layer * small.config.n_head
     assert all(h["mean_change"] == 0 and h["max_change"] == 0 for h in r["heads"])
     assert "identical" in r["alignment"]["note"]
 
