@@ -116,6 +116,15 @@ def test_induction_scores_shape_and_probe(texty):
     scores, probe, info = F.induction_scores(texty, length=10, seed=1)
     assert scores.shape == (2, 4) and ((0 <= scores) & (scores <= 1)).all()
     assert info["length"] == 10 and info["ids"][0] == 50256 and probe.n_tokens == 21
+    ids = info["ids"]
+    assert ids[1:11] == ids[11:] and probe.ids.tolist() == ids     # <|endoftext|>, then 10 tokens twice
+    # Each head's score: the weight from the second s_k (position 11 + k) on the token after the
+    # first s_k (position 2 + k), averaged over k, read here from a fresh run of the probe.
+    fresh = texty.run(ids)
+    for layer in range(2):
+        p = fresh.pattern(layer).astype(np.float64)
+        expected = np.mean([p[:, 11 + k, 2 + k] for k in range(10)], axis=0)
+        np.testing.assert_allclose(scores[layer], expected, atol=1e-7)
 
 
 def test_word_tokens(texty):

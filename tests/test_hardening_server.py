@@ -342,6 +342,8 @@ def test_protocol_level_errors_are_json_too(server):
             elif status >= 400:
                 assert b"application/json" in head.lower(), (name, head)
                 assert parsed["status"] == status and phrase in parsed["error"], (name, parsed)
+            else:                                    # answered as the path, on this server
+                assert parsed["name"] == "demo", (name, parsed)
             outcomes.append("ok" if status == 200 else "refused")
         except (AssertionError, ValueError) as e:
             outcomes.append(("bad", str(e)[:300]))

@@ -261,6 +261,7 @@ def test_findings_and_the_whole_page_on_the_demo(demo_page, demo_server):
     page.get_by_test_id("findings-run").click()
     page.wait_for_selector(f"#findings-card[data-handle='{handle}'] [data-testid=finding-5]")
     report = api_get(demo_server, f"/api/runs/{handle}/findings")
+    assert [p["id"] for p in report["predictions"]] == [1, 2, 3, 4, 5]
     for p in report["predictions"]:
         item = page.get_by_test_id(f"finding-{p['id']}")
         assert item.get_attribute("data-verdict") == p["verdict"]

@@ -239,6 +239,10 @@ def test_next_token_top5_matches_the_logits(client, ran, model):
     top = np.argsort(-probs, kind="stable")[:5]
     assert [t["id"] for t in data["top"]] == top.tolist()
     assert [f32(t["p"]) for t in data["top"]] == list(probs[top])
+    z = trace.logits[4].astype(np.float64)                          # and a float64 softmax of its own
+    p64 = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
+    assert [t["id"] for t in data["top"]] == np.argsort(-p64, kind="stable")[:5].tolist()
+    assert np.abs(np.array([float(t["p"]) for t in data["top"]]) - p64[top]).max() < 1e-6
     assert [t["token"] for t in data["top"]] == model.token_strings(top)
     assert data["position"] == 4 and data["token"] == trace.tokens[4]
 
