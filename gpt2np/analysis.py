@@ -56,12 +56,22 @@ POSITIONAL_TYPES = (("previous-token", "previous", "previous"), ("self", "self",
 # -- the original three (used by cli.py; top_keys also by the viewer and findings) --------------
 def sink_mass(pattern):
     """Mean attention on key position 0 over queries 1..T-1. [..., T, T] -> [...]"""
-    return pattern[..., 1:, 0].mean(axis=-1)
+    return sink_per_query(pattern).mean(axis=-1)
+
+
+def sink_per_query(pattern):
+    """Attention of each query 1..T-1 on key position 0. [..., T, T] -> [..., T-1]"""
+    return pattern[..., 1:, 0]
 
 
 def previous_token_mass(pattern):
     """Mean attention on the previous token (key i-1 for query i), queries 1..T-1. [..., T, T] -> [...]"""
-    return np.diagonal(pattern, offset=-1, axis1=-2, axis2=-1).mean(axis=-1)
+    return previous_per_query(pattern).mean(axis=-1)
+
+
+def previous_per_query(pattern):
+    """Attention of each query i = 1..T-1 on key i-1. [..., T, T] -> [..., T-1]"""
+    return np.diagonal(pattern, offset=-1, axis1=-2, axis2=-1)
 
 
 def candidate_keys(query, skip_first=False):
@@ -118,7 +128,12 @@ def normalized_entropy(pattern):
 
 def self_mass(pattern):
     """Mean attention of each query on itself (the diagonal), queries 1..T-1. [..., T, T] -> [...]"""
-    return np.diagonal(pattern, axis1=-2, axis2=-1)[..., 1:].mean(axis=-1)
+    return self_per_query(pattern).mean(axis=-1)
+
+
+def self_per_query(pattern):
+    """Attention of each query 1..T-1 on itself. [..., T, T] -> [..., T-1]"""
+    return np.diagonal(pattern, axis1=-2, axis2=-1)[..., 1:]
 
 
 def column_share(pattern):
@@ -182,7 +197,7 @@ def value_norms(v, w_o):
 
     v [T, H, dh] (hook_v), w_o [H, dh, d] -> [H, T]
     """
-    out = np.einsum("thk,hkd->htd", v.astype(np.float64), w_o.astype(np.float64))  # [H, T, d]
+    out = np.matmul(v.astype(np.float64).transpose(1, 0, 2), w_o.astype(np.float64))  # [H,T,dh] @ [H,dh,d] -> [H,T,d]
     return np.linalg.norm(out, axis=-1)                                             # [H, T]
 
 
@@ -199,10 +214,15 @@ def value_weighted_sink_share(vw):
 
     vw [..., T, T] (value_weighted_pattern) -> [...]
     """
+    return value_weighted_sink_per_query(vw).mean(axis=-1)
+
+
+def value_weighted_sink_per_query(vw):
+    """Each query's share (1..T-1) of its value-weighted attention on position 0 (0 when the row
+    moves nothing). vw [..., T, T] -> [..., T-1]"""
     rows = vw[..., 1:, :]                                     # [..., T-1, T]
     total = rows.sum(axis=-1)
-    share = np.divide(rows[..., 0], total, out=np.zeros_like(total), where=total > 0)
-    return share.mean(axis=-1)
+    return np.divide(rows[..., 0], total, out=np.zeros_like(total), where=total > 0)
 
 
 # -- one layer, every head -----------------------------------------------------------------------

@@ -24,7 +24,7 @@ def build_parser():
     p = argparse.ArgumentParser(
         prog="gpt2np",
         description="Run GPT-2 (NumPy) on a sentence and show its tokens, next-token predictions "
-                    "and attention. Subcommands: `gpt2np download [NAME]`, `gpt2np findings`.")
+                    "and attention. Subcommands: `gpt2np download [NAME]`, `gpt2np findings`, `gpt2np corpus FILE`.")
     p.add_argument("text", help="the sentence to run ('-' reads it from standard input)")
     p.add_argument("--model", default=DEFAULT_MODEL,
                    help=f"a name ({', '.join(['demo', *KNOWN_MODELS])}), a Hub repo id, or a "
@@ -197,7 +197,12 @@ def findings_command(argv):
     return findings_main(argv)
 
 
-SUBCOMMANDS = {"download": download_command, "findings": findings_command}
+def corpus_command(argv):
+    from .cli_corpus import main as corpus_main   # statistics over many texts: gpt2np/corpus.py
+    return corpus_main(argv)
+
+
+SUBCOMMANDS = {"download": download_command, "findings": findings_command, "corpus": corpus_command}
 
 
 def main(argv=None):

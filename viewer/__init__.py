@@ -19,6 +19,7 @@ from flask import Flask, current_app, request
 import gpt2np
 
 from . import analysis  # noqa: F401 - adds the analysis endpoints to bp
+from . import corpus
 from .api import bp
 from .errors import ApiError, register_error_handlers
 from .runs import RunCache
@@ -32,6 +33,7 @@ DEFAULTS = {
     "MAX_CONTENT_LENGTH": 256 * 1024,      # request bodies larger than this get a 413
     "ALLOW_DOWNLOAD": False,               # never fetch weights from the page's server
     "ALLOWED_HOSTS": LOCAL_NAMES,          # Host header names served (any port); None: any name
+    "CORPUS": None,                        # a results file of `gpt2np corpus`, shown at /corpus
 }
 
 
@@ -55,6 +57,7 @@ def create_app(config=None):
     app.extensions["gpt2np.induction"] = analysis.induction_probe(app.extensions["gpt2np.model"])
     app.before_request(refuse_foreign_host)
     app.register_blueprint(bp)
+    app.register_blueprint(corpus.bp)
     register_error_handlers(app)
     return app
 

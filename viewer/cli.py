@@ -8,6 +8,7 @@ from werkzeug.serving import WSGIRequestHandler
 
 from gpt2np import GPT2npError
 from gpt2np.api import DEFAULT_ENGINE, ENGINES
+from gpt2np.corpus import read_stats
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
@@ -16,8 +17,9 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m viewer",
         description="The gpt2np attention viewer: type a sentence, see every head of the model.")
-    parser.add_argument("--model", default="demo",
-                        help="model name (demo, gpt2, ...) or a local model directory (default: demo)")
+    parser.add_argument("--model",
+                        help="model name (demo, gpt2, ...) or a local model directory (default: demo, "
+                             "or with --corpus the model of its results)")
     parser.add_argument("--port", type=int, default=8765, help="port to listen on (default: 8765)")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to bind (default: 127.0.0.1, this machine only); any other "
@@ -29,6 +31,8 @@ def parse_args(argv=None):
                              f"plain math, to step through in a debugger (default: {DEFAULT_ENGINE})")
     parser.add_argument("--cache-mb", type=int, default=512,
                         help="memory for recent runs, in MB (default: 512)")
+    parser.add_argument("--corpus", metavar="FILE",
+                        help="a results file of `python -m gpt2np corpus`, shown at /corpus")
     return parser.parse_args(argv)
 
 
@@ -64,8 +68,11 @@ def main(argv=None, serve=True):
               file=sys.stderr)
     from . import LOCAL_NAMES, create_app
     try:
-        app = create_app({"MODEL": args.model, "CACHE_BYTES": args.cache_mb * 1024 * 1024,
-                          "ENGINE": args.engine,
+        if args.corpus:
+            stats = read_stats(args.corpus)
+            args.model = args.model or stats["model"].get("spec") or "demo"
+        app = create_app({"MODEL": args.model or "demo", "CACHE_BYTES": args.cache_mb * 1024 * 1024,
+                          "ENGINE": args.engine, "CORPUS": args.corpus,
                           "ALLOWED_HOSTS": LOCAL_NAMES if args.host in LOCAL_HOSTS else None})
     except GPT2npError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -74,6 +81,8 @@ def main(argv=None, serve=True):
     info = app.extensions["gpt2np.model"].info
     print(f"gpt2np viewer — {info.describe()} — engine: {args.engine}")
     print(f"open http://{host}:{args.port}/   (Ctrl+C to stop)", flush=True)
+    if args.corpus:
+        print(f"corpus results {args.corpus}: http://{host}:{args.port}/corpus", flush=True)
     if serve:
         app.run(host=args.host, port=args.port, debug=args.debug, use_reloader=args.debug,
                 threaded=True, request_handler=JsonErrorRequestHandler)

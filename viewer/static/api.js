@@ -65,6 +65,8 @@ export const api = {
     { position, k, ...(target == null ? {} : typeof target === "number" ? { target_id: target } : { target }) })),
   ablate: (handle, body) => postJson(runUrl(handle, "ablate"), body),
   pair: (handle, body) => postJson(runUrl(handle, "pair"), body),
+  // The corpus page (viewer/corpus.py): the results file given with --corpus.
+  corpus: () => getJson("/api/corpus"),
   // |A − B| of one head on the aligned tokens: the same bytes as pattern(), N aligned tokens.
   async pairDiff(handle, other, layer, head) {
     const { bytes, header } = await getBytes(`/api/runs/${encodeURIComponent(handle)}/pair/${encodeURIComponent(other)}/diff?` + q({ layer, head }));

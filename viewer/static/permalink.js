@@ -14,7 +14,8 @@ export function readPermalink() {
   return view;
 }
 
-export function permalink(view) {
+// The URL of `view` on the page at `path` (default: this page; the corpus page links to "/").
+export function permalink(view, path = location.pathname) {
   const p = new URLSearchParams();
   if (view.ids != null) p.set("ids", view.ids);
   else if (view.text != null) p.set("text", view.text);
@@ -22,7 +23,7 @@ export function permalink(view) {
   for (const name of INTS) if (view[name] != null) p.set(name, String(view[name]));
   if (view.sink) p.set("sink", "1");
   if (view.scale === "sqrt") p.set("scale", "sqrt");
-  return `${location.pathname}?${p.toString()}`;
+  return `${path}?${p.toString()}`;
 }
 
 export function writePermalink(view, push = false) {
