@@ -86,7 +86,8 @@ def print_report(r, out=None):
     p(f"input: {len(inp['sources'])} source{'s' * (len(inp['sources']) != 1)}, "
       f"{inp['documents']} documents, {inp['tokens']:,} tokens -> {inp['windows']} windows of "
       f"{s['window']} tokens (stride {s['stride']}{', <|endoftext|> first' if s['bos'] else ''})"
-      + (f"; {inp['skipped_windows']} windows under 2 tokens skipped" if inp["skipped_windows"] else ""))
+      + (f"; {inp['skipped_windows']} window{'s' * (inp['skipped_windows'] != 1)} of one token "
+         "skipped" if inp["skipped_windows"] else ""))
     done = r["windows_measured"]
     p(f"measured: {done} of {inp['windows']} windows" + ("" if r["complete"] else " (not all)"))
     p(f"\nPredictions of the original demo, per window ({r['intervals']['share']}):")
@@ -99,13 +100,13 @@ def print_report(r, out=None):
         p(f"  {pr['id']}. {pr['prediction']}\n     {verdict}")
     p(f"\nHeads (mean over windows of each window's mean over queries 1…T-1; 95% interval "
       "in brackets; type: the most frequent per window):")
-    p("  head   type            " + "  ".join(f"{name:<22}" for name in corpus.STATISTICS))
+    p("  head   type                 " + "  ".join(f"{name:<22}" for name in corpus.STATISTICS))
     for h in r["heads"]:
         share = h["types"].get(h["type"], 0) / done if done else 0
         cells = "  ".join(
             f"{st['mean']:.3f} {interval(st['interval'], '{:.3f}')}".ljust(22) if st["mean"] is not None
             else "—".ljust(22) for st in h["stats"].values())
-        p(f"  {h['head']:<6} {(h['type'] or '—') + f' {share:.0%}':<15} {cells}")
+        p(f"  {h['head']:<6} {(h['type'] or '—') + f' {share:.0%}':<20} {cells}")
     roles = r["published_roles"]
     if roles["applicable"]:
         p("\nPublished roles of GPT-2 small's heads, to compare with:")

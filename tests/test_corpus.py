@@ -419,3 +419,18 @@ def test_ctrl_c_saves_and_a_rerun_continues(small_text_model_dir, tmp_path):
     whole = corpus.measure(small_text_model_dir, corpus.read_sources(tmp_path / "in.txt"),
                            window=8, workers=0)
     assert WITHOUT_RUN(done) == WITHOUT_RUN(json.loads(json.dumps(whole)))
+
+
+def test_published_roles_are_listed_for_gpt2_small_only():
+    """GPT-2 small's shape lists every head of findings.PUBLISHED_ROLES with its corpus means."""
+    heads = [{"head": f"{L}.{h}", "type": "mixed",
+              "stats": {s: {"mean": L + h / 100 + i / 1000} for i, s in enumerate(corpus.STATISTICS)}}
+             for L in range(12) for h in range(12)]
+    gpt2 = gpt2np.GPT2Config(n_layer=12, n_head=12, n_embd=768)
+    roles = corpus.published_roles(gpt2, heads)
+    assert roles["applicable"]
+    listed = {h["head"]: h for role in roles["roles"] for h in role["heads"]}
+    assert set(listed) == {name for _, names, _, _ in findings.PUBLISHED_ROLES for name in names}
+    L, h = map(int, "4.11".split("."))
+    assert listed["4.11"]["previous"] == L + h / 100 + 2 / 1000
+    assert not corpus.published_roles(gpt2np.GPT2Config(n_layer=4, n_head=8, n_embd=256), [])["applicable"]
