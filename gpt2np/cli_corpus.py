@@ -98,7 +98,7 @@ def print_report(r, out=None):
         else:
             verdict = "not applicable to this model"
         p(f"  {pr['id']}. {pr['prediction']}\n     {verdict}")
-    p(f"\nHeads (mean over windows of each window's mean over queries 1…T-1; 95% interval "
+    p("\nHeads (mean over windows of each window's mean over queries 1…T-1; 95% interval "
       "in brackets; type: the most frequent per window):")
     p("  head   type                 " + "  ".join(f"{name:<22}" for name in corpus.STATISTICS))
     for h in r["heads"]:

@@ -37,6 +37,7 @@ import json
 import math
 import os
 import signal
+import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor
 from concurrent.futures import wait as wait_first
@@ -108,7 +109,7 @@ def read_sources(path, errors="strict", stdin=None):
     ("-"), as [(name, text)]. errors: "strict" refuses invalid UTF-8, "replace" puts U+FFFD there.
     Empty files and binary data (a NUL byte) are refused."""
     if str(path) == "-":
-        stream = stdin if stdin is not None else __import__("sys").stdin.buffer
+        stream = stdin if stdin is not None else sys.stdin.buffer
         return [("<stdin>", decode_text("standard input", stream.read(), errors))]
     path = Path(path)
     if path.is_dir():
@@ -287,10 +288,8 @@ def query_histogram(values, edges):
     """Counts of values [..., n] in bins [edges[i], edges[i+1]) (the last bin closed), values
     outside the range counted in the end bins. -> [..., N_BINS] int64"""
     n_bins = len(edges) - 1
-    bins = np.clip(np.searchsorted(edges, values, side="right") - 1, 0, n_bins - 1)
-    flat = (np.arange(values[..., 0].size).reshape(values.shape[:-1])[..., None] * n_bins + bins)
-    counts = np.bincount(flat.ravel(), minlength=values[..., 0].size * n_bins)
-    return counts.reshape(*values.shape[:-1], n_bins)
+    bins = np.clip(np.searchsorted(edges, values, side="right") - 1, 0, n_bins - 1)   # [..., n]
+    return (bins[..., None] == np.arange(n_bins)).sum(axis=-2)                        # [..., N_BINS]
 
 
 # -- the streaming sums --------------------------------------------------------------------------
@@ -333,13 +332,12 @@ class Totals:
         self.m2 += delta * (r["values"] - self.mean)
         self.histogram += r["histogram"]
         shape = r["values"].shape
-        here = np.full((*shape, 1), index, dtype=np.int64)
-        self.top_windows = merge_top(self.top_windows, (r["values"][..., None], here, here * 0 - 1),
+        this = lambda n: np.full((*shape, n), index, dtype=np.int64)  # noqa: E731 - this window
+        no_position = np.full((*shape, 1), -1, dtype=np.int64)
+        self.top_windows = merge_top(self.top_windows, (r["values"][..., None], this(1), no_position),
                                      self.top_k)
-        found = r["top_value"].shape[-1]
         self.top_positions = merge_top(self.top_positions, (
-            r["top_value"], np.full((*shape, found), index, dtype=np.int64), r["top_position"]),
-            self.top_k)
+            r["top_value"], this(r["top_value"].shape[-1]), r["top_position"]), self.top_k)
         layer, head = np.indices(r["types"].shape)
         self.types[layer, head, r["types"]] += 1
         for i, verdict in r["verdicts"].items():

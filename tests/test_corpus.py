@@ -434,3 +434,12 @@ def test_published_roles_are_listed_for_gpt2_small_only():
     L, h = map(int, "4.11".split("."))
     assert listed["4.11"]["previous"] == L + h / 100 + 2 / 1000
     assert not corpus.published_roles(gpt2np.GPT2Config(n_layer=4, n_head=8, n_embd=256), [])["applicable"]
+
+
+def test_standard_input_is_read_as_utf8():
+    import io
+    assert corpus.read_sources("-", stdin=io.BytesIO("Ünïcode text".encode())) == \
+        [("<stdin>", "Ünïcode text")]
+    with pytest.raises(gpt2np.GPT2npError, match="standard input is not valid UTF-8: byte 0xff"):
+        corpus.read_sources("-", stdin=io.BytesIO(b"ok \xff"))
+    assert corpus.read_sources("-", "replace", stdin=io.BytesIO(b"ok \xff")) == [("<stdin>", "ok \ufffd")]
