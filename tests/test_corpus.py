@@ -281,10 +281,14 @@ def test_resume_after_max_windows_and_after_an_interrupt(small_text_model_dir, t
 
 
 # -- who computes: local workers and a Dask cluster ----------------------------------------------
-def test_local_workers_and_a_dask_cluster_give_identical_results(small_text_model_dir):
+def test_local_workers_and_a_dask_cluster_give_identical_results(small_text_model_dir, monkeypatch):
+    """Also in this process with the engine set for three cores, as on another machine: every
+    window is computed on one thread, so the core count does not change a bit."""
     from distributed import LocalCluster
     kw = dict(window=12, stride=9)
+    monkeypatch.setattr(cpu_engine.CPU, "workers", 3)
     here = corpus.measure(small_text_model_dir, TEXTS, workers=0, **kw)
+    assert cpu_engine.CPU.workers == 3
     one = corpus.measure(small_text_model_dir, TEXTS, workers=1, **kw)
     two = corpus.measure(small_text_model_dir, TEXTS, workers=2, **kw)
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
