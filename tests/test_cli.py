@@ -85,8 +85,8 @@ def test_bos(small_text_model_dir):
 @pytest.mark.parametrize("args, phrase", [
     (["",], "The text is empty"),
     (["word" + " word" * 69], "Too many tokens: 70, but small-text-2x4x64 has a context of 64"),
-    (["hi", "--layer", "5", "--head", "0"], "--layer 5 is out of range"),
-    (["hi", "--layer", "0", "--head", "9"], "--head 9 is out of range"),
+    (["hi", "--layer", "5", "--head", "0"], "There is no head 5.0: this model has layers 0–1"),
+    (["hi", "--layer", "0", "--head", "9"], "There is no head 0.9: this model has layers 0–1 and heads 0–3"),
     (["hi", "--layer", "0"], "--layer and --head go together"),
     (["hi", "--query", "0"], "--query needs --layer"),
     (["hi", "--layer", "0", "--head", "0", "--query", "4"], "--query 4 is out of range"),
