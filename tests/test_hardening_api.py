@@ -307,7 +307,7 @@ def test_long_query_strings_and_values(client):
 
     base = f"/api/runs/{handle}"
     for n in (21, 4301, 5000, 60_000):
-        outcomes.append(outcome(check, f"{base}/pattern?layer={'9' * n}&head=0", 400, f"{n:,} characters long", "layer, 0 to 1"))
+        outcomes.append(outcome(check, f"{base}/pattern?layer={'9' * n}&head=0", 400, f"{n:,} characters long", "layer, a whole number from 0 to 1"))
         outcomes.append(outcome(check, f"{base}/row?layer=0&head=0&query={'1' * n}", 400, "characters long"))
     outcomes.append(outcome(check, f"{base}/pattern?layer=0&junk={'x' * 100_000}&head=zz", 400, "not a whole number"))
     many = client.get(f"{base}/next?" + "&".join(f"p{i}=1" for i in range(5000)) + "&position=1")

@@ -189,7 +189,7 @@ def test_lens_errors(client, ran):
     assert "characters long" in error_of(client.get(url + "?target=" + "x" * 500), 400)
     for k in ("0", "21", "x", "1.5"):
         assert "from 1 to 20" in error_of(client.get(url + f"?k={k}"), 400)
-    assert "position 0 to 20" in error_of(client.get(url + "?position=21"), 400)
+    assert "position, a whole number from 0 to 20" in error_of(client.get(url + "?position=21"), 400)
     assert "Unknown or expired run" in error_of(client.get("/api/runs/nope/lens"), 404)
 
 
@@ -325,7 +325,7 @@ def test_pair_errors(client, ran):
     b = client.post(url, json={"text": SMALL}).get_json()["b"]["handle"]
     diff = f"/api/runs/{handle}/pair/{b}/diff"
     assert "Unknown or expired run" in error_of(client.get(f"/api/runs/{handle}/pair/nope/diff?layer=0&head=0"), 404)
-    assert "layer 0 to 3" in error_of(client.get(diff + "?layer=4&head=0"), 400)
+    assert "layer, a whole number from 0 to 3" in error_of(client.get(diff + "?layer=4&head=0"), 400)
     assert "Missing ?head=" in error_of(client.get(diff + "?layer=0"), 400)
     assert "POST" in error_of(client.get(url), 405)
 
