@@ -86,9 +86,8 @@ def head_table(model, text_or_trace, bos=False, induction=None, thresholds=THRES
         induction = induction_scores(model)[0]
     rows = []
     for L in range(trace.n_layer):
-        w_o = analysis.head_output_weights(model.params[f"h.{L}.attn.c_proj.weight"],
-                                           model.config.n_head)             # [H, dh, d]
-        stats = analysis.layer_stats(trace.pattern(L), trace[f"blocks.{L}.attn.hook_v"], w_o)
+        stats = analysis.layer_stats(trace.pattern(L), trace[f"blocks.{L}.attn.hook_v"],
+                                     output_weights(model, L))
         stats["induction"] = induction[L]
         for h in range(model.config.n_head):
             row = {"head": head_name(L, h), "layer": L, "index": h}
@@ -99,15 +98,19 @@ def head_table(model, text_or_trace, bos=False, induction=None, thresholds=THRES
     return rows
 
 
+def output_weights(model, layer):
+    """Each head's slice W_O^h of one layer's attention output projection. -> [H, dh, d]"""
+    return analysis.head_output_weights(model.params[f"h.{layer}.attn.c_proj.weight"], model.config.n_head)
+
+
 def value_weighted(model, trace, layer):
     """‖α_ij · v_j W_O^h‖ for every head of one layer (analysis.value_weighted_pattern). -> [H, T, T]
 
     Rows do not sum to 1: a row's total is how much that head moves into the query; divide by
     it to draw the value-weighted pattern on the same scale as the attention pattern.
     """
-    w_o = analysis.head_output_weights(model.params[f"h.{layer}.attn.c_proj.weight"],
-                                       model.config.n_head)                 # [H, dh, d]
-    return analysis.value_weighted_pattern(trace.pattern(layer), trace[f"blocks.{layer}.attn.hook_v"], w_o)
+    return analysis.value_weighted_pattern(trace.pattern(layer), trace[f"blocks.{layer}.attn.hook_v"],
+                                           output_weights(model, layer))
 
 
 def word_tokens(model, trace, word, occurrence=0):

@@ -42,10 +42,7 @@ def rank_of(probs, token_id):
 def token_id(model, token):
     """A token given as an id or as text that is exactly one token -> id."""
     if isinstance(token, (int, np.integer)) and not isinstance(token, bool):
-        if not 0 <= token < model.config.vocab_size:
-            raise GPT2npError(f"Token id {token} is out of range: the vocabulary has ids "
-                              f"0 to {model.config.vocab_size - 1}.")
-        return int(token)
+        return int(model.check_ids([int(token)])[0])          # out of the vocabulary: an error
     if not isinstance(token, str) or not token:
         raise GPT2npError(f"Give the token as text or as an id, got {token!r}.")
     if model.tokenizer is None:
