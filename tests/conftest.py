@@ -1,11 +1,13 @@
 """Shared fixtures: model directories built for the tests (no download), the shared GPT-2 files,
-and the Chromium the browser tests drive (their other support is in browser.py)."""
+a stand-in Hugging Face Hub on 127.0.0.1 (localhub.py), and the Chromium the browser tests drive
+(their other support is in browser.py)."""
 
 import re
 
 import pytest
 
 from browser import CHROMIUM, CHROMIUM_ARGS
+from localhub import LocalHub, use_hub
 from modelfiles import SHARED, small_config, write_model_dir
 
 
@@ -44,6 +46,16 @@ def small_tok_dir(tmp_path_factory):
     path, _ = write_model_dir(tmp_path_factory.mktemp("small-tok") / "small-tok-1024",
                               small_config(vocab_size=50257, n_positions=1024), seed=3)
     return path
+
+
+@pytest.fixture
+def local_hub(monkeypatch, tmp_path):
+    """A stand-in Hugging Face Hub (localhub.py) that huggingface-hub is pointed at, in this
+    process and in subprocesses; HF_HOME, its cache and GPT2NP_WEIGHTS (hub.weights) in tmp_path."""
+    hub = LocalHub()
+    hub.weights = use_hub(monkeypatch, hub.url, tmp_path)
+    yield hub
+    hub.close()
 
 
 @pytest.fixture(scope="module")

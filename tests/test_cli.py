@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 import gpt2np
-from gpt2np import analysis
 
 SENTENCE = "The trophy doesn't fit in the suitcase because it is too big."
 
@@ -50,9 +49,11 @@ def test_json_output_matches_the_api(small_text_model_dir, model):
     assert [t["id"] for t in data["next_token"]] == np.argsort(-probs)[:3].tolist()
     assert abs(data["next_token"][0]["p"] - probs.max()) < 1e-9
     np.testing.assert_allclose(data["pattern"]["weights"], trace.pattern(1, 2), atol=1e-7)
-    keys = analysis.top_keys(trace.pattern(1, 2), 9, 3)
-    assert [(k["position"], pytest.approx(k["weight"])) for k in data["query"]["keys"]] == keys
-    sink = analysis.sink_mass(trace.pattern(0))
+    row = trace.pattern(1, 2)[9].astype(np.float64)                 # query 9 sees keys 0..9
+    keys = sorted(range(10), key=lambda j: (-row[j], j))[:3]
+    assert [k["position"] for k in data["query"]["keys"]] == keys
+    assert [k["weight"] for k in data["query"]["keys"]] == pytest.approx([row[j] for j in keys], abs=1e-7)
+    sink = trace.pattern(0)[:, 1:, 0].astype(np.float64).mean(-1)     # mean weight on position 0
     assert data["layers"][0]["sink_head"] == int(sink.argmax())
 
 

@@ -1,20 +1,18 @@
 """The bundled demo model (gpt2np/demo): present, small, labelled, equal to transformers, and
 showing the learned attention its model card (training.json) reports."""
 
-import json
 import os
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+from demofacts import CARD
 from reference import check, hf_model
 
 import gpt2np
 from gpt2np import analysis
 from gpt2np.hub import DEMO_DIR
-
-CARD = json.loads((DEMO_DIR / "training.json").read_text())
 
 # Public-domain sentences in Austen's style (not from the training split's wording).
 SENTENCES = [
@@ -78,6 +76,7 @@ def test_learned_attention_matches_the_card(demo):
         best = CARD["attention"][f"best_{key}"]
         top3 = [divmod(int(i), ours.shape[1]) for i in np.argsort(-ours.ravel())[:3]]
         print(f"\ndemo {key}: strongest heads here {top3} (best {ours.max():.3f}); "
-              f"card: {best['head']} {best['value']:.3f}")
+              f"card: {best['head']} {best['value']:.3f}, here {ours[best['layer'], best['index']]:.3f}")
         assert (best["layer"], best["index"]) in top3, key
         assert abs(ours.max() - best["value"]) < 0.1, key
+        assert abs(ours[best["layer"], best["index"]] - best["value"]) < 0.1, key      # that head's own value

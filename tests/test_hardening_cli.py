@@ -78,6 +78,8 @@ def test_the_issues_text_cases_by_name(run_cli, model):
     for name, (text, phrase) in issue_text_cases(n_ctx).items():
         status, out, err = run_cli(["--json", "--", text])
         o = judge(status, err, phrase)
+        if phrase is None and o == "refused":
+            o = ("bad", f"{name}: refused, but it must run: {err}")
         if o == "ok":
             ids = model.encode(text)
             if json.loads(out)["ids"] != ids:
@@ -110,6 +112,8 @@ def test_every_hostile_text_with_three_option_sets(run_cli, model):
             status, out, err = run_cli([*options, "--", text])
             ids = model.encode(text, bos="--bos" in options)
             o = judge(status, err, "Too many tokens" if len(ids) > n_ctx else None)
+            if len(ids) <= n_ctx and o == "refused":
+                o = ("bad", f"{text!r} with {name}: refused, but it fits the context: {err}")
             if o == "ok":
                 if "--json" in options:
                     data = json.loads(out)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from browser import AUSTEN_NAMES
+from demofacts import CARD, is_name
 
 import gpt2np
 from viewer import create_app
@@ -395,32 +395,34 @@ def demo_app():
 def test_demo_model_is_labelled_not_gpt2(demo_app):
     c = demo_app.test_client()
     html = c.get("/").get_data(as_text=True)
-    card = json.loads((Path(gpt2np.__file__).parent / "demo" / "training.json").read_text())
-    assert "demo model — not GPT-2" in html and f"{card['parameters'] / 1e6:.1f}M parameters" in html
+    assert "demo model — not GPT-2" in html and f"{CARD['parameters'] / 1e6:.1f}M parameters" in html
     info = c.get("/api/model").get_json()
     assert info["name"] == "demo" and info["kind"] == "demo" and "not GPT-2" in info["origin"]
-    m = card["model"]
-    assert (info["n_layer"], info["n_head"], info["n_positions"]) == (m["n_layer"], m["n_head"], 256)
+    m = CARD["model"]
+    assert (info["n_layer"], info["n_head"], info["n_positions"]) == (m["n_layer"], m["n_head"], m["n_positions"])
 
 
-def test_demo_next_token_knows_austen(demo_app):
-    """Learned structure in the next-token panel: after 'Mr. Darcy and Miss' come Austen's names."""
+def test_demo_next_token_knows_names_follow_a_title(demo_app):
+    """Learned structure in the next-token panel: after 'Miss' the model expects a name (every
+    one of its top 5 is a capitalised word), after 'the' it does not (none of its top 5 is)."""
     c = demo_app.test_client()
     body = c.post("/api/run", json={"text": "Mr. Darcy and Miss"}).get_json()
     top = [t["token"] for t in body["next_token"]["top"]]
-    assert len(AUSTEN_NAMES.intersection(top)) >= 3, top
+    assert len(top) == 5 and all(map(is_name, top)), top
     assert c.get(f"/api/runs/{body['handle']}/next?position={body['n_tokens'] - 1}").get_json() == body["next_token"]
+    control = c.post("/api/run", json={"text": "She walked into the"}).get_json()
+    top = [t["token"] for t in control["next_token"]["top"]]
+    assert len(top) == 5 and not any(map(is_name, top)), top
 
 
 def test_demo_previous_token_head_shows_in_the_viewer(demo_app):
     """The model card's previous-token head is, in the viewer's exact rows, the head that puts the
     most weight on the previous token in an Austen sentence."""
-    card = json.loads((Path(gpt2np.__file__).parent / "demo" / "training.json").read_text())
-    best = card["attention"]["best_prev_token"]
+    best = CARD["attention"]["best_prev_token"]
     c = demo_app.test_client()
     body = c.post("/api/run", json={"text": DEMO_SENTENCE}).get_json()
     h, T = body["handle"], body["n_tokens"]
-    n_layer, n_head = card["model"]["n_layer"], card["model"]["n_head"]
+    n_layer, n_head = CARD["model"]["n_layer"], CARD["model"]["n_head"]
     mass = np.zeros((n_layer, n_head))
     for layer in range(n_layer):
         for head in range(n_head):
