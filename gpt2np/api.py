@@ -18,7 +18,6 @@ from .tokenizer import Tokenizer
 from .trace import Trace
 from .weights import count_params, load_params
 
-
 # Which code computes a run: "reference" is model.py's plain math, the code a learner reads and can
 # step through; "fast" is the same forward pass with engine.py's CPU kernels. Tests hold them equal.
 ENGINES = {"fast": cpu_engine.forward, "reference": reading_path.forward}

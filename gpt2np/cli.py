@@ -181,7 +181,7 @@ def download_command(argv):
 
 
 def findings_command(argv):
-    from .cli_findings import findings_command   # imported here: cli_findings imports this module
+    from .cli_findings import findings_command  # imported here: cli_findings imports this module
     return findings_command(argv)
 
 

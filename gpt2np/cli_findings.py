@@ -22,7 +22,6 @@ from .cli import DEFAULT_MODEL, add_engine_option, show
 from .errors import GPT2npError
 from .findings import CANDIDATES, COREF_SENTENCE, PROBE_LENGTH, PROBE_SEED, PRONOUN, SENTENCE
 
-
 # -- printing ------------------------------------------------------------------------------------
 TYPE_STAT = {"induction": "induction", "previous-token": "previous", "self": "self", "sink": "sink",
              "broadcast": "top_column_share", "diffuse": "entropy_norm", "mixed": "entropy_norm"}

@@ -135,7 +135,7 @@ def download(name, hub_model, target):
 
 def download_failure(name, hub_model, target, filename, error):
     """One paragraph for a failed download: what happened to which file, and what to do next."""
-    import httpx2   # its errors tell a network that cannot be reached from a transfer that broke off
+    import httpx2  # its errors tell a network that cannot be reached from a transfer that broke off
     from huggingface_hub import constants, errors
 
     if isinstance(error, errors.LocalEntryNotFoundError) and error.__cause__ is not None:

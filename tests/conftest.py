@@ -5,7 +5,6 @@ a stand-in Hugging Face Hub on 127.0.0.1 (localhub.py), and the Chromium the bro
 import re
 
 import pytest
-
 from browser import CHROMIUM, CHROMIUM_ARGS
 from localhub import LocalHub, use_hub
 from modelfiles import SHARED, small_config, write_model_dir
@@ -61,7 +60,7 @@ def local_hub(monkeypatch, tmp_path):
 @pytest.fixture(scope="module")
 def browser():
     """Chromium (GPT2NP_CHROMIUM, default /usr/bin/chromium) through Playwright, one per test module."""
-    from playwright import sync_api   # the test extra installs it: a missing Playwright fails, never skips
+    from playwright import sync_api  # the test extra installs it: a missing Playwright fails, never skips
     with sync_api.sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield b

@@ -49,9 +49,9 @@ def one_megabyte_text():
 
 
 # -- the tally: every hostile input counted, printed at the end of the run ------------------------
-import json as _json                                  # noqa: E402
+import json as _json  # noqa: E402
 from collections import defaultdict as _defaultdict  # noqa: E402
-from pathlib import Path as _Path                     # noqa: E402
+from pathlib import Path as _Path  # noqa: E402
 
 TALLY = _defaultdict(lambda: {"inputs": 0, "accepted": 0, "refused": 0, "failed": 0,
                               "5xx": 0, "tracebacks": 0})

@@ -11,8 +11,6 @@ from patterns import one_key, uniform
 
 from gpt2np import analysis as A
 
-
-
 SINK = lambda T: one_key(T, lambda i: 0)                    # noqa: E731
 PREV = lambda T: one_key(T, lambda i: max(i - 1, 0))        # noqa: E731
 SELF = lambda T: one_key(T, lambda i: i)                    # noqa: E731

@@ -33,7 +33,8 @@ def test_text_output(small_text_model_dir, model):
     trace = model.run(SENTENCE)
     best = int(np.argmax(trace.logits[-1]))
     assert f"1. {json.dumps(model.tokenizer.token_string(best), ensure_ascii=False)}" in out
-    assert "most on position 0" in out and len([ln for ln in out.splitlines() if ln.strip().startswith(("0 ", "1 "))]) >= 2
+    assert "most on position 0" in out
+    assert len([ln for ln in out.splitlines() if ln.strip().startswith(("0 ", "1 "))]) >= 2
 
 
 def test_json_output_matches_the_api(small_text_model_dir, model):
@@ -125,7 +126,8 @@ def test_top_keys_of_a_query_are_only_keys_up_to_it():
     listed = [int(ln.split()[0]) for ln in lines[start + 1:start + 5]]
     p = trace.pattern(0, head)[query]
     assert listed == sorted(range(query + 1), key=lambda j: (-p[j], j))
-    assert lines[start + 5] == f"  only {query + 1} keys precede or equal query {query}: the causal mask hides later ones"
+    assert lines[start + 5] == (f"  only {query + 1} keys precede or equal query {query}: "
+                                "the causal mask hides later ones")
     assert lines[start + 6:start + 7] in ([], [""])        # nothing else in the list
 
     data = json.loads(run("--model", "demo", "--layer", "0", "--head", str(head), "--query", "0",

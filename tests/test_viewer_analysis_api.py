@@ -2,8 +2,9 @@
 checked against a direct call of the gpt2np function the endpoint wraps, and every error is JSON.
 
 Models: the bundled demo model (learned attention, its own tokenizer; its shape, heads and
-inputs come from its files through demofacts.py), the GPT-2-layout model (12 × 12, random weights) for the 144-row table and the
-published roles of GPT-2 small, a model without tokenizer, and one too short for the probe.
+inputs come from its files through demofacts.py), the GPT-2-layout model (12 × 12, random
+weights) for the 144-row table and the published roles of GPT-2 small, a model without
+tokenizer, and one too short for the probe.
 """
 
 import json
@@ -120,7 +121,9 @@ def test_heads_table_of_a_gpt2_layout_model_has_144_rows(gpt2_layout_dir):
     # Name movers and copy suppression: the last token's weight on " Mary" and on " John" (GPT-2's
     # tokens), read here from the model's own pattern.
     ioi = model.run(roles["ioi_sentence"])
-    on = lambda name, layer, h: float(ioi.pattern(layer, h)[-1, [k for k, t in enumerate(ioi.tokens) if t == name]].sum())
+    def on(name, layer, h):
+        return float(ioi.pattern(layer, h)[-1, [k for k, t in enumerate(ioi.tokens) if t == name]].sum())
+
     for role in roles["roles"]:
         stat = {"previous-token": "previous", "induction": "induction"}.get(role["role"], "ioi")
         for h in role["heads"]:

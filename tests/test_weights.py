@@ -139,8 +139,8 @@ def test_unknown_extra_tensor(model_dir, capsys):
 def test_config_disagrees_with_tensors(model_dir, capsys):
     cfg = dict(CFG, n_embd=64)
     (model_dir / "config.json").write_text(json.dumps(cfg))
-    expect_error(model_dir, "config.json and model.safetensors disagree", "wte.weight expected [64, 64], found [64, 32]",
-                 capsys=capsys)
+    expect_error(model_dir, "config.json and model.safetensors disagree",
+                 "wte.weight expected [64, 64], found [64, 32]", capsys=capsys)
 
 
 def test_config_with_more_layers_than_file(model_dir):
