@@ -300,7 +300,7 @@ def test_the_server_is_threaded(server):
     still waiting, not dropped). A server that handled one connection at a time would never
     answer the second request (the timeout only ends the test)."""
     with socket.create_connection((HOST, server.port), timeout=120) as stalled:
-        stalled.sendall(b"GET /api/model HTTP/1.1\r\nHost: x\r\n")      # headers not ended yet
+        stalled.sendall(b"GET /api/model HTTP/1.1\r\nHost: localhost\r\n")   # headers not ended yet
         status, _, body, _ = http(server.base, "GET", "/api/model", timeout=120)
         assert status == 200 and json.loads(body)["name"] == "demo"
         stalled.sendall(b"Connection: close\r\n\r\n")                    # now end them
