@@ -19,7 +19,7 @@ from urllib.parse import quote
 import numpy as np
 import pytest
 from browser import ARTIFACTS, WATCH_SCRIPT, cell_point, open_viewer, run_sentence, serving, shot, visible, watched_page
-from hostile import FIGURES, install_summary, record
+from hostile import FIGURES, record
 from modelfiles import SHARED, random_params, small_config, write_model_dir
 
 pytestmark = pytest.mark.browser
@@ -35,10 +35,6 @@ PAYLOADS = [
 ]
 MODEL_NAME = 'm"><img src=x onerror=window.__xss=9>{{7*7}}<b>x'
 SENTENCE = "Say " + "".join(PAYLOADS) + " end"
-
-@pytest.fixture(scope="module", autouse=True)
-def summary(request):
-    install_summary(request.config)
 
 
 @pytest.fixture(scope="module")

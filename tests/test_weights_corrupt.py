@@ -14,26 +14,17 @@ import shutil
 
 import numpy as np
 import pytest
-from hostile import FIGURES, install_summary, record
-from modelfiles import save_tensors, small_config, write_model_dir
+from hostile import FIGURES, record
+from modelfiles import GOOD_WEIGHTS_CONFIG as CFG
+from modelfiles import save_tensors
 
 import gpt2np
 from gpt2np import cli
 from viewer.cli import main as viewer_main
 
-CFG = small_config(n_layer=2, n_head=2, n_embd=32, n_positions=16, vocab_size=64)
 WEIGHTS, CONFIG = "model.safetensors", "config.json"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def summary(request):
-    install_summary(request.config)
-
-
-@pytest.fixture(scope="module")
-def good_dir(tmp_path_factory):
-    path, _ = write_model_dir(tmp_path_factory.mktemp("hgood") / "m", CFG, seed=11, tokenizer="none")
-    return path
 
 
 def header_of(raw):
@@ -177,8 +168,8 @@ CASES = [
 
 
 @pytest.mark.parametrize("issue_case, case, file, phrase, breaker", CASES, ids=[f"{c[0]}: {c[1]}" for c in CASES])
-def test_corrupt_weights_case(good_dir, tmp_path, capsys, issue_case, case, file, phrase, breaker):
-    d = shutil.copytree(good_dir, tmp_path / "m")
+def test_corrupt_weights_case(good_weights_dir, tmp_path, capsys, issue_case, case, file, phrase, breaker):
+    d = shutil.copytree(good_weights_dir, tmp_path / "m")
     breaker(d)
     with pytest.raises(gpt2np.GPT2npError) as info:
         gpt2np.load(d)
@@ -209,9 +200,9 @@ def test_every_case_of_the_issue_is_covered():
     assert sum(c[0] == "truncated file" for c in CASES) >= 5
 
 
-def test_directory_without_a_tokenizer(good_dir, tmp_path, capsys):
+def test_directory_without_a_tokenizer(good_weights_dir, tmp_path, capsys):
     """It loads and runs token ids; text is a clear error (API, CLI exit 2, viewer 400)."""
-    d = shutil.copytree(good_dir, tmp_path / "m")
+    d = shutil.copytree(good_weights_dir, tmp_path / "m")
     model = gpt2np.load(d)
     assert model.tokenizer is None and model.run([1, 2, 3]).n_tokens == 3
     with pytest.raises(gpt2np.GPT2npError, match="no tokenizer .*pass token ids instead of text"):

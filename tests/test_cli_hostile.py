@@ -17,7 +17,6 @@ from hostile import (
     INVALID_UTF8,
     LONE_SURROGATES,
     hostile_texts,
-    install_summary,
     issue_text_cases,
     one_megabyte_text,
     record,
@@ -25,11 +24,6 @@ from hostile import (
 
 import gpt2np
 from gpt2np import cli
-
-
-@pytest.fixture(scope="module", autouse=True)
-def summary(request):
-    install_summary(request.config)
 
 
 @pytest.fixture(scope="module")

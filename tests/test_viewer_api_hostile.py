@@ -18,7 +18,6 @@ from hostile import (
     JSON_LONE_SURROGATES,
     LONE_SURROGATES,
     hostile_texts,
-    install_summary,
     issue_text_cases,
     one_megabyte_text,
     record,
@@ -33,10 +32,6 @@ from viewer.wire import lower_triangle_bytes
 FUZZ = settings(max_examples=300, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
-
-@pytest.fixture(scope="module", autouse=True)
-def summary(request):
-    install_summary(request.config)
 
 
 @pytest.fixture(scope="module")

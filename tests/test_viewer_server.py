@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from demofacts import CONFIG as DEMO
-from hostile import FIGURES, install_summary, record
+from hostile import FIGURES, record
 
 import gpt2np
 from viewer.ledger import pattern_row, query_panel
@@ -40,10 +40,6 @@ OBJECTS = ["the garden.", "the suitcase because it is too big.", "the letter fro
            "Pemberley.", "the ball at Netherfield, and then laughed."]
 SENTENCES = [f"{s} {v} {o}" for s in SUBJECTS for v in VERBS for o in OBJECTS]     # 200
 
-
-@pytest.fixture(scope="module", autouse=True)
-def summary(request):
-    install_summary(request.config)
 
 
 def free_port():
