@@ -1,4 +1,5 @@
-"""Statistics of attention patterns and a classification of heads, pure NumPy over a Trace's arrays.
+"""Statistics of attention patterns, a classification of heads, and the next-token top-k: pure
+NumPy over a Trace's arrays.
 
 Every statistic takes patterns [..., T, T] (rows = queries, columns = keys, rows sum to 1, upper
 triangle 0) and averages over query positions 1..T-1: position 0 can only attend to itself, so
@@ -33,6 +34,9 @@ Head types (`classify_head`, thresholds in `THRESHOLDS`), decided in this order:
     diffuse         none of the above and entropy_norm ≥ 0.7 (spread over many keys)
     mixed           none of the above: attends sharply but by content (to a related word,
                     say), which these positional statistics do not name
+
+The next-token predictions (`probabilities`, `next_token_top_k`) read the logits in float64, for the
+command line, the logit lens, ablation and the viewer alike.
 """
 
 import numpy as np
@@ -51,6 +55,36 @@ HEAD_TYPES = ("induction", "previous-token", "self", "sink", "broadcast", "diffu
 # The positional types: (type, the statistic it is judged by, its key in THRESHOLDS).
 POSITIONAL_TYPES = (("previous-token", "previous", "previous"), ("self", "self", "self"),
                     ("sink", "sink", "sink"), ("broadcast", "top_column_share", "broadcast"))
+
+
+# -- next-token predictions ---------------------------------------------------------------------
+def probabilities(logits):
+    """Softmax in float64 over the vocabulary. [..., V] -> [..., V]"""
+    z = np.asarray(logits, dtype=np.float64)
+    p = np.exp(z - z.max(axis=-1, keepdims=True))
+    return p / p.sum(axis=-1, keepdims=True)
+
+
+def next_token_top_k(logits, k=5, block=64):
+    """The k most probable next tokens after every position, best first; ties: the lower id first.
+
+    logits [..., V] -> (ids [..., k] int64, probs [..., k] float64). Rows are done `block` at a
+    time, so 1,024 positions of GPT-2's vocabulary never need a [1024, V] float64 array.
+    """
+    logits = np.asarray(logits)
+    V = logits.shape[-1]
+    k = min(k, V)
+    rows = logits.reshape(-1, V)                                      # [N, V]
+    ids = np.empty((len(rows), k), dtype=np.int64)
+    probs = np.empty((len(rows), k), dtype=np.float64)
+    for start in range(0, len(rows), block):
+        p = probabilities(rows[start:start + block])                  # [B, V]
+        kth = -np.partition(-p, k - 1, axis=-1)[:, k - 1]             # [B] the k-th largest
+        for b, row in enumerate(p):
+            tied = np.flatnonzero(row >= kth[b])                      # k or more candidates
+            ids[start + b] = tied[np.lexsort((tied, -row[tied]))][:k]
+        probs[start:start + len(p)] = np.take_along_axis(p, ids[start:start + len(p)], axis=-1)
+    return ids.reshape(*logits.shape[:-1], k), probs.reshape(*logits.shape[:-1], k)
 
 
 # -- the original three (used by cli.py; top_keys also by the viewer and findings) --------------

@@ -12,11 +12,11 @@ from . import engine as cpu_engine
 from . import model as reading_path
 from .config import GPT2Config
 from .errors import GPT2npError
+from .heads import check_head
 from .hub import resolve
 from .tokenizer import Tokenizer
 from .trace import Trace
 from .weights import count_params, load_params
-
 
 # Which code computes a run: "reference" is model.py's plain math, the code a learner reads and can
 # step through; "fast" is the same forward pass with engine.py's CPU kernels. Tests hold them equal.
@@ -35,6 +35,7 @@ class ModelInfo:
     name: str
     origin: str
     n_params: int
+    kind: str = "local"     # "demo", "official" (pinned, sha256-checked), "hub" or "local" (hub.ModelSource)
 
     def describe(self):
         """One line naming the model, where it came from and its size."""
@@ -121,9 +122,7 @@ class Model:
                 ids = [self.bos_id(), *ids]
         ids = self.check_ids(ids)
         for layer, head in z_ablation or {}:
-            if not (0 <= layer < self.config.n_layer and 0 <= head < self.config.n_head):
-                raise GPT2npError(f"Cannot ablate head {layer}.{head}: this model has layers "
-                                  f"0–{self.config.n_layer - 1} and heads 0–{self.config.n_head - 1}.")
+            check_head(self.config, layer, head)
         acts = ENGINES[engine](self.params, self.config, ids, z_ablation)
         return Trace(acts, ids, self.token_strings(ids), self.info.name, engine)
 
@@ -141,5 +140,5 @@ def load(name_or_dir="demo", allow_download=True, engine=DEFAULT_ENGINE):
         raise GPT2npError(
             f"{source.directory}: the tokenizer has {tokenizer.vocab_size} tokens but the model only "
             f"{config.vocab_size}; the tokenizer belongs to another model.")
-    info = ModelInfo(source.name, source.origin, count_params(params))
+    info = ModelInfo(source.name, source.origin, count_params(params), source.kind)
     return Model(config, params, tokenizer, info, engine)

@@ -1,16 +1,16 @@
 """`python -m gpt2np corpus FILE|DIR|- [options]`: head statistics over many texts (gpt2np.corpus).
 
 Only argument parsing and printing live here. A progress bar (tqdm, on standard error) shows
-windows/s and the time left; the results file is rewritten as the work goes, so Ctrl+C (exit 130)
-or a rerun of the same command loses nothing. User errors print one line and exit 2.
+windows/s and the time left; the results file is rewritten as the work goes, so Ctrl+C (exit 130,
+with a line saying how to continue) loses nothing. User errors reach `cli.main`, which prints one
+line.
 """
 
 import argparse
 import sys
 
 from . import corpus
-from .api import DEFAULT_ENGINE, ENGINES
-from .cli import DEFAULT_MODEL, show
+from .cli import DEFAULT_MODEL, add_engine_option, show
 from .engine import N_CORES
 from .errors import GPT2npError
 
@@ -51,8 +51,7 @@ def build_parser():
                         "such bytes as U+FFFD")
     p.add_argument("--checkpoint-every", type=float, default=60.0, metavar="SECONDS",
                    help="seconds between rewrites of --out while measuring (default 60)")
-    p.add_argument("--engine", choices=list(ENGINES), default=DEFAULT_ENGINE,
-                   help=f"which code computes the forward passes (default {DEFAULT_ENGINE})")
+    add_engine_option(p)
     return p
 
 
@@ -152,15 +151,13 @@ def run(args):
     return 0
 
 
-def main(argv=None):
-    """`python -m gpt2np corpus ...`: 0 done, 2 a user error, 130 interrupted (results kept)."""
-    args = build_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
+def corpus_command(argv):
+    """`python -m gpt2np corpus ...`: 0 done, 130 interrupted (results kept); user errors
+    (GPT2npError) reach cli.main (exit 2)."""
+    args = build_parser().parse_args(argv)
     try:
         return run(args)
     except corpus.Interrupted as e:
         print(f"\ngpt2np corpus: interrupted after {e.done} of {e.total} windows; they are saved "
               f"in {e.out}. Run the same command again to continue from there.", file=sys.stderr)
         return 130
-    except GPT2npError as e:
-        print(f"gpt2np: error: {e}", file=sys.stderr)
-        return 2

@@ -38,9 +38,11 @@ import math
 import os
 import signal
 import sys
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor
 from concurrent.futures import wait as wait_first
+from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -249,8 +251,7 @@ def window_stats(model, ids, context):
     types = np.empty((cfg.n_layer, cfg.n_head), dtype=np.int64)
     for L in range(cfg.n_layer):
         pattern = trace.pattern(L).astype(np.float64)                       # [H, T, T]
-        w_o = analysis.head_output_weights(model.params[f"h.{L}.attn.c_proj.weight"], cfg.n_head)
-        vw = analysis.value_weighted_pattern(pattern, trace[f"blocks.{L}.attn.hook_v"], w_o)
+        vw = findings.value_weighted(model, trace, L)                       # [H, T, T]
         queries = {"entropy": analysis.row_entropy(pattern)[:, 1:],
                    "sink": analysis.sink_per_query(pattern),
                    "previous": analysis.previous_per_query(pattern),
@@ -356,7 +357,9 @@ class Totals:
         return np.sqrt(self.m2 / max(self.windows - 1, 1))
 
     def state(self):
-        tops = lambda t: [x.tolist() for x in (np.where(np.isfinite(t[0]), t[0], 0.0), t[1], t[2])]
+        def tops(top):                        # empty slots (window -1) hold -inf: written as 0
+            value, window, position = top
+            return [np.where(window >= 0, value, 0.0).tolist(), window.tolist(), position.tolist()]
         return {"windows": self.windows, "top_k": self.top_k, "mean": self.mean.tolist(),
                 "m2": self.m2.tolist(), "histogram": self.histogram.tolist(),
                 "top_windows": tops(self.top_windows), "top_positions": tops(self.top_positions),
@@ -449,7 +452,9 @@ def report(model, corpus, settings, totals, fingerprint, spec=None):
 
 def prediction_rows(totals, cfg):
     rows, d, n = [], totals.detail, totals.windows
-    per_layer = lambda counts, layers: {str(L): float(counts[L] / n) for L in layers if n}
+
+    def per_layer(counts, layers):
+        return {str(L): float(counts[L] / n) for L in layers if n}
     measured = {
         1: {"max_above_diagonal": d["above_diagonal"]},
         2: {"min_first_weight": d["first_weight"], "max_first_entropy_bits": d["first_entropy"]},
@@ -498,7 +503,8 @@ def window_view(model, corpus, k):
             "tokens": model.token_strings(ids), "text": text}
     again = model.tokenizer.encode(text)
     if again != text_ids:
-        ends = lambda seq: [len(model.tokenizer.decode(seq[:j + 1])) for j in range(len(seq))]
+        def ends(seq):                                   # character offset where each token ends
+            return [len(model.tokenizer.decode(seq[:j + 1])) for j in range(len(seq))]
         mine, theirs = ends(text_ids), ends(again)
         mapped = [theirs.index(e) + bos if e in theirs else None for e in mine]
         view["view_positions"] = ([0] if bos else []) + mapped
@@ -544,8 +550,8 @@ class LocalWorkers:
     def submit(self, ids):
         return self.pool.submit(_local_task, ids)
 
-    def wait(self, futures):
-        return wait_first(futures, return_when=FIRST_COMPLETED).done
+    def wait(self, futures, timeout):
+        return wait_first(futures, timeout, return_when=FIRST_COMPLETED).done
 
     def close(self):
         self.pool.shutdown(wait=True, cancel_futures=True)
@@ -575,8 +581,11 @@ class DaskWorkers:
     def submit(self, ids):
         return self.client.submit(dask_task, *self.args, ids, pure=False)
 
-    def wait(self, futures):
-        return self.distributed.wait(list(futures), return_when="FIRST_COMPLETED").done
+    def wait(self, futures, timeout):
+        try:
+            return self.distributed.wait(list(futures), timeout, return_when="FIRST_COMPLETED").done
+        except TimeoutError:
+            return set()
 
     def close(self):
         self.client.close()
@@ -594,27 +603,46 @@ class InProcess:
         f.set_result(measure_window(self.model, ids, self.context))
         return f
 
-    def wait(self, futures):
+    def wait(self, futures, timeout):
         return set(futures)
 
     def close(self):
         pass
 
 
-def fold_windows(backend, corpus, totals, end, on_window=None):
+def fold_windows(backend, corpus, totals, end, on_window=None, stop=None):
     """Compute windows totals.windows..end-1 on `backend`, folding each into `totals` in window
-    order; at most two windows per worker are in flight. on_window(totals) after every fold."""
+    order; at most two windows per worker are in flight. on_window(totals) after every fold.
+    stop: an Event (`ctrl_c_between_windows`); once set, KeyboardInterrupt between two folds."""
     pending, ready, following = {}, {}, totals.windows
     while totals.windows < end:
         while following < end and len(pending) + len(ready) < 2 * backend.size:
             pending[backend.submit(corpus.ids(following))] = following
             following += 1
-        for future in backend.wait(pending):
+        for future in backend.wait(pending, timeout=0.2):
             ready[pending.pop(future)] = future.result()
-        while totals.windows in ready:
+        while totals.windows in ready and not (stop and stop.is_set()):
             totals.add(totals.windows, ready.pop(totals.windows))
             if on_window:
                 on_window(totals)
+        if stop and stop.is_set():
+            raise KeyboardInterrupt
+
+
+@contextmanager
+def ctrl_c_between_windows():
+    """While measuring, Ctrl+C (SIGINT) only sets the Event yielded, which `fold_windows` reads
+    between two windows: a window is never half folded into the sums that get saved. (Only the
+    main thread receives signals; elsewhere the Event is never set.)"""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 # -- the whole run -------------------------------------------------------------------------------
@@ -694,7 +722,8 @@ def measure(model, texts, window=128, stride=None, bos=False, top_k=5, workers=1
             write_json(out, result(run))       # a file to resume from, and a writable --out
         if progress:
             progress(totals.windows, end)
-        fold_windows(backend, corpus, totals, end, after_window)
+        with ctrl_c_between_windows() as stop:
+            fold_windows(backend, corpus, totals, end, after_window, stop)
     except BaseException as e:                 # Ctrl+C, a worker that died, ...: keep what is done
         run["interrupted"] = True
         if out:

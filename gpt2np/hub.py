@@ -18,7 +18,6 @@ from .errors import GPT2npError
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEMO_DIR = PACKAGE_DIR / "demo"
 MODEL_FILES = ("config.json", "model.safetensors")
-TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "merges.txt")
 
 
 @dataclass(frozen=True)
@@ -44,6 +43,7 @@ class ModelSource:
     name: str           # short name shown everywhere ("gpt2", "demo", a folder's name)
     directory: Path
     origin: str         # one line: where the files came from
+    kind: str           # "demo" (bundled), "official" (pinned, sha256-checked), "hub" or "local"
 
 
 def weights_dir():
@@ -135,7 +135,7 @@ def download(name, hub_model, target):
 
 def download_failure(name, hub_model, target, filename, error):
     """One paragraph for a failed download: what happened to which file, and what to do next."""
-    import httpx2   # its errors tell a network that cannot be reached from a transfer that broke off
+    import httpx2  # its errors tell a network that cannot be reached from a transfer that broke off
     from huggingface_hub import constants, errors
 
     if isinstance(error, errors.LocalEntryNotFoundError) and error.__cause__ is not None:
@@ -189,12 +189,13 @@ def resolve(name, allow_download=True):
     name = str(name)
     path = Path(name).expanduser()
     if path.is_dir():
-        return ModelSource(path.resolve().name, path.resolve(), f"local directory {path.resolve()}")
+        return ModelSource(path.resolve().name, path.resolve(), f"local directory {path.resolve()}", "local")
     if name == "demo":
         if not is_complete(DEMO_DIR):
             raise GPT2npError(f"The bundled demo model is missing from {DEMO_DIR}; reinstall "
                               "gpt2np, or train it: python scripts/train_demo_model.py")
-        return ModelSource("demo", DEMO_DIR, "bundled demo model, trained in this repository — not GPT-2")
+        return ModelSource("demo", DEMO_DIR, "bundled demo model, trained in this repository — not GPT-2",
+                           "demo")
 
     if name in KNOWN_MODELS:
         hub_model, target = KNOWN_MODELS[name], weights_dir() / name
@@ -213,4 +214,4 @@ def resolve(name, allow_download=True):
     if hub_model.sha256:
         verify_sha256(target / "model.safetensors", hub_model.sha256)
     origin = f"Hugging Face Hub {hub_model.repo_id}@{hub_model.revision[:7]}, cached in {target}"
-    return ModelSource(name, target, origin)
+    return ModelSource(name, target, origin, "official" if hub_model.sha256 else "hub")

@@ -19,23 +19,19 @@ from difflib import SequenceMatcher
 
 import numpy as np
 
+from .analysis import next_token_top_k, probabilities
 from .errors import GPT2npError
+from .heads import head_name, parse_heads
 from .ops import layer_norm
+from .trace import residual_stream_names
 
 
 # -- small shared helpers ------------------------------------------------------------------------
-def probabilities(logits):
-    """Softmax in float64 of one logit row. [V] -> [V]"""
-    z = np.asarray(logits, dtype=np.float64)
-    p = np.exp(z - z.max())
-    return p / p.sum()
-
-
-def top_tokens(model, probs, k=5):
-    """The k most probable tokens: [{"token", "id", "p"}], best first."""
-    best = np.argsort(-probs, kind="stable")[:k]
-    return [{"token": s, "id": int(i), "p": float(probs[i])}
-            for s, i in zip(model.token_strings(best), best)]
+def top_tokens(model, logits, k=5):
+    """The k most probable next tokens from one logit row: [{"token", "id", "p"}], best first."""
+    ids, probs = next_token_top_k(logits, k)
+    return [{"token": s, "id": int(i), "p": float(p)}
+            for s, i, p in zip(model.token_strings(ids), ids, probs)]
 
 
 def rank_of(probs, token_id):
@@ -43,44 +39,10 @@ def rank_of(probs, token_id):
     return int((probs > probs[token_id]).sum()) + 1
 
 
-def head_name(layer, head):
-    return f"{layer}.{head}"
-
-
-def parse_heads(specs, config):
-    """Heads given as "4.11", "4.11,5.1", "4.11 5.1", (4, 11) or [4, 11] -> sorted (layer, head) list.
-
-    Checks every head against the model's shape.
-    """
-    if isinstance(specs, str) or (isinstance(specs, tuple) and len(specs) == 2
-                                  and all(isinstance(x, (int, np.integer)) for x in specs)):
-        specs = [specs]
-    heads = set()
-    for spec in specs:
-        parts = spec.replace(",", " ").split() if isinstance(spec, str) else [spec]
-        for part in parts:
-            try:
-                layer, head = (map(int, part.strip().split(".")) if isinstance(part, str)
-                               else map(int, part))
-            except (ValueError, TypeError):
-                raise GPT2npError(f"Cannot read the head {part!r}: write heads as LAYER.HEAD, "
-                                  "e.g. 4.11 for layer 4, head 11.") from None
-            if not (0 <= layer < config.n_layer and 0 <= head < config.n_head):
-                raise GPT2npError(f"There is no head {layer}.{head}: this model has layers "
-                                  f"0–{config.n_layer - 1} and heads 0–{config.n_head - 1}.")
-            heads.add((layer, head))
-    if not heads:
-        raise GPT2npError("No heads given: name at least one head as LAYER.HEAD, e.g. 4.11.")
-    return sorted(heads)
-
-
 def token_id(model, token):
     """A token given as an id or as text that is exactly one token -> id."""
     if isinstance(token, (int, np.integer)) and not isinstance(token, bool):
-        if not 0 <= token < model.config.vocab_size:
-            raise GPT2npError(f"Token id {token} is out of range: the vocabulary has ids "
-                              f"0 to {model.config.vocab_size - 1}.")
-        return int(token)
+        return int(model.check_ids([int(token)])[0])          # out of the vocabulary: an error
     if not isinstance(token, str) or not token:
         raise GPT2npError(f"Give the token as text or as an id, got {token!r}.")
     if model.tokenizer is None:
@@ -120,17 +82,17 @@ def logit_lens(model, trace, position=-1, k=5, target=None):
     p = model.params
     position = check_position(trace, position)
     eps = model.config.layer_norm_epsilon
-    names = ["blocks.0.hook_resid_pre"] + [f"blocks.{L}.hook_resid_post" for L in range(trace.n_layer)]
+    names = residual_stream_names(trace.n_layer)
     resid = np.stack([trace[n][position] for n in names])                              # [L+1, d]
     logits = lens_logits(resid, p["ln_f.weight"], p["ln_f.bias"], p["wte.weight"], eps)  # [L+1, V]
-    probs = [probabilities(row) for row in logits]
+    probs = probabilities(logits)                                                      # [L+1, V]
     target_id = int(np.argmax(probs[-1])) if target is None else token_id(model, target)
     streams = []
-    for depth, (name, pr) in enumerate(zip(names, probs)):
+    for depth, (name, row, pr) in enumerate(zip(names, logits, probs)):
         streams.append({
             "name": name, "layer": depth - 1,
             "label": "embeddings" if depth == 0 else f"after layer {depth - 1}",
-            "top": top_tokens(model, pr, k),
+            "top": top_tokens(model, row, k),
             "target_p": float(pr[target_id]), "target_rank": rank_of(pr, target_id)})
     return {"position": position, "token": trace.tokens[position],
             "target": {"token": model.token_strings([target_id])[0], "id": target_id},
@@ -171,8 +133,9 @@ def ablate(model, text_or_ids, heads, mode="zero", token=None, k=5, position=-1,
         values = {(L, H): mean_z(refs, L, H) for L, H in heads}
     ablated = model.run(base.ids, z_ablation=values)
 
-    p0, p1 = probabilities(base.logits[position]), probabilities(ablated.logits[position])
-    before, after = top_tokens(model, p0, k), top_tokens(model, p1, k)
+    logits0, logits1 = base.logits[position], ablated.logits[position]         # [V] each
+    p0, p1 = probabilities(logits0), probabilities(logits1)
+    before, after = top_tokens(model, logits0, k), top_tokens(model, logits1, k)
 
     def change(i):
         return {"token": model.token_strings([i])[0], "id": int(i),
@@ -279,5 +242,5 @@ def minimal_pair(model, text_a, text_b, bos=False, k=5):
     result = attention_changes(ta, tb)
     side = lambda text, t: {"text": text if isinstance(text, str) else None,  # noqa: E731
                             "tokens": t.tokens, "ids": t.ids.tolist(),
-                            "next": top_tokens(model, probabilities(t.logits[-1]), k)}
+                            "next": top_tokens(model, t.logits[-1], k)}
     return {"a": side(text_a, ta), "b": side(text_b, tb), **result}

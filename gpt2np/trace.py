@@ -13,6 +13,12 @@ import numpy as np
 from .errors import GPT2npError
 
 
+def residual_stream_names(n_layer):
+    """The residual stream at every depth: the embeddings (`blocks.0.hook_resid_pre`), then after
+    each layer (`blocks.L.hook_resid_post`). -> n_layer + 1 names"""
+    return ["blocks.0.hook_resid_pre"] + [f"blocks.{L}.hook_resid_post" for L in range(n_layer)]
+
+
 class Trace(Mapping):
     """Named intermediates of one run. `trace[name]`, `trace.names()`, `trace.ids`, `trace.tokens`."""
 

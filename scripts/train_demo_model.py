@@ -405,7 +405,7 @@ def train(model, data, hp, seed, heldout_windows, probe):
                 x = repeat_halves(x, hp["repeat"], hp["repeat_kind"], gen, MODEL["vocab_size"] - 1)
             parts.append((next_token_loss(model, x), batch * (seq_len - 1)))
             n_total += batch * (seq_len - 1)
-        loss = sum(l * n for l, n in parts) / n_total     # mean over every predicted token
+        loss = sum(part * n for part, n in parts) / n_total     # mean over every predicted token
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), hp["grad_clip"])
@@ -628,7 +628,7 @@ Sample (top-k 20): *{record['sample']}*
 Rebuild it with `python scripts/train_demo_model.py` (see `training.json` for every setting and
 measurement). Weights and this card: same licence as gpt2np (MIT); the training text is in the
 public domain.
-"""
+"""  # noqa: E501 - a markdown table row or list item is one line of the card
     (out / "README.md").write_text(card)
 
 

@@ -40,7 +40,8 @@ window.__created = [];
 const observer = new MutationObserver((records) => {
   for (const r of records) for (const n of r.addedNodes)
     if (n.nodeType === 1) for (const e of [n, ...n.querySelectorAll('*')])
-      if (/^(script|img|iframe|svg|object|embed|style|link|form|meta|base)$/i.test(e.tagName)) window.__created.push(e.outerHTML.slice(0, 200));
+      if (/^(script|img|iframe|svg|object|embed|style|link|form|meta|base)$/i.test(e.tagName))
+        window.__created.push(e.outerHTML.slice(0, 200));
 });
 // From the end of the HTML parse on: what the page's scripts create (the markup of the page
 // itself, head and body, is the server's template).

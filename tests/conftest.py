@@ -5,10 +5,14 @@ a stand-in Hugging Face Hub on 127.0.0.1 (localhub.py), and the Chromium the bro
 import re
 
 import pytest
-
 from browser import CHROMIUM, CHROMIUM_ARGS
+from hostile import install_summary
 from localhub import LocalHub, use_hub
-from modelfiles import SHARED, small_config, write_model_dir
+from modelfiles import GOOD_WEIGHTS_CONFIG, SHARED, small_config, write_model_dir
+
+
+def pytest_configure(config):
+    install_summary(config)        # the hostile-input tally, printed after the run (hostile.py)
 
 
 def pytest_report_header(config):
@@ -28,6 +32,15 @@ def shared_gpt2():
 def small_model_dir(tmp_path_factory):
     """2 layers × 3 heads × 48 dims, context 64, vocab 100, official layout, no tokenizer."""
     path, _ = write_model_dir(tmp_path_factory.mktemp("small") / "small-2x3x48", small_config(), seed=1)
+    return path
+
+
+@pytest.fixture(scope="session")
+def good_weights_dir(tmp_path_factory):
+    """2 layers × 2 heads × 32 dims, context 16, vocab 64, official layout, no tokenizer: the
+    good file that the weight-loading tests copy and then break."""
+    path, _ = write_model_dir(tmp_path_factory.mktemp("good") / "m", GOOD_WEIGHTS_CONFIG, seed=7,
+                              tokenizer="none")
     return path
 
 
@@ -61,7 +74,7 @@ def local_hub(monkeypatch, tmp_path):
 @pytest.fixture(scope="module")
 def browser():
     """Chromium (GPT2NP_CHROMIUM, default /usr/bin/chromium) through Playwright, one per test module."""
-    from playwright import sync_api   # the test extra installs it: a missing Playwright fails, never skips
+    from playwright import sync_api  # the test extra installs it: a missing Playwright fails, never skips
     with sync_api.sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield b

@@ -248,7 +248,7 @@ def test_wilson_interval_against_published_values():
 
 
 # -- checkpoints ---------------------------------------------------------------------------------
-def test_resume_after_max_windows_and_after_an_interrupt(small_text_model_dir, tmp_path):
+def test_resume_after_max_windows_and_after_an_interrupt(small_text_model_dir, tmp_path, monkeypatch):
     run = lambda out, **kw: corpus.measure(small_text_model_dir, TEXTS, window=12, workers=0,  # noqa: E731
                                            out=out, **kw)
     whole = run(tmp_path / "whole.json")
@@ -272,6 +272,21 @@ def test_resume_after_max_windows_and_after_an_interrupt(small_text_model_dir, t
     assert WITHOUT_RUN(run(tmp_path / "cut.json")) == WITHOUT_RUN(whole)
     assert WITHOUT_RUN(json.loads((tmp_path / "cut.json").read_text())) == \
         WITHOUT_RUN(json.loads((tmp_path / "whole.json").read_text()))
+
+    # Ctrl+C (a real SIGINT) while a window is being folded: the window is folded whole first.
+    merge_top, calls = corpus.merge_top, []
+
+    def merge_top_then_sigint(*args):
+        calls.append(1)
+        if len(calls) == 13:                 # window 6's first merge: mean, m2, histogram already in
+            signal.raise_signal(signal.SIGINT)
+        return merge_top(*args)
+    monkeypatch.setattr(corpus, "merge_top", merge_top_then_sigint)
+    with pytest.raises(corpus.Interrupted) as stopped:
+        run(tmp_path / "sigint.json")
+    monkeypatch.setattr(corpus, "merge_top", merge_top)
+    assert stopped.value.done == 7
+    assert WITHOUT_RUN(run(tmp_path / "sigint.json")) == WITHOUT_RUN(whole)
 
     with pytest.raises(gpt2np.GPT2npError, match="another model, input or settings"):
         corpus.measure(small_text_model_dir, TEXTS, window=10, workers=0, out=tmp_path / "whole.json")

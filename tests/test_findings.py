@@ -11,6 +11,7 @@ from modelfiles import small_config, write_model_dir
 from patterns import one_key
 
 import gpt2np
+from gpt2np import cli
 from gpt2np import findings as F
 from gpt2np.trace import Trace
 
@@ -26,6 +27,11 @@ def texty_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def texty(texty_dir):
     return gpt2np.load(texty_dir)
+
+
+def findings_main(argv):
+    """`python -m gpt2np findings ARGV`, as the command line runs it."""
+    return cli.main(["findings", *argv])
 
 
 # -- the checks, on constructed input -------------------------------------------------------------
@@ -156,12 +162,12 @@ def test_report_on_a_small_text_model(texty):
 
 
 def test_findings_command(texty_dir, capsys):
-    assert F.main(["--model", str(texty_dir)]) == 0
+    assert findings_main(["--model", str(texty_dir)]) == 0
     out = capsys.readouterr().out
     for line in ("1. [holds] the upper triangle", "2. [holds] the first token",
                  "3. [not applicable]", "not GPT-2 small: skipped", "Head types"):
         assert line in out
-    assert F.main(["--model", str(texty_dir), "--json", "--sentence", "One two three four.",
+    assert findings_main(["--model", str(texty_dir), "--json", "--sentence", "One two three four.",
                    "--coref-sentence", "The cup is in the box because it is small.",
                    "--candidates", "box", "cup"]) == 0
     r = json.loads(capsys.readouterr().out)
@@ -171,12 +177,12 @@ def test_findings_command(texty_dir, capsys):
 
 def test_findings_tools_from_the_command_line(texty_dir, capsys):
     m = ["--model", str(texty_dir)]
-    assert F.main(m + ["--lens", "The quick brown fox jumps over the lazy", "--token", " dog"]) == 0
+    assert findings_main(m + ["--lens", "The quick brown fox jumps over the lazy", "--token", " dog"]) == 0
     assert "following \" dog\" (id 3290)" in capsys.readouterr().out
-    assert F.main(m + ["--ablate", "1.1", "0.2", "--token", " small", "--json"]) == 0
+    assert findings_main(m + ["--ablate", "1.1", "0.2", "--token", " small", "--json"]) == 0
     r = json.loads(capsys.readouterr().out)
     assert r["heads"] == ["0.2", "1.1"] and r["token"]["token"] == " small"
-    assert F.main(m + ["--pair", "The cat sat.", "The big cat sat."]) == 0
+    assert findings_main(m + ["--pair", "The cat sat.", "The big cat sat."]) == 0
     assert "compared on the 4 tokens they share" in capsys.readouterr().out
 
 
@@ -187,7 +193,7 @@ def test_findings_errors_exit_2_with_one_line(texty_dir, small_model_dir, tmp_pa
         (["--model", str(texty_dir), "--ablate", "7.0"], "There is no head 7.0"),
         (["--model", str(texty_dir), "--coref-sentence", "No pronoun here."], "'it' is not in"),
     ]:
-        assert F.main(argv) == 2
+        assert findings_main(argv) == 2
         err = capsys.readouterr().err
         assert err.startswith("gpt2np: error: ") and message in err and err.count("\n") == 1
 
@@ -201,7 +207,7 @@ def test_cli_dispatches_findings(texty_dir, capsys):
 @pytest.mark.slow
 def test_report_on_gpt2_layout(gpt2_layout_dir, capsys):
     """GPT-2 small's shape: the published roles are measured, each with its source."""
-    assert F.main(["--model", str(gpt2_layout_dir), "--json"]) == 0
+    assert findings_main(["--model", str(gpt2_layout_dir), "--json"]) == 0
     r = json.loads(capsys.readouterr().out)
     assert (r["model"]["n_layer"], r["model"]["n_head"]) == (12, 12) and len(r["heads"]) == 144
     v = {p["id"]: p for p in r["predictions"]}
@@ -275,7 +281,7 @@ def test_report_on_the_demo_model(capsys):
     # The strongest previous-token head of the report's sentences is the record's.
     best = max(heads.values(), key=lambda row: row["previous"])
     assert (best["layer"], best["index"]) == card_head("best_prev_token"), best
-    assert F.main(["--model", "demo", "--table"]) == 0
+    assert findings_main(["--model", "demo", "--table"]) == 0
     assert f"layer {L - 1:>2}:" in capsys.readouterr().out
 
 

@@ -56,6 +56,7 @@ def test_placed_files_are_used_without_download(monkeypatch, offline):
         real.repo_id, real.revision, hub.sha256_of(offline / "gpt2" / "model.safetensors")))
     model = gpt2np.load("gpt2")
     assert model.info.name == "gpt2" and "openai-community/gpt2@607a30d" in model.info.origin
+    assert model.info.kind == "official"                        # pinned and sha256-checked
     assert (offline / "gpt2" / "model.safetensors.sha256-ok").is_file()   # verified once, remembered
     gpt2np.load("gpt2")
 
@@ -85,3 +86,12 @@ def test_not_downloaded_and_no_download_allowed(offline):
 def test_local_directory_is_used_as_is(small_model_dir):
     source = hub.resolve(str(small_model_dir))
     assert source.directory == small_model_dir and source.origin.startswith("local directory")
+    assert source.kind == "local" and hub.resolve("demo").kind == "demo"
+
+
+def test_a_hub_model_without_a_pin_is_kind_hub(monkeypatch, tmp_path):
+    write_model_dir(tmp_path / "distilgpt2", small_config(vocab_size=50257), seed=1)
+    monkeypatch.setenv("GPT2NP_WEIGHTS", str(tmp_path))
+    assert hub.resolve("distilgpt2").kind == "hub"
+    write_model_dir(tmp_path / "someone--tiny-gpt2", small_config(vocab_size=50257), seed=1)
+    assert hub.resolve("someone/tiny-gpt2").kind == "hub"

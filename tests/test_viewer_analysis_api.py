@@ -2,8 +2,9 @@
 checked against a direct call of the gpt2np function the endpoint wraps, and every error is JSON.
 
 Models: the bundled demo model (learned attention, its own tokenizer; its shape, heads and
-inputs come from its files through demofacts.py), the GPT-2-layout model (12 × 12, random weights) for the 144-row table and the
-published roles of GPT-2 small, a model without tokenizer, and one too short for the probe.
+inputs come from its files through demofacts.py), the GPT-2-layout model (12 × 12, random
+weights) for the 144-row table and the published roles of GPT-2 small, a model without
+tokenizer, and one too short for the probe.
 """
 
 import json
@@ -120,7 +121,9 @@ def test_heads_table_of_a_gpt2_layout_model_has_144_rows(gpt2_layout_dir):
     # Name movers and copy suppression: the last token's weight on " Mary" and on " John" (GPT-2's
     # tokens), read here from the model's own pattern.
     ioi = model.run(roles["ioi_sentence"])
-    on = lambda name, layer, h: float(ioi.pattern(layer, h)[-1, [k for k, t in enumerate(ioi.tokens) if t == name]].sum())
+    def on(name, layer, h):
+        return float(ioi.pattern(layer, h)[-1, [k for k, t in enumerate(ioi.tokens) if t == name]].sum())
+
     for role in roles["roles"]:
         stat = {"previous-token": "previous", "induction": "induction"}.get(role["role"], "ioi")
         for h in role["heads"]:
@@ -210,7 +213,7 @@ def test_lens_errors(client, ran, demo):
     assert "characters long" in error_of(client.get(url + "?target=" + "x" * 500), 400)
     for k in ("0", str(MAX_K + 1), "x", "1.5"):
         assert f"from 1 to {MAX_K}" in error_of(client.get(url + f"?k={k}"), 400)
-    assert f"position 0 to {T - 1}" in error_of(client.get(url + f"?position={T}"), 400)
+    assert f"position, a whole number from 0 to {T - 1}" in error_of(client.get(url + f"?position={T}"), 400)
     assert "Unknown or expired run" in error_of(client.get("/api/runs/nope/lens"), 404)
 
 
@@ -367,7 +370,7 @@ def test_pair_errors(client, ran, demo):
     b = client.post(url, json={"text": SMALL}).get_json()["b"]["handle"]
     diff = f"/api/runs/{handle}/pair/{b}/diff"
     assert "Unknown or expired run" in error_of(client.get(f"/api/runs/{handle}/pair/nope/diff?layer=0&head=0"), 404)
-    assert f"layer 0 to {L - 1}" in error_of(client.get(diff + f"?layer={L}&head=0"), 400)
+    assert f"layer, a whole number from 0 to {L - 1}" in error_of(client.get(diff + f"?layer={L}&head=0"), 400)
     assert "Missing ?head=" in error_of(client.get(diff + "?layer=0"), 400)
     assert "POST" in error_of(client.get(url), 405)
 

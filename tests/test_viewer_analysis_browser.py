@@ -11,8 +11,19 @@ import urllib.request
 
 import pytest
 from browser import (  # noqa: F401 - demo_server and server are fixtures
-    HOSTILE, api_get, api_post, demo_server, element_shot, open_viewer, run_sentence, server, shot, visible,
-    wait_head, watched_page)
+    HOSTILE,
+    api_get,
+    api_post,
+    demo_server,
+    element_shot,
+    open_viewer,
+    run_sentence,
+    server,
+    shot,
+    visible,
+    wait_head,
+    watched_page,
+)
 from demofacts import CONFIG, card_head, head_name, one_token_swap
 
 import gpt2np
@@ -50,7 +61,8 @@ def wait_heads_table(page):
 
 
 def table_order(page):
-    return page.eval_on_selector_all("#heads-card tbody tr", "rows => rows.map(r => `${r.dataset.layer}.${r.dataset.head}`)")
+    return page.eval_on_selector_all("#heads-card tbody tr",
+                                     "rows => rows.map(r => `${r.dataset.layer}.${r.dataset.head}`)")
 
 
 # -- heads table (GPT-2 layout: 144 heads) --------------------------------------------------------
@@ -71,11 +83,14 @@ def test_heads_table_sorts_and_opens_a_head(gpt2_page, server):
     first = page.locator("#heads-card tbody tr").first
     assert first.locator("td").nth(3).inner_text() == f"{by_sink[0]['sink']:.3f}"
     page.get_by_test_id("heads-sort-sink").click()                            # again: ascending
-    assert table_order(page) == [h["head"] for h in sorted(api["heads"], key=lambda h: (h["sink"], h["layer"], h["index"]))]
+    def ordered(key):
+        return [h["head"] for h in sorted(api["heads"], key=lambda h: (key(h), h["layer"], h["index"]))]
+
+    assert table_order(page) == ordered(lambda h: h["sink"])
     page.get_by_test_id("heads-sort-entropy").click()
-    assert table_order(page) == [h["head"] for h in sorted(api["heads"], key=lambda h: (-h["entropy"], h["layer"], h["index"]))]
+    assert table_order(page) == ordered(lambda h: -h["entropy"])
     page.get_by_test_id("heads-sort-type").click()
-    assert table_order(page) == [h["head"] for h in sorted(api["heads"], key=lambda h: (h["type"], h["layer"], h["index"]))]
+    assert table_order(page) == ordered(lambda h: h["type"])
 
     # A row opens its head in the heatmap, and the row follows the heatmap.
     page.get_by_test_id("heads-sort-induction").click()
@@ -84,7 +99,8 @@ def test_heads_table_sorts_and_opens_a_head(gpt2_page, server):
     assert table_order(page)[0] == top["head"]
     row.click()
     wait_head(page, top["layer"], top["index"])
-    assert page.get_by_test_id("heatmap-title").inner_text() == f"blocks.{top['layer']}.attn.hook_pattern[{top['index']}]"
+    title = f"blocks.{top['layer']}.attn.hook_pattern[{top['index']}]"
+    assert page.get_by_test_id("heatmap-title").inner_text() == title
     assert "current" in row.get_attribute("class")
     page.get_by_test_id("heads-row-7-3").click()
     wait_head(page, 7, 3)
@@ -233,7 +249,8 @@ def test_pair_view_ranks_heads_as_the_api_does(demo_page, demo_server, demo):
     n_a, n_b = len(demo.encode(SENTENCE)), len(demo.encode(SENTENCE.replace("big", "small")))
     assert sizes == [n_a, n_b, api["alignment"]["n_aligned"]] and n_a != n_b
     assert api["alignment"]["n_aligned"] == len(api["alignment"]["pairs"]) < min(n_a, n_b)
-    diff = urllib.request.urlopen(f"{demo_server}/api/runs/{a}/pair/{b}/diff?layer={pick['layer']}&head={pick['index']}").read()
+    url = f"{demo_server}/api/runs/{a}/pair/{b}/diff?layer={pick['layer']}&head={pick['index']}"
+    diff = urllib.request.urlopen(url).read()
     drawn = page.evaluate("Array.from(window.__viewer.analysis.pair.maps[2].data.codes)")
     assert bytes(drawn) == diff
     assert page.get_by_test_id("pair-map-diff").bounding_box()["width"] > 150
@@ -303,7 +320,8 @@ def test_hostile_tokens_are_text_in_the_analysis_panels(gpt2_page, server):
     page.get_by_test_id("pair-run").click()
     page.wait_for_selector(f"#pair-maps[data-handle='{handle}']")
     tokens = page.evaluate("window.__viewer.state.run.tokens")
-    assert page.eval_on_selector_all("#pair-a .tok", "els => els.map(e => e.textContent)") == [visible(t) for t in tokens]
+    shown = page.eval_on_selector_all("#pair-a .tok", "els => els.map(e => e.textContent)")
+    assert shown == [visible(t) for t in tokens]
     q = next(i for i, t in enumerate(tokens) if "<" in t)            # a token with markup in it
     page.get_by_test_id(f"token-{q}").click()
     page.get_by_test_id("logit-lens").scroll_into_view_if_needed()

@@ -17,8 +17,24 @@ from urllib.parse import quote
 import numpy as np
 import pytest
 from browser import (  # noqa: F401 - demo_server and server are fixtures
-    ARTIFACTS, HOSTILE, api_get, assert_heatmap_shows, cell_pixel, cell_point, demo_server, new_page,
-    open_viewer, run_sentence, server, serving, shot, start_server, stop_server, wait_head, watched_page)
+    ARTIFACTS,
+    HOSTILE,
+    api_get,
+    assert_heatmap_shows,
+    cell_pixel,
+    cell_point,
+    demo_server,
+    new_page,
+    open_viewer,
+    run_sentence,
+    server,
+    serving,
+    shot,
+    start_server,
+    stop_server,
+    wait_head,
+    watched_page,
+)
 from demofacts import CARD, card_head, is_name
 
 import gpt2np

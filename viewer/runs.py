@@ -21,7 +21,8 @@ from collections import OrderedDict
 import numpy as np
 
 from gpt2np import Trace
-from gpt2np.ops import softmax
+from gpt2np.analysis import next_token_top_k
+from gpt2np.trace import residual_stream_names
 
 from .wire import thumbnails
 
@@ -32,21 +33,6 @@ MEMO_ENTRIES = 16        # analysis results kept per run (heads table, findings,
 def run_handle(model, ids, bos):
     key = f"{model.info.name}|{model.info.origin}|{model.info.n_params}|{int(bos)}|".encode()
     return hashlib.sha256(key + np.asarray(ids, dtype=np.int64).tobytes()).hexdigest()[:20]
-
-
-def next_token_top_k(logits, k=TOP_K):
-    """logits [T, V] -> (ids [T, k], probs [T, k] float32), best first, softmax over the vocab."""
-    k = min(k, logits.shape[-1])
-    probs = softmax(logits, axis=-1)                                    # [T, V] float32
-    top = np.argpartition(-probs, k - 1, axis=-1)[:, :k]                # [T, k] unordered
-    top_p = np.take_along_axis(probs, top, axis=-1)
-    order = np.argsort(-top_p, axis=-1, kind="stable")
-    return np.take_along_axis(top, order, axis=-1), np.take_along_axis(top_p, order, axis=-1)
-
-
-def resid_names(n_layer):
-    """The residual stream at every depth: the embeddings, then after each layer."""
-    return ["blocks.0.hook_resid_pre"] + [f"blocks.{L}.hook_resid_post" for L in range(n_layer)]
 
 
 def finite(value):
@@ -73,8 +59,8 @@ class Run:
         # q, k and v are views of one [T, 3d] array: keeping q alone would keep all of it.
         self.q, self.k, self.v = get("hook_q"), get("hook_k"), get("hook_v")  # L × [T, H, dh]
         self.scores, self.patterns = get("hook_attn_scores"), get("hook_pattern")  # L × [H, T, T]
-        self.resid = {name: trace[name] for name in resid_names(L)}            # L+1 × [T, d]
-        self.next_ids, self.next_probs = next_token_top_k(trace.logits)  # [T, k] each
+        self.resid = {name: trace[name] for name in residual_stream_names(L)}  # L+1 × [T, d]
+        self.next_ids, self.next_probs = next_token_top_k(trace.logits, TOP_K)  # [T, k] each
         self._overview = None
         self._memo = OrderedDict()                                     # key -> JSON bytes
         self._lock = threading.Lock()                                  # the overview

@@ -10,6 +10,7 @@ from hostile import LONE_SURROGATES, hostile_texts
 
 from gpt2np import cli
 
+
 @pytest.fixture(scope="module")
 def model_arg(small_text_model_dir):
     return ["--model", str(small_text_model_dir)]
