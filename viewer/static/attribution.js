@@ -28,8 +28,10 @@ export class AttributionPanel {
     this.data = null;
     this.sortKey = "abs";
     this.sortDir = -1;
-    for (const id of ["attr-token", "attr-versus"])
+    for (const id of ["attr-token", "attr-versus"]) {
       $(id).addEventListener("change", () => this.refresh());
+      $(id).addEventListener("keydown", (e) => { if (e.key === "Enter") { e.preventDefault(); this.refresh(); } });
+    }
     $("attr-reset").addEventListener("click", () => {
       $("attr-token").value = "";
       $("attr-versus").value = "";

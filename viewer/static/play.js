@@ -1,6 +1,7 @@
 // Play: step the heatmap through the layers (or through every head) on a timer, to watch attention
 // change with depth. The URL follows each step (app.js writes it whenever the head changes). Any
-// key, any click outside the play controls, or the button again stops it.
+// key or click stops it (except on the two selects, which change it while it plays), and so
+// does the button again.
 
 const $ = (id) => document.getElementById(id);
 
@@ -9,7 +10,10 @@ export class Player {
     this.ctx = ctx;                   // { S, setLayerHead }
     this.timer = null;
     this.stopOnInput = (e) => {
-      if (!$("play-controls").contains(e.target)) this.stop();
+      const t = e.target instanceof Element ? e.target : null;
+      if (t && t.closest("#play-what, #play-speed")) return;          // adjusting it while it plays
+      if (t && t.closest("#play") && (e.type === "pointerdown" || e.key === "Enter" || e.key === " ")) return;  // the button's own click
+      this.stop();
     };
     $("play").addEventListener("click", () => (this.timer ? this.stop() : this.start()));
     $("play-speed").addEventListener("change", () => { if (this.timer) this.start(); });

@@ -3,7 +3,7 @@
 // + residual → ln_2 → MLP → + residual — each with its formula, the trace's numbers, and the
 // check of the step redone on the server. Each step also highlights the panel whose numbers it
 // comes from (the Q·K panel, the value ledger, the token). Back / next, or autoplay; any key or
-// click elsewhere stops autoplay. The walk costs the server a forward pass, so it is asked for
+// click stops autoplay. The walk costs the server a forward pass, so it is asked for
 // only once the card is (nearly) on screen.
 
 import { el, tokenSpan } from "./text.js";
@@ -26,7 +26,9 @@ export class WalkPanel {
     this.visible = false;
     this.stale = true;
     this.stopOnInput = (e) => {
-      if (!$("walk-controls").contains(e.target)) this.stopAutoplay();
+      const t = e.target instanceof Element ? e.target : null;
+      if (t && t.closest("#walk-play") && (e.type === "pointerdown" || e.key === "Enter" || e.key === " ")) return;  // its own click
+      this.stopAutoplay();
     };
     $("walk-back").addEventListener("click", () => this.go(this.step - 1));
     $("walk-next").addEventListener("click", () => this.go(this.step + 1));
