@@ -9,6 +9,8 @@ last block output at that position. Models: a small one with GPT-2's tokenizer (
 model, and GPT-2 small's layout with random weights (548 MB, `slow`).
 """
 
+import json
+
 import numpy as np
 import pytest
 from reference import hf_model, hf_trace
@@ -146,3 +148,24 @@ def test_attribution_errors_say_what_to_do(small_text):
         interventions.logit_attribution(model, trace, -1, " big", " big")
     with pytest.raises(GPT2npError, match="out of range"):
         interventions.logit_attribution(model, trace, trace.n_tokens, " big")
+
+
+def test_attribution_from_the_command_line(small_text_model_dir, small_text, capsys):
+    from gpt2np import cli
+    model, _ = small_text
+    m = ["findings", "--model", str(small_text_model_dir)]
+    assert cli.main(m + ["--attribute", SENTENCE, "--token", " big", "--versus", " small", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == json.loads(json.dumps(
+        interventions.logit_attribution(model, model.run(SENTENCE), -1, " big", " small")))
+    assert cli.main(m + ["--attribute", SENTENCE, "--token", " big", "--versus", " small", "--top-k", "2"]) == 0
+    out = capsys.readouterr().out
+    assert 'logit(" big") − logit(" small")' in out and f"the model's logit {printed['logit']:+.6f}" in out
+    largest = max(printed["parts"], key=lambda p: abs(p["value"]))
+    assert f"  {largest['name']:<14} {largest['value']:+9.4f}   up: " in out
+    for argv, message in [(["--versus", " small"], "--versus goes with --attribute"),
+                          (["--attribute", SENTENCE, "--token", " big", "--versus", " big"], "two different tokens"),
+                          (["--attribute", SENTENCE, "--versus", " suitcases are"], "not one")]:
+        assert cli.main(m + argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("gpt2np: error: ") and message in err and err.count("\n") == 1
