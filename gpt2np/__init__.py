@@ -11,7 +11,8 @@ Start reading at gpt2np/model.py: the whole forward pass, attention included.
 from .api import Model, ModelInfo, load
 from .config import GPT2Config
 from .errors import GPT2npError
+from .html import save_html, show
 from .trace import Trace
 
 __version__ = "0.1.0"
-__all__ = ["load", "Model", "ModelInfo", "GPT2Config", "GPT2npError", "Trace", "__version__"]
+__all__ = ["load", "Model", "ModelInfo", "GPT2Config", "GPT2npError", "Trace", "save_html", "show", "__version__"]
