@@ -11,13 +11,17 @@ describe_run, next_tokens, pattern_bytes, overview_bytes; ledger.py's query_pane
 pattern_row), so every number has one home. static/snapshot.js answers api.js's requests from
 the snapshot and says "not in this file" for the rest (the analysis panels, heads left out).
 
-What goes in, in this order, while the file stays within `max_mb` (each item whole, or not at all):
+What goes in, in this order, each item whole or not at all, while the file stays within `max_mb`:
   1. always: the model and the run, the next-token top-5 at every position, the thumbnails of
-     every head (the overview), and the opening head: its heatmap and its exact numbers;
-  2. the heatmaps of the chosen heads (`layers` × `heads`, default every head), layer by layer;
-  3. the exact numbers of the `qk` heads (default: the opening head's layer), in order: for every
-     query its top-5 keys with and without position 0 (the Q·K panel: q, k, q·k, score, p), the
-     ledgers of those keys, and the row's exact weights.
+     every head (the overview), and the opening head's heatmap;
+  2. the opening head's exact numbers, if it is one of the `qk` heads;
+  3. the heatmaps of the chosen heads (`layers` × `heads`, default every head), layer by layer;
+  4. the exact numbers of the other `qk` heads that have their heatmap in, in order.
+Exact numbers are, for every query, its top-5 keys with and without position 0 (the Q·K panel:
+q, k, q·k, score, p), the ledgers of those keys and the row's exact weights. The default `qk`
+is the opening head's layer, its heads after the opening one only while the file stays within
+SMALL_MB: about 120 kB a head at 64 tokens of GPT-2 small, so a whole layer of them (or q and
+k of every head, 4.7 MB of float32) would not fit in a 2 MB file.
 Heatmaps and thumbnails are base64 bytes (the wire format of wire.py). The JSON answers are
 gzip-compressed, one pack per head plus one for the run, and inflated by the page with the
 browser's DecompressionStream. A Content-Security-Policy in the page allows its own two inline
@@ -52,6 +56,7 @@ FORMAT = 1                   # the snapshot's layout, read by static/snapshot.js
 DESCRIPTIONS = 8192          # bytes kept for what the file says it holds ("holds", "missing")
 MB = 1_000_000
 DEFAULT_MAX_MB = 50          # a file
+SMALL_MB = 2                 # the default qk adds heads beyond the opening one up to this size
 NOTEBOOK_MAX_MB = 2.5        # a notebook view: Jupyter drops larger outputs (iopub_data_rate_limit)
 IFRAME_HEIGHT = 900          # pixels; the page scrolls inside the frame
 # The iframe's sandbox: scripts run, PNG/SVG exports download; no same-origin access to the
@@ -95,35 +100,38 @@ def parse_layers(spec, n, what="layer"):
 
 @dataclass
 class Choice:
-    """What the caller asked for: the opening view, the heads wanted, the budget."""
+    """What the caller asked for: the opening view, the heads wanted, the budgets."""
     layer: int = 0
     head: int = 0
     query: int | None = None          # None: the last token (as the live page)
     heatmaps: list = field(default_factory=list)    # [(layer, head)] wanted, in order
     exact: list = field(default_factory=list)       # [(layer, head)] wanted, in order
     max_bytes: int = DEFAULT_MAX_MB * MB
+    exact_bytes: int = DEFAULT_MAX_MB * MB          # the file's size up to which step 4 adds heads
 
 
 def choose(config, T, layer=0, head=0, query=None, layers=None, heads=None, qk=None,
            max_mb=DEFAULT_MAX_MB):
-    """The options of to_html, checked -> Choice. qk: None (the opening head's layer), "all",
-    "none", or heads as for gpt2np.heads.parse_heads ("5.1 5.5")."""
+    """The options of to_html, checked -> Choice. qk: None (the opening head's layer, within
+    SMALL_MB), "all", "none", or heads as for gpt2np.heads.parse_heads ("5.1 5.5")."""
     layer, head = check_head(config, layer, head)
     if query is not None and not 0 <= query < T:
         raise ExportError(f"The query {query} is out of range: the input has tokens 0–{T - 1}.")
+    if isinstance(max_mb, bool) or not isinstance(max_mb, (int, float)) or not max_mb > 0:
+        raise ExportError(f"max_mb must be a positive number of megabytes, got {max_mb!r}.")
+    max_bytes = int(max_mb * MB)
     chosen_layers = parse_layers(layers, config.n_layer, "layer")
     chosen_heads = parse_layers(heads, config.n_head, "head")
     heatmaps = [(L, h) for L in chosen_layers for h in chosen_heads]
+    every = [(L, h) for L in range(config.n_layer) for h in range(config.n_head)]
+    exact_bytes = max_bytes
     if qk is None:
-        exact = [(layer, h) for h in range(config.n_head)]
+        exact, exact_bytes = [(layer, h) for h in range(config.n_head)], min(max_bytes, SMALL_MB * MB)
     elif isinstance(qk, str) and qk.strip().lower() in ("all", "none"):
-        exact = [] if qk.strip().lower() == "none" else [(L, h) for L in range(config.n_layer)
-                                                          for h in range(config.n_head)]
+        exact = every if qk.strip().lower() == "all" else []
     else:
         exact = parse_heads(qk, config)
-    if not max_mb > 0:
-        raise ExportError(f"max_mb must be a positive number of megabytes, got {max_mb}.")
-    return Choice(layer, head, query, heatmaps, exact, int(max_mb * MB))
+    return Choice(layer, head, query, heatmaps, exact, max_bytes, exact_bytes)
 
 
 # -- the answers -------------------------------------------------------------------------------------
@@ -194,37 +202,38 @@ def build_snapshot(run, m, engine, choice, page_bytes, input_, view):
             sum(map(entry_size, binary, binary.values())) + DESCRIPTIONS)
     heatmaps, exact = [], []
 
-    def add_heatmap(L, h):
+    def add_heatmap(L, h, forced=False):
         nonlocal size
         key = call_key(f"runs/{run.handle}/pattern", layer=L, head=h)
         value = bytes_answer(pattern_bytes(run, L, h))
-        if heatmaps and size + entry_size(key, value) > choice.max_bytes:
+        if not forced and size + entry_size(key, value) > choice.max_bytes:
             return False
         binary[key], size = value, size + entry_size(key, value)
         heatmaps.append((L, h))
         return True
 
-    def add_exact(L, h):
+    def add_exact(L, h, limit):
         nonlocal size
         value = pack(answers_of_head(run, L, h))
-        if exact and size + entry_size(head_name(L, h), value) > choice.max_bytes:
+        if size + entry_size(head_name(L, h), value) > limit:
             return False
         packs[head_name(L, h)], size = value, size + entry_size(head_name(L, h), value)
         exact.append((L, h))
         return True
 
     opening = (choice.layer, choice.head)
-    add_heatmap(*opening)
-    add_exact(*opening)
+    add_heatmap(*opening, forced=True)
     if size > choice.max_bytes:
-        raise ExportError(f"The smallest file for this input (the run, the overview and one head) is "
-                          f"{size / MB:.1f} MB, more than the {choice.max_bytes / MB:g} MB allowed: "
-                          "give a larger max_mb (--max-mb) or a shorter input.")
+        raise ExportError(f"The smallest file for this input (the run, the overview and one head's heatmap) "
+                          f"is {size / MB:.1f} MB, more than the {choice.max_bytes / MB:g} MB allowed: give a "
+                          "larger max_mb (--max-mb) or a shorter input.")
+    if opening in choice.exact:
+        add_exact(*opening, choice.max_bytes)
     for L, h in choice.heatmaps:
         if (L, h) != opening and not add_heatmap(L, h):
             break
     for L, h in choice.exact:
-        if (L, h) != opening and (L, h) in heatmaps and not add_exact(L, h):
+        if (L, h) != opening and (L, h) in heatmaps and not add_exact(L, h, choice.exact_bytes):
             break
     heatmaps.sort()
     exact.sort()
@@ -232,7 +241,7 @@ def build_snapshot(run, m, engine, choice, page_bytes, input_, view):
     data = {"format": FORMAT, "handle": run.handle, "input": input_, "view": view, "holds": holds,
             "missing": missing_notes(holds, input_), "packs": packs, "bytes": binary}
     size = page_bytes + len(script_json(data))
-    if size > choice.max_bytes and (len(heatmaps) > 1 or len(exact) > 1):
+    if size > choice.max_bytes:
         raise ExportError(f"The file came out at {size / MB:.2f} MB, over the {choice.max_bytes / MB:g} MB "
                           "asked for: the estimate of its parts was wrong (a bug in viewer/export.py).")
     return Snapshot(data, heatmaps, exact, size)
@@ -418,12 +427,12 @@ def page(trace, model=None, *, text=None, bos=False, layer=0, head=0, query=None
     view = {"layer": choice.layer, "head": choice.head, "q": choice.query, "k": None}
     script, css, icon = page_parts()
     info = model_summary(m, engine)
-    shell = render(info, {"csp": "", "css": css, "script": script, "icon": icon, "data": "",
-                          "holds": "", "text": ""})
-    snap = build_snapshot(run, m, engine, choice, len(shell.encode()), input_, view)
     saved = {"csp": content_security_policy(script, css), "css": css, "script": script, "icon": icon,
-             "data": script_json(snap.data), "holds": snap.data["holds"]["text"],
-             "text": input_.get("text") if "text" in input_ else " ".join(map(str, input_["ids"]))}
+             "data": "", "holds": "",
+             "text": input_["text"] if "text" in input_ else " ".join(map(str, input_["ids"]))}
+    shell = render(info, saved)                       # the page without its data: its size counts
+    snap = build_snapshot(run, m, engine, choice, len(shell.encode()), input_, view)
+    saved.update(data=script_json(snap.data), holds=snap.data["holds"]["text"])
     return render(info, saved), snap
 
 
