@@ -23,17 +23,20 @@ def build_parser():
     p.add_argument("text", help="the sentence to run ('-' reads it from standard input)")
     p.add_argument("--html", required=True, metavar="FILE.html", help="the file to write")
     p.add_argument("--model", default=DEFAULT_MODEL,
-                   help=f"a name, a Hub repo id or a model directory (default: {DEFAULT_MODEL}; 'demo' needs no download)")
+                   help=f"a name, a Hub repo id or a model directory (default: {DEFAULT_MODEL}; "
+                        "'demo' needs no download)")
     p.add_argument("--layer", type=int, default=0, help="the layer the page opens at (default 0)")
     p.add_argument("--head", type=int, default=0, help="the head the page opens at (default 0)")
     p.add_argument("--query", type=int, help="the query position the page opens at (default: the last token)")
     p.add_argument("--layers", default="all", help="layers whose heatmaps go in: 'all' (default) or e.g. 0-3,7")
-    p.add_argument("--heads", default="all", help="heads (of those layers) whose heatmaps go in: 'all' (default) or e.g. 0,5")
+    p.add_argument("--heads", default="all",
+                   help="heads (of those layers) whose heatmaps go in: 'all' (default) or e.g. 0,5")
     p.add_argument("--qk", default=None, metavar="HEADS|all|none",
                    help="heads whose exact numbers go in (top-5 keys, Q·K panel, ledger), e.g. 5.1,5.5 "
                         f"(default: the opening layer's heads while the file stays within {SMALL_MB} MB)")
     p.add_argument("--max-mb", type=float, default=DEFAULT_MAX_MB,
-                   help=f"size bound of the file in MB; heads that would pass it are left out (default {DEFAULT_MAX_MB})")
+                   help="size bound of the file in MB; heads that would pass it are left out "
+                        f"(default {DEFAULT_MAX_MB})")
     p.add_argument("--bos", action="store_true", help="prepend <|endoftext|> to the tokens")
     add_engine_option(p)
     return p

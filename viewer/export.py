@@ -337,7 +337,8 @@ def bundle(static=STATIC, entry="app.js"):
         order.append((name, source))
 
     visit(entry, [])
-    parts = [f"// gpt2np viewer {__version__}: viewer/static/*.js bundled by viewer/export.py, one function per module."]
+    parts = [f"// gpt2np viewer {__version__}: viewer/static/*.js bundled by viewer/export.py, "
+             "one function per module."]
     for name, source in order:
         body = IMPORT.sub(lambda m: "const { " + re.sub(r"\s+as\s+", ": ", m.group(1).strip()) +
                           " } = " + module_var(m.group(2)) + ";", source)
