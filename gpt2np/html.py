@@ -56,7 +56,10 @@ class NotebookView:
         from viewer.export import IFRAME_HEIGHT, NOTEBOOK_MAX_MB, iframe, page
         options.setdefault("max_mb", NOTEBOOK_MAX_MB)
         self.html, self.snapshot = page(trace, model, **options)
-        self._iframe = iframe(self.html, height or IFRAME_HEIGHT)
+        name = trace.model_name or "model"
+        caption = (f"gpt2np viewer · {name} · {trace.n_tokens} tokens. No view below? This notebook's "
+                   "outputs are not trusted here: run the cell again (or trust the notebook).")
+        self._iframe = iframe(self.html, caption, height or IFRAME_HEIGHT)
 
     def _repr_html_(self):
         return self._iframe

@@ -437,9 +437,12 @@ def page(trace, model=None, *, text=None, bos=False, layer=0, head=0, query=None
     return render(info, saved), snap
 
 
-def iframe(page_html, height=IFRAME_HEIGHT):
+def iframe(page_html, caption, height=IFRAME_HEIGHT):
     """The page inside an <iframe srcdoc>: its own document, origin and CSP, so the notebook's
-    CSS and scripts and the view cannot touch each other, and two views never share state."""
-    return (f'<iframe srcdoc="{html.escape(page_html, quote=True)}" sandbox="{SANDBOX}" '
+    CSS and scripts and the view cannot touch each other, and two views never share state. A
+    line of text above it stays when a notebook that is not trusted strips the iframe."""
+    return (f'<div class="gpt2np-view"><p style="margin: 0 0 4px; font-size: 12px; color: #666">'
+            f'{html.escape(caption)}</p>'
+            f'<iframe srcdoc="{html.escape(page_html, quote=True)}" sandbox="{SANDBOX}" '
             f'title="gpt2np attention viewer" width="100%" height="{int(height)}" '
-            'frameborder="0"></iframe>')
+            'frameborder="0"></iframe></div>')
