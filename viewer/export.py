@@ -20,7 +20,7 @@ What goes in, in this order, each item whole or not at all, while the file stays
 Exact numbers are, for every query, its top-5 keys with and without position 0 (the Q·K panel:
 q, k, q·k, score, p), the ledgers of those keys and the row's exact weights. The default `qk`
 is the opening head's layer, its heads after the opening one only while the file stays within
-SMALL_MB: about 120 kB a head at 64 tokens of GPT-2 small, so a whole layer of them (or q and
+SMALL_MB: about 200 kB a head at 64 tokens of GPT-2 small, so a whole layer of them (or q and
 k of every head, 4.7 MB of float32) would not fit in a 2 MB file.
 Heatmaps and thumbnails are base64 bytes (the wire format of wire.py). The JSON answers are
 gzip-compressed, one pack per head plus one for the run, and inflated by the page with the
@@ -57,7 +57,7 @@ DESCRIPTIONS = 8192          # bytes kept for what the file says it holds ("hold
 MB = 1_000_000
 DEFAULT_MAX_MB = 50          # a file
 SMALL_MB = 2                 # the default qk adds heads beyond the opening one up to this size
-NOTEBOOK_MAX_MB = 2.5        # a notebook view: Jupyter drops larger outputs (iopub_data_rate_limit)
+NOTEBOOK_MAX_MB = 2.5        # a notebook view: outputs are saved in the .ipynb and kept in the page
 IFRAME_HEIGHT = 900          # pixels; the page scrolls inside the frame
 # The iframe's sandbox: scripts run, PNG/SVG exports download; no same-origin access to the
 # notebook (an opaque origin), no popups, no forms, no top navigation.
@@ -189,7 +189,6 @@ class Snapshot:
     data: dict                 # the JSON embedded in the page
     heatmaps: list             # [(layer, head)] whose heatmap is in
     exact: list                # [(layer, head)] whose exact numbers are in
-    size: int                  # bytes of the data's JSON text
 
 
 def build_snapshot(run, m, engine, choice, page_bytes, input_, view):
@@ -240,11 +239,7 @@ def build_snapshot(run, m, engine, choice, page_bytes, input_, view):
     holds = describe_holds(cfg, run.n_tokens, heatmaps, exact)
     data = {"format": FORMAT, "handle": run.handle, "input": input_, "view": view, "holds": holds,
             "missing": missing_notes(holds, input_), "packs": packs, "bytes": binary}
-    size = page_bytes + len(script_json(data))
-    if size > choice.max_bytes:
-        raise ExportError(f"The file came out at {size / MB:.2f} MB, over the {choice.max_bytes / MB:g} MB "
-                          "asked for: the estimate of its parts was wrong (a bug in viewer/export.py).")
-    return Snapshot(data, heatmaps, exact, size)
+    return Snapshot(data, heatmaps, exact)
 
 
 # -- what the file says it holds -------------------------------------------------------------------------
@@ -434,7 +429,12 @@ def page(trace, model=None, *, text=None, bos=False, layer=0, head=0, query=None
     shell = render(info, saved)                       # the page without its data: its size counts
     snap = build_snapshot(run, m, engine, choice, len(shell.encode()), input_, view)
     saved.update(data=script_json(snap.data), holds=snap.data["holds"]["text"])
-    return render(info, saved), snap
+    out = render(info, saved)
+    size = len(out.encode())
+    if size > choice.max_bytes:
+        raise ExportError(f"The file came out at {size / MB:.2f} MB, over the {choice.max_bytes / MB:g} MB "
+                          "asked for: the estimate of its parts was wrong (a bug in viewer/export.py).")
+    return out, snap
 
 
 def iframe(page_html, caption, height=IFRAME_HEIGHT):
