@@ -229,6 +229,23 @@ def test_options_and_the_size_bound_choose_what_goes_in(trace, tmp_path):
             save_html(trace, tmp_path / "f.html", **bad)
 
 
+def test_the_size_bound_leaves_heatmaps_out(small_tok_dir, tmp_path):
+    """A long input (300 tokens: 45 kB a heatmap): heatmaps go in layer by layer until the next
+    would pass the bound, and the file says which."""
+    m = gpt2np.load(small_tok_dir)                                 # 2 layers × 3 heads
+    t = m.run((SENTENCE + " ") * 30)
+    t = m.run(t.ids[:300].tolist())
+    one = save_html(t, tmp_path / "one.html", qk="none", layers="0", heads="0")
+    every = save_html(t, tmp_path / "every.html", qk="none")
+    assert len(every["heatmaps"]) == 6
+    per_head = (every["bytes"] - one["bytes"]) / 5
+    assert per_head > 50_000
+    bound = one["bytes"] + 2.5 * per_head
+    info = save_html(t, tmp_path / "cut.html", qk="none", max_mb=bound / MB)
+    assert info["heatmaps"] == ["0.0", "0.1", "0.2"] and info["bytes"] <= bound
+    assert "heatmaps of layer 0;" in info["holds"]
+
+
 def test_a_trace_needs_its_model(trace, model, tmp_path):
     trace.save(tmp_path / "t.npz")
     loaded = gpt2np.Trace.load(tmp_path / "t.npz")
@@ -558,26 +575,29 @@ canvas { display: none !important; } * { font-family: serif !important; color: r
 
 
 @pytest.mark.browser
-def test_two_notebook_views_are_independent_and_isolated(browser, trace, tmp_path):
+def test_two_notebook_views_are_independent_and_isolated(browser, trace):
     """Two views in one page, as two cells of a notebook show them: each in its sandboxed
     iframe (an opaque origin), each drawing its own head, unaffected by the page's CSS and by
     the other view; no request but the page itself."""
-    host = tmp_path / "notebook.html"
     views = [NotebookView(trace, layer=0, head=1)._repr_html_(), NotebookView(trace, layer=1, head=3)._repr_html_()]
-    host.write_text(f"<!doctype html><meta charset=utf-8><title>two views</title>{NOTEBOOK_CSS}"
-                    f"<h1>cell 1</h1>{views[0]}<h1>cell 2</h1>{views[1]}<script>window.__host = 1;</script>")
+    host = (f"<!doctype html><meta charset=utf-8><title>two views</title>{NOTEBOOK_CSS}"
+            f"<h1>cell 1</h1>{views[0]}<h1>cell 2</h1>{views[1]}<script>window.__host = 1;</script>")
     context = browser.new_context(viewport={"width": 1400, "height": 2000})    # both frames on screen
     page = context.new_page()
     page.set_default_timeout(60_000)
     watch = Requests(page)
-    page.goto(host.as_uri())
+    # A notebook has an origin of its own (a file:// page would not): served by Playwright itself.
+    url = "http://notebook.test/lab"
+    page.route(url, lambda route: route.fulfill(body=host, content_type="text/html"))
+    page.goto(url)
     frames = [f for f in page.frames if f != page.main_frame]
     assert len(frames) == 2
     for frame, (layer, head) in zip(frames, [(0, 1), (1, 3)]):
         frame.wait_for_selector("body[data-ready='1']")
         frame.wait_for_function(f"() => document.getElementById('heatmap').dataset.head === '{head}'")
         assert frame.evaluate("origin") == "null"                   # sandboxed: no access to the notebook
-        assert frame.evaluate("typeof window.__host") == "undefined"
+        assert frame.evaluate("() => { try { return String(parent.__host); } catch (e) { return e.name; } }") \
+            == "SecurityError"
         assert frame.locator("#heatmap").is_visible()                # the notebook's `canvas {display: none}`
         assert frame.evaluate("getComputedStyle(document.body).color") != "rgb(255, 0, 0)"
         codes = np.array(frame.evaluate("Array.from(window.__viewer.heatmap.data.codes)"))
@@ -590,6 +610,6 @@ def test_two_notebook_views_are_independent_and_isolated(browser, trace, tmp_pat
     assert frames[1].evaluate("window.__viewer.state.head") == 3
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "export-two-notebook-views.png"), full_page=True)
-    assert watch.requests == [host.as_uri()] and watch.errors == [], (watch.requests, watch.errors)
+    assert watch.requests == [url] and watch.errors == [], (watch.requests, watch.errors)
     context.close()
 
