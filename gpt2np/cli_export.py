@@ -1,7 +1,8 @@
 """Command line of `python -m gpt2np export`: one run of the viewer as one HTML file.
 
     python -m gpt2np export "sentence" --html out.html [--model NAME|DIR] [--layers 0-3]
-        [--heads 0,5] [--qk 5.1,5.5|all|none] [--max-mb 50] [--layer L --head H] [--query Q]
+        [--heads 0,5] [--qk 5.1,5.5|all|none] [--values 5.1|all|none] [--max-mb 50]
+        [--layer L --head H] [--query Q]
 
 Parsing and printing only: the page is made by gpt2np.save_html (viewer/export.py). The file
 opens from disk in a browser with no server and no network; it says what it holds.
@@ -34,6 +35,9 @@ def build_parser():
     p.add_argument("--qk", default=None, metavar="HEADS|all|none",
                    help="heads whose exact numbers go in (top-5 keys, Q·K panel, ledger), e.g. 5.1,5.5 "
                         f"(default: the opening layer's heads while the file stays within {SMALL_MB} MB)")
+    p.add_argument("--values", default=None, metavar="HEADS|all|none",
+                   help="heads whose value ledgers go in (v, p·v, z, the write through W_O), e.g. 5.1 "
+                        f"(default: the opening head, while the file stays within {SMALL_MB} MB)")
     p.add_argument("--max-mb", type=float, default=DEFAULT_MAX_MB,
                    help="size bound of the file in MB; heads that would pass it are left out "
                         f"(default {DEFAULT_MAX_MB})")
@@ -51,6 +55,6 @@ def export_command(argv):
     trace = model.run(text, bos=args.bos)
     saved = save_html(trace, args.html, text=text, bos=args.bos, layer=args.layer, head=args.head,
                       query=args.query, layers=args.layers, heads=args.heads, qk=args.qk,
-                      max_mb=args.max_mb)
+                      values=args.values, max_mb=args.max_mb)
     print(f"wrote {saved['path']}: {saved['bytes'] / 1e6:.2f} MB — {saved['holds']}")
     return 0

@@ -4,6 +4,7 @@
     python -m gpt2np findings --lens TEXT [--token TOK]
     python -m gpt2np findings --ablate 4.11 [5.1 ...] [--text TEXT] [--mean] [--token TOK]
     python -m gpt2np findings --pair TEXT_A TEXT_B
+    python -m gpt2np findings --attribute TEXT [--token TOK] [--versus TOK]
 
 The report prints, for each prediction of the original demo, the measured number next to
 "holds" / "does not hold" ("not applicable" when the model lacks the layers a prediction is
@@ -131,12 +132,32 @@ def print_pair(pair, k=10, out=None):
               f"{h['max_query_a']} {show(h['max_query_token'])}", file=out)
 
 
+def print_attribution(a, rows=12, out=None):
+    out = out or sys.stdout
+    t, v = a["target"], a["versus"]
+    what = f"logit({show(t['token'])})" + (f" − logit({show(v['token'])})" if v else "")
+    print(f"direct logit attribution at position {a['position']} {show(a['token'])}: {what}", file=out)
+    print(f"  the model's logit {a['logit']:+.6f}; the parts sum to {a['sum']:+.6f} "
+          f"(|Δ| {a['abs_diff']:.1e}, relative {a['relative']:.1e}); final LayerNorm scale frozen at "
+          f"{a['ln_final_scale']:.6g}", file=out)
+    parts = sorted(a["parts"], key=lambda p: -abs(p["value"]))
+    print(f"  {rows} largest parts of {len(parts)} (heads L.H, MLPs, embeddings, biases), with the tokens "
+          "each pushes up / down most:", file=out)
+    for p in parts[:rows]:
+        up = " ".join(show(x["token"]) for x in p["up"])
+        down = " ".join(show(x["token"]) for x in p["down"])
+        print(f"  {p['name']:<14} {p['value']:+9.4f}   up: {up}   down: {down}", file=out)
+    rest = parts[rows:]
+    if rest:
+        print(f"  {len(rest)} other parts: {sum(p['value'] for p in rest):+9.4f} together", file=out)
+
+
 # -- parsing ----------------------------------------------------------------------------------
 def build_parser():
     p = argparse.ArgumentParser(
         prog="gpt2np findings",
         description="Check the original demo's predictions about attention on a model, with the "
-                    "measured numbers; or run one tool: --lens, --ablate, --pair.")
+                    "measured numbers; or run one tool: --lens, --ablate, --pair, --attribute.")
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"name or directory (default {DEFAULT_MODEL})")
     p.add_argument("--sentence", default=SENTENCE, help="text for the per-head statistics")
     p.add_argument("--coref-sentence", default=COREF_SENTENCE, help="text for prediction 4")
@@ -155,9 +176,14 @@ def build_parser():
     tool.add_argument("--ablate", nargs="+", metavar="L.H", help="ablate these heads (e.g. 4.11 5.1)")
     tool.add_argument("--pair", nargs=2, metavar=("TEXT_A", "TEXT_B"),
                       help="minimal pair: heads ranked by how much their attention changes")
+    tool.add_argument("--attribute", metavar="TEXT",
+                      help="direct logit attribution at the last position: the next-token logit "
+                           "split into every head, MLP, embedding and bias")
     p.add_argument("--text", default=COREF_SENTENCE, help="input of --ablate (default: prediction 4's)")
     p.add_argument("--mean", action="store_true", help="--ablate: mean-ablation instead of zero")
-    p.add_argument("--token", help="--ablate / --lens: a token whose probability to follow")
+    p.add_argument("--token", help="--ablate / --lens: a token whose probability to follow; "
+                                   "--attribute: the token whose logit to split (default: the top-1)")
+    p.add_argument("--versus", metavar="TOK", help="--attribute: split logit(--token) − logit(TOK)")
     p.add_argument("--top-k", type=int, default=5, help="tokens listed by --lens / --ablate")
     return p
 
@@ -168,6 +194,8 @@ def findings_command(argv):
     model = load(args.model, engine=args.engine)
     if args.top_k < 1:
         raise GPT2npError(f"--top-k must be at least 1, got {args.top_k}.")
+    if args.versus is not None and args.attribute is None:
+        raise GPT2npError("--versus goes with --attribute: e.g. --attribute TEXT --token ' big' --versus ' small'.")
     if args.lens is not None:
         result = interventions.logit_lens(model, model.run(args.lens, bos=args.bos), k=args.top_k,
                                           target=args.token)
@@ -176,6 +204,10 @@ def findings_command(argv):
         result = interventions.ablate(model, args.text, args.ablate, "mean" if args.mean else "zero",
                                       token=args.token, k=args.top_k, bos=args.bos)
         printer = print_ablation
+    elif args.attribute is not None:
+        result = interventions.logit_attribution(model, model.run(args.attribute, bos=args.bos), -1,
+                                                 args.token, args.versus, k=args.top_k)
+        printer = print_attribution
     elif args.pair:
         result = interventions.minimal_pair(model, *args.pair, bos=args.bos, k=args.top_k)
         printer = print_pair

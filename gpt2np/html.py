@@ -13,7 +13,8 @@ the viewer, and IPython is used only when it is already running. Options, for al
     layer, head, query   where the view opens (default 0, 0 and the last token)
     layers, heads        whose heatmaps go in: "0-3,7", [0, 5] or "all" (default every head)
     qk                   whose exact numbers go in (top-5 keys, Q·K panel, ledger): heads as
-                         "5.1 5.5", "all" or "none" (default: every head of the opening layer)
+                         "5.1 5.5", "all" or "none" (default: the opening layer, within 2 MB)
+    values               whose value ledgers go in: the same (default: the opening head, within 2 MB)
     max_mb               the file's size bound (default 50 for a file, 2.5 in a notebook)
     text, bos            the input as given (shown in the sentence box)
     model                the Model that ran the trace, when the trace does not carry it (loaded)
@@ -34,7 +35,7 @@ def to_html(trace, model=None, **options):
 
 def save_html(trace, path, model=None, **options):
     """Write the page to `path` (UTF-8). Returns what went in: {"path", "bytes", "heatmaps",
-    "exact", "holds"} (heads as "L.H")."""
+    "exact", "values", "holds"} (heads as "L.H")."""
     from viewer.export import page
     html, snapshot = page(trace, model, **options)
     data = html.encode("utf-8")
@@ -46,7 +47,7 @@ def save_html(trace, path, model=None, **options):
                           "file path ending in .html.") from None
     holds = snapshot.data["holds"]
     return {"path": os.fspath(path), "bytes": len(data), "heatmaps": holds["heatmaps"],
-            "exact": holds["exact"], "holds": holds["text"]}
+            "exact": holds["exact"], "values": holds["values"], "holds": holds["text"]}
 
 
 class NotebookView:

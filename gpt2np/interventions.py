@@ -1,10 +1,14 @@
-"""Tools that connect attention to the output: logit lens, head ablation, minimal pairs.
+"""Tools that connect attention to the output: logit lens, head ablation, minimal pairs,
+direct logit attribution.
 
     logit_lens(model, trace)              top-k next tokens read from every layer's residual stream
     ablate(model, text, ["4.11"], ...)    rerun with heads' hook_z zeroed or mean-replaced; the change
                                           in the top-5 next tokens and in one chosen token
     minimal_pair(model, text_a, text_b)   heads ranked by how much their attention changes between
                                           two sentences that differ in a word or two
+    logit_attribution(model, trace, position, token, other=None)
+                                          one logit (or a difference of two) split into what the
+                                          embeddings, every head, every MLP and the biases wrote
 
 Everything returns JSON-ready dicts (str, int, float, lists), for the command line and the viewer
 alike. Ablation is not a second implementation of the model: it passes `z_ablation` to the same
@@ -13,13 +17,20 @@ forward pass (`Model.run`), which replaces the heads' `hook_z` before the output
 The logit lens follows nostalgebraist (2020, "interpreting GPT: the logit lens"): the residual
 stream after layer L is put through the final LayerNorm `ln_f` and the tied unembedding `wte`ᵀ,
 exactly as the last layer's is. After the last layer this gives the model's own logits.
+
+Direct logit attribution follows TransformerLens (`ActivationCache.decompose_resid`,
+`apply_ln_to_stack`): the final residual stream at a position is a sum of parts (token and
+position embedding, each head's write z_h·W_O^h, each layer's attention bias b_O, each MLP's
+output); the final LayerNorm is linear once its scale 1/√(var + ε) at that position is frozen, so
+each part's share of a logit is  scale · ((part − mean(part)) ⊙ ln_f.weight) · wte[token], and
+ln_f.bias · wte[token] is the last part. The parts sum to the logit.
 """
 
 from difflib import SequenceMatcher
 
 import numpy as np
 
-from .analysis import next_token_top_k, probabilities
+from .analysis import head_output_weights, next_token_top_k, probabilities
 from .errors import GPT2npError
 from .heads import head_name, parse_heads
 from .ops import layer_norm
@@ -244,3 +255,113 @@ def minimal_pair(model, text_a, text_b, bos=False, k=5):
                             "tokens": t.tokens, "ids": t.ids.tolist(),
                             "next": top_tokens(model, t.logits[-1], k)}
     return {"a": side(text_a, ta), "b": side(text_b, tb), **result}
+
+
+# -- direct logit attribution --------------------------------------------------------------------
+def head_writes(model, trace, layer, position):
+    """What each head of `layer` writes into the residual stream at `position`: z_h · W_O^h, with
+    W_O^h rows h·d_head … (h+1)·d_head − 1 of `c_proj.weight`. The layer's c_proj bias belongs to
+    no head. -> [H, d] float64 (from the trace's float32 hook_z)"""
+    z = trace[f"blocks.{layer}.attn.hook_z"][position].astype(np.float64)          # [H, dh]
+    w_o = head_output_weights(model.params[f"h.{layer}.attn.c_proj.weight"], model.config.n_head)
+    return np.einsum("hk,hkd->hd", z, w_o.astype(np.float64))                         # [H, dh] · [H, dh, d] -> [H, d]
+
+
+def residual_parts(model, trace, position):
+    """The final residual stream at `position` as the sum of what wrote it, in forward order:
+    hook_embed, hook_pos_embed, then per layer every head's write and the MLP's hook_mlp_out, and
+    last the attention biases b_O of every layer together.
+    -> (parts [{"name", "kind", "layer", "head"}], vectors [P, d] float64)"""
+    n_layer, n_head = model.config.n_layer, model.config.n_head
+    parts = [{"name": "embed", "kind": "embed", "layer": None, "head": None},
+             {"name": "pos_embed", "kind": "pos_embed", "layer": None, "head": None}]
+    vectors = [trace["hook_embed"][position], trace["hook_pos_embed"][position]]
+    for layer in range(n_layer):
+        parts += [{"name": head_name(layer, h), "kind": "head", "layer": layer, "head": h} for h in range(n_head)]
+        vectors += list(head_writes(model, trace, layer, position))
+        parts.append({"name": f"mlp {layer}", "kind": "mlp", "layer": layer, "head": None})
+        vectors.append(trace[f"blocks.{layer}.hook_mlp_out"][position])
+    parts.append({"name": "attn biases", "kind": "bias", "layer": None, "head": None})
+    vectors.append(sum(model.params[f"h.{layer}.attn.c_proj.bias"].astype(np.float64) for layer in range(n_layer)))
+    return parts, np.array(vectors, dtype=np.float64)                                  # [P, d]
+
+
+def frozen_ln_final(model, trace, position):
+    """The final LayerNorm at `position` as a linear map, its scale frozen as TransformerLens does:
+    x -> scale · (x − mean(x)) ⊙ ln_f.weight, with scale = 1/√(var + ε) of the final residual
+    stream there (ln_f.bias is added once, not per part). -> (scale, function of [..., d])"""
+    resid = trace[residual_stream_names(trace.n_layer)[-1]][position].astype(np.float64)   # [d]
+    scale = 1.0 / np.sqrt(resid.var() + model.config.layer_norm_epsilon)
+    gamma = model.params["ln_f.weight"].astype(np.float64)
+    return scale, lambda x: scale * (x - x.mean(axis=-1, keepdims=True)) * gamma
+
+
+def pushed_tokens(model, effects, k=5):
+    """The k tokens a row of logit effects [V] raises most and lowers most.
+    -> {"up": [{"token", "id", "effect"}] (largest first), "down": [...] (most negative first)}"""
+    k = min(k, effects.shape[-1])
+    up, down = np.argpartition(-effects, k - 1)[:k], np.argpartition(effects, k - 1)[:k]
+    up, down = up[np.argsort(-effects[up], kind="stable")], down[np.argsort(effects[down], kind="stable")]
+    listed = lambda ids: [{"token": s, "id": int(i), "effect": float(effects[i])}  # noqa: E731
+                          for s, i in zip(model.token_strings(ids), ids)]
+    return {"up": listed(up), "down": listed(down)}
+
+
+def direct_effects(model, trace, position, vectors, k=5):
+    """The tokens whose logits each vector, written into the final residual stream at `position`,
+    pushes up and down most: through the frozen final LayerNorm and wteᵀ (float32).
+    vectors [P, d] -> [pushed_tokens] * P"""
+    _, ln = frozen_ln_final(model, trace, position)
+    effects = ln(np.asarray(vectors, dtype=np.float64)).astype(np.float32) @ model.params["wte.weight"].T  # [P, V]
+    return [pushed_tokens(model, row, k) for row in effects]
+
+
+def logit_attribution(model, trace, position, token=None, other=None, k=5):
+    """One next-token logit at `position` (or the difference logit(token) − logit(other)) split
+    into the parts of the final residual stream (`residual_parts`) plus ln_f.bias, through the
+    frozen final LayerNorm (`frozen_ln_final`) and wteᵀ; with, for every part, the k tokens it
+    pushes up and down most.
+
+    token: text (one token) or id; default the model's top-1 at `position`. The logit it is
+    checked against is the model's own ln_final.hook_normalized[position] · wte[token] (float64
+    of the float32 trace; `trace.logits` holds the same product in float32).
+    -> {"position", "token", "target": {"token", "id"}, "versus": {…} or None, "logit", "sum",
+        "abs_diff", "relative" (|sum − logit| / the largest |logit| involved), "residual_relative"
+        (max|Σ parts − final residual| / max|final residual|), "ln_final_scale",
+        "parts": [{"name", "kind", "layer", "head", "value", "up", "down"}] in forward order}
+    """
+    position = check_position(trace, position)
+    wte, lnf = model.params["wte.weight"], trace["ln_final.hook_normalized"][position].astype(np.float64)
+    if token is None:
+        target = int(np.argmax(trace["ln_final.hook_normalized"][position] @ wte.T))   # [d] @ [d, V]
+    else:
+        target = token_id(model, token)
+    versus = None if other is None else token_id(model, other)
+    if versus == target:
+        raise GPT2npError(f"Both tokens are {model.token_strings([target])[0]!r} (id {target}): a logit "
+                          "difference needs two different tokens.")
+    direction = wte[target].astype(np.float64)                                           # [d]
+    logits = [float(lnf @ direction)]
+    if versus is not None:
+        logits.append(float(lnf @ wte[versus].astype(np.float64)))
+        direction = direction - wte[versus].astype(np.float64)
+    logit = logits[0] - (logits[1] if versus is not None else 0.0)
+
+    parts, vectors = residual_parts(model, trace, position)                                # [P, d]
+    final = trace[residual_stream_names(trace.n_layer)[-1]][position].astype(np.float64)
+    scale, ln = frozen_ln_final(model, trace, position)
+    values = list(ln(vectors) @ direction)                                                # [P]
+    parts.append({"name": "ln_final bias", "kind": "bias", "layer": None, "head": None})
+    values.append(float(model.params["ln_f.bias"].astype(np.float64) @ direction))
+    effects = direct_effects(model, trace, position, vectors, k)
+    bias_row = model.params["ln_f.bias"] @ wte.T                               # [V]: the same at every position
+    effects.append(pushed_tokens(model, bias_row, k))
+    total = float(np.sum(values))
+    name = lambda i: {"token": model.token_strings([i])[0], "id": int(i)}  # noqa: E731
+    return {"position": position, "token": trace.tokens[position],
+            "target": name(target), "versus": None if versus is None else name(versus),
+            "logit": logit, "sum": total, "abs_diff": abs(total - logit),
+            "relative": abs(total - logit) / max(max(map(abs, logits)), 1e-30),
+            "residual_relative": float(np.abs(vectors.sum(0) - final).max() / max(np.abs(final).max(), 1e-30)),
+            "ln_final_scale": float(scale),
+            "parts": [{**part, "value": float(v), **e} for part, v, e in zip(parts, values, effects)]}

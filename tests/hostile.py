@@ -32,7 +32,7 @@ def hostile_texts():
 LONE_SURROGATES = ["\ud800", "abc\udfff", "\udcff\udcfe invalid utf-8 as Python decodes it"]
 
 
-# -- more hostile input for the hardening tests (the *_hostile*, test_viewer_server and test_weights_corrupt modules) -------------------------
+# -- more hostile input for the *_hostile*, test_viewer_server and test_weights_corrupt modules ----------
 # Bytes that are not UTF-8: a stray Latin-1 byte, a BOM of UTF-16, an overlong '/', a UTF-8-encoded
 # surrogate, a code point above U+10FFFF, a lone continuation byte, a character cut in half.
 INVALID_UTF8 = [b"caf\xe9", b"\xff\xfe", b"\xc0\xaf", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\x80",

@@ -156,7 +156,7 @@ def test_the_snapshot_holds_the_live_apis_own_answers(saved, small_text_model_di
             live = {k: v for k, v in live.items() if k not in volatile}
         assert answer == live, key
     kinds = {re.sub(r"\?.*", "", k).split("/")[-1] for k in answers}
-    assert {"model", "run", "next", "query", "row", "ledger"} <= kinds
+    assert {"model", "run", "next", "query", "row", "ledger", "value"} <= kinds
     for key, entry in snap["bytes"].items():
         response = client.get("/api/" + key)
         assert base64.b64decode(entry["data"]) == response.data, key
@@ -202,7 +202,11 @@ def test_options_and_the_size_bound_choose_what_goes_in(trace, tmp_path):
     assert info["heatmaps"] == ["0.0", "1.0", "1.2"] and info["exact"] == ["1.2"]   # + the opening heatmap
     assert "heatmaps of 0.0 and 1.0 1.2; exact numbers (top-5 keys, Q·K panel, ledgers) of 1.2;" in info["holds"]
     snap = Page((tmp_path / "a.html").read_text()).snapshot
-    assert snap["holds"]["heatmaps"] == info["heatmaps"] and set(snap["packs"]) == {"run", "1.2"}
+    assert snap["holds"]["heatmaps"] == info["heatmaps"] and info["values"] == ["0.0"]     # the opening head's
+    assert set(snap["packs"]) == {"run", "0.0", "1.2"}
+    assert {k.split("?")[0].split("/")[-1] for k in unpack({"packs": {"x": snap["packs"]["0.0"]}})} == {"value"}
+    info = save_html(trace, tmp_path / "v.html", qk="none", values="1.1 1.3")
+    assert info["exact"] == [] and info["values"] == ["1.1", "1.3"] and "value ledgers of 1.1 1.3;" in info["holds"]
     assert sorted(k.split("?")[1] for k in snap["bytes"] if "/pattern?" in k) == [
         "head=0&layer=0", "head=0&layer=1", "head=2&layer=1"]
     none = save_html(trace, tmp_path / "b.html", qk="none")
@@ -235,13 +239,13 @@ def test_the_size_bound_leaves_heatmaps_out(small_tok_dir, tmp_path):
     m = gpt2np.load(small_tok_dir)                                 # 2 layers × 3 heads
     t = m.run((SENTENCE + " ") * 30)
     t = m.run(t.ids[:300].tolist())
-    one = save_html(t, tmp_path / "one.html", qk="none", layers="0", heads="0")
-    every = save_html(t, tmp_path / "every.html", qk="none")
+    one = save_html(t, tmp_path / "one.html", qk="none", values="none", layers="0", heads="0")
+    every = save_html(t, tmp_path / "every.html", qk="none", values="none")
     assert len(every["heatmaps"]) == 6
     per_head = (every["bytes"] - one["bytes"]) / 5
     assert per_head > 50_000
     bound = one["bytes"] + 2.5 * per_head
-    info = save_html(t, tmp_path / "cut.html", qk="none", max_mb=bound / MB)
+    info = save_html(t, tmp_path / "cut.html", qk="none", values="none", max_mb=bound / MB)
     assert info["heatmaps"] == ["0.0", "0.1", "0.2"] and info["bytes"] <= bound
     assert "heatmaps of layer 0;" in info["holds"]
 
@@ -448,6 +452,13 @@ def test_saved_file_from_disk_scrub_click_and_compare(browser, saved, trace):
     T = trace.n_tokens
     wait_head(page, 1, 2)                                          # the opening head
     assert_heatmap_shows(page, trace.pattern(1, 2))
+    # Its value ledger at the last query: the keys' p as the trace has them.
+    page.wait_for_selector("[data-testid=value-z]")
+    p_last = trace.pattern(1, 2)[T - 1]
+    for r, key in enumerate(top_keys(p_last, T - 1)):
+        row = page.get_by_test_id(f"value-key-{r}")
+        assert int(row.get_attribute("data-key")) == key
+        assert np.float32(row.locator("td.num").inner_text()) == p_last[key]
     assert "saved in this file" in page.get_by_test_id("status").inner_text()
     assert page.get_by_test_id("saved-holds").inner_text().startswith("Saved file, no server: ")
     for i in range(T):

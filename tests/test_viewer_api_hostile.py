@@ -406,7 +406,8 @@ PARAM_VALUES = st.one_of(
                      "[]", "{}", "null", "1;DROP", "'", '"', "\ud800", "🙂"]),
     st.text(max_size=10))
 PARAMS = st.lists(st.tuples(st.sampled_from(["layer", "head", "query", "key", "position", "ignore_sink",
-                                             "k", "target", "target_id", "x", "Layer", "layer[]"]),
+                                             "k", "target", "target_id", "token", "token_id", "versus",
+                                             "versus_id", "x", "Layer", "layer[]"]),
                             PARAM_VALUES), max_size=6)
 HANDLES = st.sampled_from(["0" * 20, "..", "%2e%2e", "..%2f..%2fetc%2fpasswd", "a" * 3000, "<script>",
                            "%00", "%ff", "%c0%ae", "{{7*7}}", "ü", "\ud800"]) | st.text(max_size=24)

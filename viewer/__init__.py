@@ -5,10 +5,12 @@
     python -m viewer --model demo         # or: flask --app viewer run
 
 The model is loaded once, here in the factory, and the induction probe of the heads table runs
-once for it. Two blueprints: `api.py` (page, static files, the JSON API of runs and heads) and
-`analysis.py` (the analysis panels' endpoints). `args.py` reads and checks request arguments;
+once for it. Three blueprints: `api.py` (page, static files, the JSON API of runs and heads),
+`analysis.py` (the analysis panels' endpoints) and `values.py` (the value ledger, the walk through
+a block, the logit attribution). `args.py` reads and checks request arguments;
 `runs.py` holds the bounded cache of recent runs; `wire.py` the compact formats sent to the
-browser; `ledger.py` the Q·K numbers read from the trace; `errors.py` turns every error into
+browser; `ledger.py` the Q·K and value numbers read from the trace; `walk.py` one token's steps
+through a block; `errors.py` turns every error into
 JSON. The page itself is `templates/index.html` + `static/*.js` (vanilla JS, no build, no CDN).
 """
 
@@ -20,7 +22,7 @@ from flask import Flask, current_app, request
 import gpt2np
 from gpt2np.api import DEFAULT_ENGINE
 
-from . import analysis, api
+from . import analysis, api, values
 from .errors import ApiError, register_error_handlers
 from .runs import RunCache
 
@@ -58,6 +60,7 @@ def create_app(config=None):
     app.before_request(refuse_foreign_host)
     app.register_blueprint(api.bp)
     app.register_blueprint(analysis.bp)
+    app.register_blueprint(values.bp)
     register_error_handlers(app)
     return app
 

@@ -59,6 +59,20 @@ def token_arg(token):
     return interventions.token_id(model(), token)   # not one token, or out of range: a 400
 
 
+def url_token(name):
+    """A token from the URL, as ?name= (text, exactly one token) or ?name_id= (an id) -> its id,
+    or None when neither is given. Errors name the field."""
+    text = request.args.get(name) or None
+    if f"{name}_id" in request.args:
+        if text is not None:
+            raise ApiError(f"Give ?{name}= (a token as text) or ?{name}_id= (its id), not both.")
+        return whole_number(f"{name}_id", 0, model().config.vocab_size - 1, "token id")
+    try:
+        return token_arg(text)
+    except (ApiError, GPT2npError) as e:
+        raise ApiError(f"?{name}=: {e}") from None
+
+
 def head_list(heads):
     """"5.1 5.5", "5.1, 5.5" or ["5.1", "5.5"] -> sorted [(layer, head)], checked on the model."""
     if not (isinstance(heads, str) or (isinstance(heads, list) and all(isinstance(p, str) for p in heads))):
@@ -123,13 +137,7 @@ def api_lens(handle):
     m = model()
     position = whole_number("position", 0, run.n_tokens - 1, "position", default=run.n_tokens - 1)
     k = whole_number("k", 1, MAX_K, "number of tokens to list", default=5)
-    target = request.args.get("target") or None
-    if "target_id" in request.args:
-        if target is not None:
-            raise ApiError("Give ?target= (a token as text) or ?target_id= (its id), not both.")
-        target = whole_number("target_id", 0, m.config.vocab_size - 1, "token id")
-    target = token_arg(target)
-    lens = interventions.logit_lens(m, run.trace(), position, k, target)
+    lens = interventions.logit_lens(m, run.trace(), position, k, url_token("target"))
     return jsonify(finite({"handle": run.handle, "k": k, **lens}))
 
 

@@ -259,15 +259,22 @@ def api_next(handle):
     return jsonify(next_tokens(run, whole_number("position", 0, run.n_tokens - 1, "position")))
 
 
-@bp.get("/api/runs/<handle>/trace.npz")
-def api_trace(handle):
-    """The full trace. The viewer keeps only part of it in memory, so the same ids are run again
-    through the same model (the forward pass is deterministic; checked against the cached pattern)."""
-    run = get_run(handle)
+def rerun(run):
+    """The full trace of a cached run. The viewer keeps only part of it in memory, so the same ids
+    are run again through the same model (the forward pass is deterministic; checked against the
+    cached pattern)."""
     with forward_lock():
         trace = model().run(run.ids)
     if not all(np.array_equal(trace.pattern(i), p) for i, p in enumerate(run.patterns)):
-        raise ApiError("The re-run for the download differs from the cached run; not sending it.", 500)
+        raise ApiError("The re-run of this sentence differs from the cached run; not using it.", 500)
+    return trace
+
+
+@bp.get("/api/runs/<handle>/trace.npz")
+def api_trace(handle):
+    """The full trace (`rerun`)."""
+    run = get_run(handle)
+    trace = rerun(run)
     fd, path = tempfile.mkstemp(suffix=".npz", prefix="gpt2np-trace-")
     try:
         with os.fdopen(fd, "wb") as f:

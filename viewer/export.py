@@ -16,19 +16,24 @@ What goes in, in this order, each item whole or not at all, while the file stays
      every head (the overview), and the opening head's heatmap;
   2. the opening head's exact numbers, if it is one of the `qk` heads;
   3. the heatmaps of the chosen heads (`layers` × `heads`, default every head), layer by layer;
-  4. the exact numbers of the other `qk` heads that have their heatmap in, in order.
+  4. the exact numbers of the other `qk` heads that have their heatmap in, in order;
+  5. the value ledgers of the `values` heads that have their heatmap in, in order.
 Exact numbers are, for every query, its top-5 keys with and without position 0 (the Q·K panel:
-q, k, q·k, score, p), the ledgers of those keys and the row's exact weights. The default `qk`
-is the opening head's layer, its heads after the opening one only while the file stays within
-SMALL_MB: about 200 kB a head at 64 tokens of GPT-2 small, so a whole layer of them (or q and
-k of every head, 4.7 MB of float32) would not fit in a 2 MB file.
+q, k, q·k, score, p), the ledgers of those keys and the row's exact weights; a value ledger
+(ledger.value_ledger), for every query, what the head moves: v, p·v, z and its write through
+W_O. The default `qk` is the opening head's layer and the default `values` the opening head,
+added only while the file stays within SMALL_MB (the opening head's exact numbers always, when
+they fit): at 64 tokens of GPT-2 small a head's exact numbers are about 200 kB and its value
+ledgers about 1 MB, so a whole layer of them (or q and k of every head, 4.7 MB of float32) would
+not fit in a 2 MB file.
 Heatmaps and thumbnails are base64 bytes (the wire format of wire.py). The JSON answers are
 gzip-compressed, one pack per head plus one for the run, and inflated by the page with the
 browser's DecompressionStream. A Content-Security-Policy in the page allows its own two inline
 elements (by hash) and data:/blob: images, and nothing else: no request of any kind.
 
-A new kind of API call goes into the snapshot with one entry in `answers_of_head` (calls with a
-layer and a head) or `run_answers` (the rest): its key is the request path the page asks for.
+A new kind of API call goes into the snapshot with one entry in `answers_of_head` or
+`values_of_head` (calls with a layer and a head) or `run_answers` (the rest): its key is the
+request path the page asks for.
 """
 
 import base64
@@ -47,7 +52,7 @@ from gpt2np import GPT2npError, __version__
 from gpt2np.heads import check_head, head_name, parse_heads
 
 from .api import describe_run, model_summary, next_tokens, overview_bytes, pattern_bytes
-from .ledger import ledger, pattern_row, query_panel
+from .ledger import ledger, pattern_row, query_panel, value_ledger
 from .runs import Run, finite, run_handle
 
 HERE = Path(__file__).resolve().parent
@@ -67,7 +72,8 @@ SANDBOX = "allow-scripts allow-downloads"
 # path segment (viewer/analysis.py, api.py).
 SERVER_ONLY = {"heads": "the heads table", "lens": "the logit lens", "ablate": "ablation",
                "pair": "the minimal pair", "diff": "the minimal pair", "findings": "the findings report",
-               "trace.npz": "the whole trace (.npz)"}
+               "walk": "the walk through a block (it runs the input again)",
+               "attribution": "the direct logit attribution", "trace.npz": "the whole trace (.npz)"}
 
 
 class ExportError(GPT2npError):
@@ -106,14 +112,26 @@ class Choice:
     query: int | None = None          # None: the last token (as the live page)
     heatmaps: list = field(default_factory=list)    # [(layer, head)] wanted, in order
     exact: list = field(default_factory=list)       # [(layer, head)] wanted, in order
+    values: list = field(default_factory=list)      # [(layer, head)] wanted, in order
     max_bytes: int = DEFAULT_MAX_MB * MB
     exact_bytes: int = DEFAULT_MAX_MB * MB          # the file's size up to which step 4 adds heads
+    values_bytes: int = DEFAULT_MAX_MB * MB         # ... and step 5
 
 
-def choose(config, T, layer=0, head=0, query=None, layers=None, heads=None, qk=None,
+def heads_option(spec, default, every, config):
+    """None -> `default`; "all", "none"; or heads as for gpt2np.heads.parse_heads ("5.1 5.5")."""
+    if spec is None:
+        return default
+    if isinstance(spec, str) and spec.strip().lower() in ("all", "none"):
+        return every if spec.strip().lower() == "all" else []
+    return parse_heads(spec, config)
+
+
+def choose(config, T, layer=0, head=0, query=None, layers=None, heads=None, qk=None, values=None,
            max_mb=DEFAULT_MAX_MB):
     """The options of to_html, checked -> Choice. qk: None (the opening head's layer, within
-    SMALL_MB), "all", "none", or heads as for gpt2np.heads.parse_heads ("5.1 5.5")."""
+    SMALL_MB), "all", "none", or heads as for gpt2np.heads.parse_heads ("5.1 5.5"); values: the
+    same, None being the opening head within SMALL_MB."""
     layer, head = check_head(config, layer, head)
     if query is not None and not 0 <= query < T:
         raise ExportError(f"The query {query} is out of range: the input has tokens 0–{T - 1}.")
@@ -124,14 +142,11 @@ def choose(config, T, layer=0, head=0, query=None, layers=None, heads=None, qk=N
     chosen_heads = parse_layers(heads, config.n_head, "head")
     heatmaps = [(L, h) for L in chosen_layers for h in chosen_heads]
     every = [(L, h) for L in range(config.n_layer) for h in range(config.n_head)]
-    exact_bytes = max_bytes
-    if qk is None:
-        exact, exact_bytes = [(layer, h) for h in range(config.n_head)], min(max_bytes, SMALL_MB * MB)
-    elif isinstance(qk, str) and qk.strip().lower() in ("all", "none"):
-        exact = every if qk.strip().lower() == "all" else []
-    else:
-        exact = parse_heads(qk, config)
-    return Choice(layer, head, query, heatmaps, exact, max_bytes, exact_bytes)
+    small = min(max_bytes, SMALL_MB * MB)
+    exact = heads_option(qk, [(layer, h) for h in range(config.n_head)], every, config)
+    vals = heads_option(values, [(layer, head)], every, config)
+    return Choice(layer, head, query, heatmaps, exact, vals, max_bytes,
+                  small if qk is None else max_bytes, small if values is None else max_bytes)
 
 
 # -- the answers -------------------------------------------------------------------------------------
@@ -168,6 +183,13 @@ def answers_of_head(run, layer, head):
     return answers
 
 
+def values_of_head(run, m, layer, head):
+    """A head's value ledgers -> {key: answer}: what it moves at every query."""
+    base, trace = f"runs/{run.handle}", run.trace()
+    return {call_key(base + "/value", layer=layer, head=head, query=i): value_ledger(m, trace, layer, head, i)
+            for i in range(run.n_tokens)}
+
+
 def pack(answers):
     """{key: answer} -> base64 of gzip-compressed JSON (static/snapshot.js inflates it)."""
     data = json.dumps(finite(answers), allow_nan=False, separators=(",", ":")).encode()
@@ -189,6 +211,7 @@ class Snapshot:
     data: dict                 # the JSON embedded in the page
     heatmaps: list             # [(layer, head)] whose heatmap is in
     exact: list                # [(layer, head)] whose exact numbers are in
+    values: list               # [(layer, head)] whose value ledgers are in
 
 
 def build_snapshot(run, m, engine, choice, page_bytes, input_, view):
@@ -199,7 +222,8 @@ def build_snapshot(run, m, engine, choice, page_bytes, input_, view):
     binary = {call_key(f"runs/{run.handle}/overview"): bytes_answer(overview_bytes(run))}
     size = (page_bytes + sum(map(entry_size, packs, packs.values())) + entry_size("input", input_) +
             sum(map(entry_size, binary, binary.values())) + DESCRIPTIONS)
-    heatmaps, exact = [], []
+    heatmaps, exact, values = [], [], []
+    answers = {}                       # pack name ("L.H") -> the head's answers so far
 
     def add_heatmap(L, h, forced=False):
         nonlocal size
@@ -211,13 +235,16 @@ def build_snapshot(run, m, engine, choice, page_bytes, input_, view):
         heatmaps.append((L, h))
         return True
 
-    def add_exact(L, h, limit):
+    def add_answers(L, h, new, limit, done):
+        """The head's pack again with `new` answers in, if the file stays within `limit`."""
         nonlocal size
-        value = pack(answers_of_head(run, L, h))
-        if size + entry_size(head_name(L, h), value) > limit:
+        name = head_name(L, h)
+        value = pack({**answers.get(name, {}), **new})
+        grows = entry_size(name, value) - (entry_size(name, packs[name]) if name in packs else 0)
+        if size + grows > limit:
             return False
-        packs[head_name(L, h)], size = value, size + entry_size(head_name(L, h), value)
-        exact.append((L, h))
+        answers[name], packs[name], size = {**answers.get(name, {}), **new}, value, size + grows
+        done.append((L, h))
         return True
 
     opening = (choice.layer, choice.head)
@@ -227,19 +254,24 @@ def build_snapshot(run, m, engine, choice, page_bytes, input_, view):
                           f"is {size / MB:.1f} MB, more than the {choice.max_bytes / MB:g} MB allowed: give a "
                           "larger max_mb (--max-mb) or a shorter input.")
     if opening in choice.exact:
-        add_exact(*opening, choice.max_bytes)
+        add_answers(*opening, answers_of_head(run, *opening), choice.max_bytes, exact)
     for L, h in choice.heatmaps:
         if (L, h) != opening and not add_heatmap(L, h):
             break
     for L, h in choice.exact:
-        if (L, h) != opening and (L, h) in heatmaps and not add_exact(L, h, choice.exact_bytes):
+        if (L, h) != opening and (L, h) in heatmaps and \
+                not add_answers(L, h, answers_of_head(run, L, h), choice.exact_bytes, exact):
+            break
+    for L, h in choice.values:
+        if (L, h) in heatmaps and not add_answers(L, h, values_of_head(run, m, L, h), choice.values_bytes, values):
             break
     heatmaps.sort()
     exact.sort()
-    holds = describe_holds(cfg, run.n_tokens, heatmaps, exact)
+    values.sort()
+    holds = describe_holds(cfg, run.n_tokens, heatmaps, exact, values)
     data = {"format": FORMAT, "handle": run.handle, "input": input_, "view": view, "holds": holds,
             "missing": missing_notes(holds, input_), "packs": packs, "bytes": binary}
-    return Snapshot(data, heatmaps, exact)
+    return Snapshot(data, heatmaps, exact, values)
 
 
 # -- what the file says it holds -------------------------------------------------------------------------
@@ -264,14 +296,14 @@ def describe_heads(heads, n_layer, n_head):
     return " and ".join(parts)
 
 
-def describe_holds(cfg, T, heatmaps, exact):
-    heat = describe_heads(heatmaps, cfg.n_layer, cfg.n_head)
-    ex = describe_heads(exact, cfg.n_layer, cfg.n_head)
-    return {"tokens": T, "heatmaps": [head_name(*x) for x in heatmaps], "exact": [head_name(*x) for x in exact],
-            "heatmaps_text": heat, "exact_text": ex,
+def describe_holds(cfg, T, heatmaps, exact, values):
+    heat, ex, val = (describe_heads(x, cfg.n_layer, cfg.n_head) for x in (heatmaps, exact, values))
+    names = lambda heads: [head_name(*x) for x in heads]  # noqa: E731
+    return {"tokens": T, "heatmaps": names(heatmaps), "exact": names(exact), "values": names(values),
+            "heatmaps_text": heat, "exact_text": ex, "values_text": val,
             "text": (f"{T} token{'s' * (T != 1)}; heatmaps of {heat}; exact numbers (top-5 keys, Q·K panel, "
-                     f"ledgers) of {ex}; next-token top-5 at every position; thumbnails of every head. "
-                     f"Saved by gpt2np {__version__}.")}
+                     f"ledgers) of {ex}; value ledgers of {val}; next-token top-5 at every position; "
+                     f"thumbnails of every head. Saved by gpt2np {__version__}.")}
 
 
 def missing_notes(holds, input_):
@@ -283,6 +315,8 @@ def missing_notes(holds, input_):
     shown = input_.get("text") if input_.get("text") is not None else " ".join(map(str, input_["ids"]))
     shown = shown if len(shown) <= 80 else shown[:79] + "…"
     notes = {
+        "value": (f"Not in this file: the value ledger of this head (it holds those of {holds['values_text']}). "
+                  f"Export again with --values LAYER.HEAD (or a larger --max-mb), or {live}."),
         "pattern": (f"Not in this file: the heatmap of this head (it holds the heatmaps of "
                     f"{holds['heatmaps_text']}). Export again with --layers/--heads (or a larger "
                     f"--max-mb), or {live}."),
@@ -407,12 +441,12 @@ def check_model(trace, m):
 
 
 def page(trace, model=None, *, text=None, bos=False, layer=0, head=0, query=None, layers=None,
-         heads=None, qk=None, max_mb=DEFAULT_MAX_MB):
+         heads=None, qk=None, values=None, max_mb=DEFAULT_MAX_MB):
     """The whole page for a trace -> (html, Snapshot). text/bos: the input as the user gave it
     (shown in the sentence box; default the trace's tokens joined, or its ids)."""
     m = model if model is not None else getattr(trace, "model", None)
     check_model(trace, m)
-    choice = choose(m.config, trace.n_tokens, layer, head, query, layers, heads, qk, max_mb)
+    choice = choose(m.config, trace.n_tokens, layer, head, query, layers, heads, qk, values, max_mb)
     engine = trace.engine or m.engine
     ids = [int(i) for i in trace.ids]
     run = Run(run_handle(m, ids, bos), trace, bos, 0.0)

@@ -42,6 +42,9 @@ async function getBytes(url) {
 const q = (params) => new URLSearchParams(params).toString();
 const runUrl = (handle, what, params) => `/api/runs/${encodeURIComponent(handle)}/${what}` + (params ? "?" + q(params) : "");
 
+// A token to send as ?name= (text) or ?name_id= (a number); nothing for null.
+const tokenParam = (name, token) => (token == null ? {} : typeof token === "number" ? { [`${name}_id`]: token } : { [name]: token });
+
 const postJson = (url, payload) => getJson(url, {
   method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(payload),
 });
@@ -73,6 +76,11 @@ export const api = {
     { position, k, ...(target == null ? {} : typeof target === "number" ? { target_id: target } : { target }) })),
   ablate: (handle, body) => postJson(runUrl(handle, "ablate"), body),
   pair: (handle, body) => postJson(runUrl(handle, "pair"), body),
+  // The value side and the output (viewer/values.py).
+  value: (handle, layer, head, query) => getJson(runUrl(handle, "value", { layer, head, query })),
+  walk: (handle, layer, head, query) => getJson(runUrl(handle, "walk", { layer, head, query })),
+  attribution: (handle, position, token, versus) => getJson(runUrl(handle, "attribution",
+    { position, ...tokenParam("token", token), ...tokenParam("versus", versus) })),
   // |A − B| of one head on the aligned tokens: the same bytes as pattern(), N aligned tokens.
   async pairDiff(handle, other, layer, head) {
     const { bytes, header } = await getBytes(`/api/runs/${encodeURIComponent(handle)}/pair/${encodeURIComponent(other)}/diff?` + q({ layer, head }));

@@ -52,8 +52,8 @@ export class Saved {
 
   missing(kind, key) {
     const notes = this.data.missing;
-    const inPack = kind === "ledger" && this.data.packs[headOf(key)] != null;
-    return json({ error: notes[inPack ? "ledger-cell" : kind] ?? notes["*"] }, 404);
+    const cell = kind === "ledger" && this.data.holds.exact.includes(headOf(key));   // its head is in
+    return json({ error: notes[cell ? "ledger-cell" : kind] ?? notes["*"] }, 404);
   }
 
   // fetch(url, options) for the page's own API: a Response, as the server would send it.
