@@ -329,8 +329,8 @@ def missing_notes(holds, input_):
         "*": f"Not in this file: {live}.",
     }
     for kind, what in SERVER_ONLY.items():
-        notes[kind] = (f"Not in this file: {what} is computed on request by the live viewer's server; "
-                       f"{live} (python -m viewer --model …, then run the same input).")
+        notes[kind] = (f"Not in this file: {what} is computed on request by the live viewer's server. "
+                       "For it, run the same input in the live viewer (python -m viewer --model …).")
     return notes
 
 
