@@ -124,7 +124,7 @@ class Model:
         for layer, head in z_ablation or {}:
             check_head(self.config, layer, head)
         acts = ENGINES[engine](self.params, self.config, ids, z_ablation)
-        return Trace(acts, ids, self.token_strings(ids), self.info.name, engine)
+        return Trace(acts, ids, self.token_strings(ids), self.info.name, engine, model=self)
 
 
 def load(name_or_dir="demo", allow_download=True, engine=DEFAULT_ENGINE):

@@ -1,5 +1,6 @@
 """Command line: `python -m gpt2np "sentence"`, `python -m gpt2np download [NAME]`, and the
-dispatch to `python -m gpt2np findings ...` (its parsing and printing: `gpt2np/cli_findings.py`).
+dispatch to `python -m gpt2np findings ...` (its parsing and printing: `gpt2np/cli_findings.py`)
+and `python -m gpt2np export ...` (`gpt2np/cli_export.py`).
 
 Only argument parsing and printing live here; the work is done by `gpt2np.load`, `Model.run` and
 `gpt2np.analysis`. Every user error prints one line on stderr and exits with status 2.
@@ -24,7 +25,7 @@ def build_parser():
     p = argparse.ArgumentParser(
         prog="gpt2np",
         description="Run GPT-2 (NumPy) on a sentence and show its tokens, next-token predictions "
-                    "and attention. Subcommands: `gpt2np download [NAME]`, `gpt2np findings`, `gpt2np corpus FILE`.")
+                    "and attention. Subcommands: `gpt2np download [NAME]`, `gpt2np findings`, `gpt2np corpus FILE`, `gpt2np export`.")
     p.add_argument("text", help="the sentence to run ('-' reads it from standard input)")
     p.add_argument("--model", default=DEFAULT_MODEL,
                    help=f"a name ({', '.join(['demo', *KNOWN_MODELS])}), a Hub repo id, or a "
@@ -190,7 +191,13 @@ def corpus_command(argv):
     return corpus_command(argv)
 
 
-SUBCOMMANDS = {"download": download_command, "findings": findings_command, "corpus": corpus_command}
+def export_command(argv):
+    from .cli_export import export_command  # imported here: cli_export imports this module
+    return export_command(argv)
+
+
+SUBCOMMANDS = {"download": download_command, "findings": findings_command, "corpus": corpus_command,
+               "export": export_command}
 
 
 def main(argv=None):

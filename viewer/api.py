@@ -79,12 +79,15 @@ ENGINE_ABOUT = {"fast": "the CPU schedule of gpt2np/engine.py: the forward pass 
                 "reference": "gpt2np/model.py's plain math itself: set a breakpoint there to see these numbers"}
 
 
-def model_summary():
-    m = model()
+def model_summary(m=None, engine=None):
+    """The model as the page's header and GET /api/model describe it: the app's model, or `m`
+    (a saved file, export.py), with the engine that computed its runs (default: its own)."""
+    m = model() if m is None else m
+    engine = m.engine if engine is None else engine
     cfg = m.config
     return {"name": m.info.name, "origin": m.info.origin, "n_params": m.info.n_params,
-            "describe": m.info.describe(), "kind": m.info.kind, "engine": m.engine,
-            "engine_about": ENGINE_ABOUT[m.engine],
+            "describe": m.info.describe(), "kind": m.info.kind, "engine": engine,
+            "engine_about": ENGINE_ABOUT[engine],
             "has_tokenizer": m.tokenizer is not None,
             "n_layer": cfg.n_layer, "n_head": cfg.n_head, "d_head": cfg.d_head, "n_embd": cfg.n_embd,
             "n_positions": cfg.n_positions, "vocab_size": cfg.vocab_size}
@@ -124,18 +127,23 @@ def parse_run_body():
     return body["text"], bos
 
 
-def run_summary(run, cached):
-    cfg = model().config
+def describe_run(run, m, engine):
+    """What the page is told of a run: tokens, ids, shapes, the next-token top-5 at the last
+    position. run_summary adds the cache's state; a saved file (export.py) says it is one."""
+    cfg = m.config
     T, last = run.n_tokens, run.n_tokens - 1
-    return {"handle": run.handle, "model": model().info.name, "n_tokens": T,
+    return {"handle": run.handle, "model": m.info.name, "n_tokens": T,
             "tokens": run.tokens, "ids": [int(i) for i in run.ids], "bos": run.bos,
             "n_layer": cfg.n_layer, "n_head": cfg.n_head, "d_head": cfg.d_head,
             "shapes": {"hook_pattern": [cfg.n_head, T, T], "hook_attn_scores": [cfg.n_head, T, T],
                        "hook_q": [T, cfg.n_head, cfg.d_head], "hook_k": [T, cfg.n_head, cfg.d_head],
                        "logits": [T, cfg.vocab_size]},
-            "next_token": next_tokens(run, last), "elapsed_ms": round(run.elapsed * 1000, 1),
-            "engine": model().engine,
-            "cached": cached, "encoding": ENCODING,
+            "next_token": next_tokens(run, last, m), "elapsed_ms": round(run.elapsed * 1000, 1),
+            "engine": engine, "encoding": ENCODING}
+
+
+def run_summary(run, cached):
+    return {**describe_run(run, model(), model().engine), "cached": cached,
             "cache": {"runs": len(runs()), "bytes": runs().nbytes(), "max_bytes": runs().max_bytes}}
 
 
@@ -172,29 +180,42 @@ def api_run_summary(handle):
     return jsonify(run_summary(get_run(handle), cached=True))
 
 
-def binary(data, **headers):
+def wire_headers(**headers):
+    """The headers that describe a binary answer: X-Gpt2np-Tokens, X-Gpt2np-Encoding, ..."""
+    return {"X-Gpt2np-" + name.replace("_", "-").title(): str(value) for name, value in headers.items()}
+
+
+def binary(data, headers=None, **named):
+    """A binary answer; its headers given as made by wire_headers, or by name (tokens=T, ...)."""
     response = current_app.response_class(data, mimetype="application/octet-stream")
     response.headers["Cache-Control"] = "no-store"
-    for name, value in headers.items():
-        response.headers["X-Gpt2np-" + name.replace("_", "-").title()] = str(value)
+    response.headers.update({**(headers or {}), **wire_headers(**named)})
     return response
+
+
+def pattern_bytes(run, layer, head):
+    """One head's heatmap: (bytes, headers) as GET .../pattern sends them."""
+    return lower_triangle_bytes(run.patterns[layer][head]), wire_headers(
+        tokens=run.n_tokens, encoding=ENCODING, layer=layer, head=head)
+
+
+def overview_bytes(run):
+    """Every head's thumbnail: (bytes, headers) as GET .../overview sends them."""
+    data, size = run.overview()
+    return data, wire_headers(tokens=run.n_tokens, encoding=THUMB_ENCODING, size=size,
+                              layers=len(run.patterns), heads=run.patterns[0].shape[0])
 
 
 @bp.get("/api/runs/<handle>/pattern")
 def api_pattern(handle):
     run = get_run(handle)
     layer, head = layer_head()
-    return binary(lower_triangle_bytes(run.patterns[layer][head]), tokens=run.n_tokens,
-                  encoding=ENCODING, layer=layer, head=head)
+    return binary(*pattern_bytes(run, layer, head))
 
 
 @bp.get("/api/runs/<handle>/overview")
 def api_overview(handle):
-    run = get_run(handle)
-    data, size = run.overview()
-    cfg = model().config
-    return binary(data, tokens=run.n_tokens, encoding=THUMB_ENCODING, size=size,
-                  layers=cfg.n_layer, heads=cfg.n_head)
+    return binary(*overview_bytes(get_run(handle)))
 
 
 @bp.get("/api/runs/<handle>/row")
@@ -222,8 +243,9 @@ def api_ledger(handle):
     return jsonify(ledger(run, layer, head, query, key))
 
 
-def next_tokens(run, position):
-    m = model()
+def next_tokens(run, position, m=None):
+    """The next-token top-5 at `position`, with the token strings of the app's model (or `m`)."""
+    m = model() if m is None else m
     ids = run.next_ids[position]
     strings = m.token_strings(ids)
     return {**token_ref(run, position),

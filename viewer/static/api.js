@@ -1,5 +1,12 @@
 // The viewer's API client: JSON in and out, attention as bytes. Errors become ApiError with the
 // server's own message (the server always answers errors as JSON, see viewer/errors.py).
+// Two data sources, one client: the live server, or — in a saved file (viewer/export.py) — the
+// answers embedded in the page (snapshot.js), which answers the same requests the same way.
+
+import { readSaved } from "./snapshot.js";
+
+const saved = readSaved();
+const request = saved ? (url, options) => saved.fetch(url, options) : (url, options) => fetch(url, options);
 
 export class ApiError extends Error {
   constructor(status, message) {
@@ -20,13 +27,13 @@ async function fail(response) {
 }
 
 async function getJson(url, options) {
-  const response = await fetch(url, options);
+  const response = await request(url, options);
   if (!response.ok) await fail(response);
   return response.json();
 }
 
 async function getBytes(url) {
-  const response = await fetch(url);
+  const response = await request(url);
   if (!response.ok) await fail(response);
   const header = (name) => response.headers.get("X-Gpt2np-" + name);
   return { bytes: new Uint8Array(await response.arrayBuffer()), header };
@@ -43,6 +50,7 @@ const postJson = (url, payload) => getJson(url, {
 });
 
 export const api = {
+  saved,                                   // the saved file's data source, or null on the live page
   model: () => getJson("/api/model"),
   run: (payload) => postJson("/api/run", payload),
   // One head: T(T+1)/2 bytes, row i holds keys 0..i.

@@ -105,7 +105,8 @@ async function runSentence(restore = null) {
   await showHead();
   const ms = performance.now() - t0;
   document.body.dataset.firstHeatmapMs = ms.toFixed(1);
-  setStatus(`${T} token${T === 1 ? "" : "s"} · ${run.cached ? "from the cache (its forward pass took" : "forward pass"} ${run.elapsed_ms} ms${run.cached ? ")" : ""} · first heatmap on screen ${ms.toFixed(0)} ms after Run`);
+  const how = run.saved ? "saved in this file" : run.cached ? `from the cache (its forward pass took ${run.elapsed_ms} ms)` : `forward pass ${run.elapsed_ms} ms`;
+  setStatus(`${T} token${T === 1 ? "" : "s"} · ${how} · first heatmap on screen ${ms.toFixed(0)} ms after Run`);
   writePermalink(view(), !restore);
   loadOverview();
   analysis.runChanged();
@@ -407,7 +408,8 @@ async function init() {
   window.__viewer.analysis = analysis;
   valueSide = createValueSide({ S, api, onRun, setLayerHead });
   window.__viewer.valueSide = valueSide;
-  if (!(await restore(readPermalink()))) {
+  // A saved file opens at its own input (and the URL's view, if any); the live page at the URL's.
+  if (!(await restore(api.saved ? api.saved.startView(readPermalink()) : readPermalink()))) {
     $("sentence").value = presets[0].text;
     await runSentence({});
   }

@@ -29,5 +29,10 @@ export function permalink(view, path = location.pathname) {
 export function writePermalink(view, push = false) {
   const url = permalink(view);
   if (url === location.pathname + location.search) return;
-  history[push ? "pushState" : "replaceState"](null, "", url);
+  try {
+    history[push ? "pushState" : "replaceState"](null, "", url);
+  } catch (e) {
+    // A saved page in a sandboxed iframe (a notebook) has no URL of its own to write the view into.
+    if (e.name !== "SecurityError") throw e;
+  }
 }
