@@ -25,7 +25,8 @@ def build_parser():
     p = argparse.ArgumentParser(
         prog="gpt2np",
         description="Run GPT-2 (NumPy) on a sentence and show its tokens, next-token predictions "
-                    "and attention. Subcommands: `gpt2np download [NAME]`, `gpt2np findings`, `gpt2np corpus FILE`, `gpt2np export`.")
+                    "and attention. Subcommands: `gpt2np download [NAME]`, `gpt2np findings`, "
+                    "`gpt2np corpus FILE`, `gpt2np export`.")
     p.add_argument("text", help="the sentence to run ('-' reads it from standard input)")
     p.add_argument("--model", default=DEFAULT_MODEL,
                    help=f"a name ({', '.join(['demo', *KNOWN_MODELS])}), a Hub repo id, or a "
