@@ -1,4 +1,5 @@
-"""Statistics of attention patterns and a classification of heads, pure NumPy over a Trace's arrays.
+"""Statistics of attention patterns, a classification of heads, and the next-token top-k: pure
+NumPy over a Trace's arrays.
 
 Every statistic takes patterns [..., T, T] (rows = queries, columns = keys, rows sum to 1, upper
 triangle 0) and averages over query positions 1..T-1: position 0 can only attend to itself, so
@@ -33,6 +34,9 @@ Head types (`classify_head`, thresholds in `THRESHOLDS`), decided in this order:
     diffuse         none of the above and entropy_norm ≥ 0.7 (spread over many keys)
     mixed           none of the above: attends sharply but by content (to a related word,
                     say), which these positional statistics do not name
+
+The next-token predictions (`probabilities`, `next_token_top_k`) read the logits in float64, for the
+command line, the logit lens, ablation and the viewer alike.
 """
 
 import numpy as np
@@ -53,15 +57,55 @@ POSITIONAL_TYPES = (("previous-token", "previous", "previous"), ("self", "self",
                     ("sink", "sink", "sink"), ("broadcast", "top_column_share", "broadcast"))
 
 
+# -- next-token predictions ---------------------------------------------------------------------
+def probabilities(logits):
+    """Softmax in float64 over the vocabulary. [..., V] -> [..., V]"""
+    z = np.asarray(logits, dtype=np.float64)
+    p = np.exp(z - z.max(axis=-1, keepdims=True))
+    return p / p.sum(axis=-1, keepdims=True)
+
+
+def next_token_top_k(logits, k=5, block=64):
+    """The k most probable next tokens after every position, best first; ties: the lower id first.
+
+    logits [..., V] -> (ids [..., k] int64, probs [..., k] float64). Rows are done `block` at a
+    time, so 1,024 positions of GPT-2's vocabulary never need a [1024, V] float64 array.
+    """
+    logits = np.asarray(logits)
+    V = logits.shape[-1]
+    k = min(k, V)
+    rows = logits.reshape(-1, V)                                      # [N, V]
+    ids = np.empty((len(rows), k), dtype=np.int64)
+    probs = np.empty((len(rows), k), dtype=np.float64)
+    for start in range(0, len(rows), block):
+        p = probabilities(rows[start:start + block])                  # [B, V]
+        kth = -np.partition(-p, k - 1, axis=-1)[:, k - 1]             # [B] the k-th largest
+        for b, row in enumerate(p):
+            tied = np.flatnonzero(row >= kth[b])                      # k or more candidates
+            ids[start + b] = tied[np.lexsort((tied, -row[tied]))][:k]
+        probs[start:start + len(p)] = np.take_along_axis(p, ids[start:start + len(p)], axis=-1)
+    return ids.reshape(*logits.shape[:-1], k), probs.reshape(*logits.shape[:-1], k)
+
+
 # -- the original three (used by cli.py; top_keys also by the viewer and findings) --------------
 def sink_mass(pattern):
     """Mean attention on key position 0 over queries 1..T-1. [..., T, T] -> [...]"""
-    return pattern[..., 1:, 0].mean(axis=-1)
+    return sink_per_query(pattern).mean(axis=-1)
+
+
+def sink_per_query(pattern):
+    """Attention of each query 1..T-1 on key position 0. [..., T, T] -> [..., T-1]"""
+    return pattern[..., 1:, 0]
 
 
 def previous_token_mass(pattern):
     """Mean attention on the previous token (key i-1 for query i), queries 1..T-1. [..., T, T] -> [...]"""
-    return np.diagonal(pattern, offset=-1, axis1=-2, axis2=-1).mean(axis=-1)
+    return previous_per_query(pattern).mean(axis=-1)
+
+
+def previous_per_query(pattern):
+    """Attention of each query i = 1..T-1 on key i-1. [..., T, T] -> [..., T-1]"""
+    return np.diagonal(pattern, offset=-1, axis1=-2, axis2=-1)
 
 
 def candidate_keys(query, skip_first=False):
@@ -118,7 +162,12 @@ def normalized_entropy(pattern):
 
 def self_mass(pattern):
     """Mean attention of each query on itself (the diagonal), queries 1..T-1. [..., T, T] -> [...]"""
-    return np.diagonal(pattern, axis1=-2, axis2=-1)[..., 1:].mean(axis=-1)
+    return self_per_query(pattern).mean(axis=-1)
+
+
+def self_per_query(pattern):
+    """Attention of each query 1..T-1 on itself. [..., T, T] -> [..., T-1]"""
+    return np.diagonal(pattern, axis1=-2, axis2=-1)[..., 1:]
 
 
 def column_share(pattern):
@@ -182,7 +231,7 @@ def value_norms(v, w_o):
 
     v [T, H, dh] (hook_v), w_o [H, dh, d] -> [H, T]
     """
-    out = np.einsum("thk,hkd->htd", v.astype(np.float64), w_o.astype(np.float64))  # [H, T, d]
+    out = np.matmul(v.astype(np.float64).transpose(1, 0, 2), w_o.astype(np.float64))  # [H,T,dh] @ [H,dh,d] -> [H,T,d]
     return np.linalg.norm(out, axis=-1)                                             # [H, T]
 
 
@@ -199,10 +248,15 @@ def value_weighted_sink_share(vw):
 
     vw [..., T, T] (value_weighted_pattern) -> [...]
     """
+    return value_weighted_sink_per_query(vw).mean(axis=-1)
+
+
+def value_weighted_sink_per_query(vw):
+    """Each query's share (1..T-1) of its value-weighted attention on position 0 (0 when the row
+    moves nothing). vw [..., T, T] -> [..., T-1]"""
     rows = vw[..., 1:, :]                                     # [..., T-1, T]
     total = rows.sum(axis=-1)
-    share = np.divide(rows[..., 0], total, out=np.zeros_like(total), where=total > 0)
-    return share.mean(axis=-1)
+    return np.divide(rows[..., 0], total, out=np.zeros_like(total), where=total > 0)
 
 
 # -- one layer, every head -----------------------------------------------------------------------

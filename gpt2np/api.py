@@ -13,11 +13,11 @@ from . import generate as generation
 from . import model as reading_path
 from .config import GPT2Config
 from .errors import GPT2npError
+from .heads import check_head
 from .hub import resolve
 from .tokenizer import Tokenizer
 from .trace import Trace
 from .weights import count_params, load_params
-
 
 # Which code computes a run: "reference" is model.py's plain math, the code a learner reads and can
 # step through; "fast" is the same forward pass with engine.py's CPU kernels. Tests hold them equal.
@@ -37,6 +37,7 @@ class ModelInfo:
     name: str
     origin: str
     n_params: int
+    kind: str = "local"     # "demo", "official" (pinned, sha256-checked), "hub" or "local" (hub.ModelSource)
 
     def describe(self):
         """One line naming the model, where it came from and its size."""
@@ -127,11 +128,9 @@ class Model:
         engine = self.engine if engine is None else check_engine(engine)
         ids = self.prompt_ids(text_or_ids, bos)
         for layer, head in z_ablation or {}:
-            if not (0 <= layer < self.config.n_layer and 0 <= head < self.config.n_head):
-                raise GPT2npError(f"Cannot ablate head {layer}.{head}: this model has layers "
-                                  f"0–{self.config.n_layer - 1} and heads 0–{self.config.n_head - 1}.")
+            check_head(self.config, layer, head)
         acts = ENGINES[engine].forward(self.params, self.config, ids, z_ablation)
-        return Trace(acts, ids, self.token_strings(ids), self.info.name, engine)
+        return Trace(acts, ids, self.token_strings(ids), self.info.name, engine, model=self)
 
     def forward_step(self, cache, token, engine=None):
         """One KV-cached generation step (see model.kv_cache) -> (the new token's every
@@ -164,5 +163,5 @@ def load(name_or_dir="demo", allow_download=True, engine=DEFAULT_ENGINE):
         raise GPT2npError(
             f"{source.directory}: the tokenizer has {tokenizer.vocab_size} tokens but the model only "
             f"{config.vocab_size}; the tokenizer belongs to another model.")
-    info = ModelInfo(source.name, source.origin, count_params(params))
+    info = ModelInfo(source.name, source.origin, count_params(params), source.kind)
     return Model(config, params, tokenizer, info, engine)

@@ -106,6 +106,7 @@ def matrix_products(params, config):
     products can be compared with their whole forward passes. The weights are copied for torch
     once, here, not once per length."""
     import torch
+
     from .engine import CPU, one_blas_thread
     layers = [(params[f"h.{i}.{name}.weight"], params[f"h.{i}.{name}.bias"])
               for i in range(config.n_layer)

@@ -38,6 +38,7 @@ def step_versus_forward(directory, context, repeats):
     """Median seconds of a full forward pass over `context` tokens (fast engine) and of one cached
     step after them (fast engine, and model.py's plain kernels), measured in turn in this process."""
     import gpt2np
+
     from . import model
     m = gpt2np.load(directory)
     ids = prompt_ids(context)

@@ -1,4 +1,7 @@
-"""Command line: `python -m gpt2np "sentence"`, `python -m gpt2np download [NAME]`, `generate TEXT`.
+"""Command line: `python -m gpt2np "sentence"`, `python -m gpt2np download [NAME]`, and the
+dispatch to `python -m gpt2np findings ...` (its parsing and printing: `gpt2np/cli_findings.py`),
+`python -m gpt2np generate ...` (`gpt2np/cli_generate.py`), `corpus ...` (`gpt2np/cli_corpus.py`)
+and `export ...` (`gpt2np/cli_export.py`).
 
 Only argument parsing and printing live here; the work is done by `gpt2np.load`, `Model.run` and
 `gpt2np.analysis`. Every user error prints one line on stderr and exits with status 2.
@@ -9,11 +12,10 @@ import json
 import os
 import sys
 
-import numpy as np
-
-from . import analysis
+from . import analysis, interventions
 from .api import DEFAULT_ENGINE, ENGINES, load
 from .errors import GPT2npError
+from .heads import check_head
 from .hub import KNOWN_MODELS, resolve
 
 SHADES = " ·░▒▓█"   # text heatmap: weight 0 -> ' ', 1 -> '█'
@@ -25,7 +27,7 @@ def build_parser():
         prog="gpt2np",
         description="Run GPT-2 (NumPy) on a sentence and show its tokens, next-token predictions "
                     "and attention. Subcommands: `gpt2np download [NAME]`, `gpt2np findings`, "
-                    "`gpt2np generate TEXT`.")
+                    "`gpt2np corpus FILE`, `gpt2np export`, `gpt2np generate TEXT`.")
     p.add_argument("text", help="the sentence to run ('-' reads it from standard input)")
     p.add_argument("--model", default=DEFAULT_MODEL,
                    help=f"a name ({', '.join(['demo', *KNOWN_MODELS])}), a Hub repo id, or a "
@@ -52,13 +54,10 @@ class UsageError(GPT2npError):
 
 
 def check_options(args, model, T):
-    L, H = model.config.n_layer, model.config.n_head
     if (args.layer is None) != (args.head is None):
         raise UsageError("--layer and --head go together: give both (e.g. --layer 5 --head 1).")
-    if args.layer is not None and not 0 <= args.layer < L:
-        raise UsageError(f"--layer {args.layer} is out of range: {model.info.name} has layers 0–{L - 1}.")
-    if args.head is not None and not 0 <= args.head < H:
-        raise UsageError(f"--head {args.head} is out of range: {model.info.name} has heads 0–{H - 1}.")
+    if args.layer is not None:
+        check_head(model.config, args.layer, args.head)
     if args.query is not None:
         if args.layer is None:
             raise UsageError("--query needs --layer and --head: which head's keys to rank.")
@@ -66,15 +65,6 @@ def check_options(args, model, T):
             raise UsageError(f"--query {args.query} is out of range: the text has tokens 0–{T - 1}.")
     if args.top_k < 1:
         raise UsageError(f"--top-k must be at least 1, got {args.top_k}.")
-
-
-def next_token_top_k(model, trace, k, position=-1):
-    """[(token string, id, probability)] for the token after `position`."""
-    logits = trace.logits[position].astype(np.float64)
-    probs = np.exp(logits - logits.max())
-    probs /= probs.sum()
-    best = np.argsort(-probs, kind="stable")[:k]
-    return [(s, int(i), float(probs[i])) for s, i in zip(model.token_strings(best), best)]
 
 
 def layer_summary(trace):
@@ -139,7 +129,7 @@ def run_command(argv):
         "model": {"name": model.info.name, "origin": model.info.origin, "n_params": model.info.n_params},
         "engine": trace.engine,
         "tokens": trace.tokens, "ids": trace.ids.tolist(),
-        "next_token": [{"token": s, "id": i, "p": p} for s, i, p in next_token_top_k(model, trace, args.top_k)],
+        "next_token": interventions.top_tokens(model, trace.logits[-1], args.top_k),
         "layers": layer_summary(trace) if T > 1 else [],
     }
     if args.layer is not None:
@@ -194,16 +184,27 @@ def download_command(argv):
 
 
 def findings_command(argv):
-    from .findings import main as findings_main   # the analysis report lives with the analysis
-    return findings_main(argv)
+    from .cli_findings import findings_command  # imported here: cli_findings imports this module
+    return findings_command(argv)
 
 
 def generate_command(argv):
-    from .cli_generate import main as generate_main   # its parsing and printing, in its own module
+    from .cli_generate import main as generate_main  # its parsing and printing, in its own module
     return generate_main(argv)
 
 
-SUBCOMMANDS = {"download": download_command, "findings": findings_command, "generate": generate_command}
+def corpus_command(argv):
+    from .cli_corpus import corpus_command  # imported here: cli_corpus imports this module
+    return corpus_command(argv)
+
+
+def export_command(argv):
+    from .cli_export import export_command  # imported here: cli_export imports this module
+    return export_command(argv)
+
+
+SUBCOMMANDS = {"download": download_command, "findings": findings_command, "corpus": corpus_command,
+               "export": export_command, "generate": generate_command}
 
 
 def main(argv=None):

@@ -6,7 +6,7 @@ Options that change the math away from GPT-2's are refused rather than silently 
 """
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import GPT2npError
@@ -43,9 +43,6 @@ class GPT2Config:
     def d_mlp(self) -> int:
         """Width of the MLP hidden layer."""
         return self.n_inner if self.n_inner is not None else 4 * self.n_embd
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
     def __post_init__(self):
         for name in ("n_layer", "n_head", "n_embd", "n_positions", "vocab_size"):

@@ -4,7 +4,8 @@
 model.safetensors and the tokenizer from the Hugging Face Hub with `huggingface-hub` (its progress
 bar, its offline switch HF_HUB_OFFLINE) the first time. For `gpt2` the revision is pinned and the
 checkpoint's sha256 is verified once after download; a file that does not match is set aside and
-never used. A local directory is used as it is; `demo` is the small model bundled in the package.
+never used. A failed download says what failed: offline, not found, the server, or the transfer.
+A local directory is used as it is; `demo` is the small model bundled in the package.
 """
 
 import hashlib
@@ -17,7 +18,6 @@ from .errors import GPT2npError
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEMO_DIR = PACKAGE_DIR / "demo"
 MODEL_FILES = ("config.json", "model.safetensors")
-TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "merges.txt")
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,7 @@ class ModelSource:
     name: str           # short name shown everywhere ("gpt2", "demo", a folder's name)
     directory: Path
     origin: str         # one line: where the files came from
+    kind: str           # "demo" (bundled), "official" (pinned, sha256-checked), "hub" or "local"
 
 
 def weights_dir():
@@ -92,33 +93,95 @@ def verify_sha256(path, expected):
     marker.write_text(stamp + "\n")
 
 
-def download(hub_model, target):
-    """Fetch config, weights and tokenizer of a Hub model into `target` with huggingface-hub."""
+def download(name, hub_model, target):
+    """Fetch config, weights and tokenizer of a Hub model into `target` with huggingface-hub.
+
+    Each file is first looked up with one HEAD request that is not retried, so that no network, a
+    missing file and a failing server are told at once (huggingface-hub would retry for about 23 s);
+    then `hf_hub_download` fetches it through a temporary file, so a broken transfer leaves no
+    partial file behind. Any failure raises one GPT2npError that says which it was.
+    """
     try:
-        from huggingface_hub import hf_hub_download
-        from huggingface_hub.errors import EntryNotFoundError
+        import httpx2  # noqa: F401 - huggingface-hub 2's HTTP library, whose errors download_failure reads
+        from huggingface_hub import errors, get_hf_file_metadata, hf_hub_download, hf_hub_url
+        from huggingface_hub.utils import logging as hub_logging
     except ImportError:  # pragma: no cover - a runtime dependency
-        raise GPT2npError("huggingface-hub is not installed: pip install huggingface-hub") from None
+        raise GPT2npError("gpt2np downloads with huggingface-hub 2, which is not installed: "
+                          "pip install -U 'huggingface-hub>=2'") from None
     target = Path(target)
-    fetch = lambda name: hf_hub_download(  # noqa: E731
-        hub_model.repo_id, name, revision=hub_model.revision, local_dir=target)
-    try:
-        for name in MODEL_FILES:
-            fetch(name)
+
+    def fetch(filename, optional=False):
+        """Download one file; False if it is optional and not in the repo."""
         try:
-            fetch("tokenizer.json")
-        except EntryNotFoundError:
+            get_hf_file_metadata(hf_hub_url(hub_model.repo_id, filename, revision=hub_model.revision))
+            hf_hub_download(hub_model.repo_id, filename, revision=hub_model.revision, local_dir=target)
+            return True
+        except Exception as e:
+            if optional and isinstance(e, errors.RemoteEntryNotFoundError):
+                return False
+            raise GPT2npError(download_failure(name, hub_model, target, filename, e)) from None
+
+    verbosity = hub_logging.get_verbosity()
+    hub_logging.set_verbosity_error()   # no retry notices: the outcome is told in one message
+    try:
+        for filename in MODEL_FILES:
+            fetch(filename)
+        if not fetch("tokenizer.json", optional=True):
             fetch("vocab.json")
             fetch("merges.txt")
-    except Exception as e:  # offline mode, no network, 404, disk full: all told the same way
-        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
-        why = "HF_HUB_OFFLINE is set" if offline else f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-        raise GPT2npError(
-            f"Could not download {hub_model.repo_id} (revision {hub_model.revision[:12]}) from the "
-            f"Hugging Face Hub ({why}). gpt2np looked for config.json, model.safetensors and "
-            f"tokenizer.json in {target}. To proceed: connect and run `python -m gpt2np download "
-            f"{target.name}`; or copy those files into {target}; or pass a local model directory "
-            "(--model DIR); or try the bundled model that needs no download: --model demo.") from None
+    finally:
+        hub_logging.set_verbosity(verbosity)
+
+
+def download_failure(name, hub_model, target, filename, error):
+    """One paragraph for a failed download: what happened to which file, and what to do next."""
+    import httpx2  # its errors tell a network that cannot be reached from a transfer that broke off
+    from huggingface_hub import constants, errors
+
+    if isinstance(error, errors.LocalEntryNotFoundError) and error.__cause__ is not None:
+        error = error.__cause__     # huggingface-hub's "not in the cache" wraps what went wrong
+    repo = f"{hub_model.repo_id} (revision {hub_model.revision})"
+    detail = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+    again = f"python -m gpt2np download {name}"
+    elsewhere = (f"Or copy config.json, model.safetensors and tokenizer.json into {target}; or pass "
+                 "a local model directory (--model DIR); or use the bundled model that needs no "
+                 "download: --model demo.")
+    if isinstance(error, errors.OfflineModeIsEnabled):
+        return (f"HF_HUB_OFFLINE is set, so gpt2np does not download {repo} from the Hugging Face "
+                f"Hub, and {target} does not hold the model yet. Unset HF_HUB_OFFLINE and run "
+                f"`{again}`. " + elsewhere)
+    if isinstance(error, (httpx2.ConnectError, httpx2.ConnectTimeout)):
+        return (f"Cannot reach the Hugging Face Hub at {constants.ENDPOINT} to download {repo}: "
+                f"no network, or it is blocked ({detail}). gpt2np looked for the files in {target}. "
+                f"Connect and run `{again}`. " + elsewhere)
+    if isinstance(error, errors.RepositoryNotFoundError):
+        return (f"Model repository {hub_model.repo_id} not found on the Hugging Face Hub (or it is "
+                "private or gated). Check the name: a Hub model is owner/name, e.g. "
+                "openai-community/gpt2; or pass a local model directory (--model DIR).")
+    if isinstance(error, errors.RevisionNotFoundError):
+        return (f"Revision {hub_model.revision} of {hub_model.repo_id} not found on the Hugging "
+                f"Face Hub. " + elsewhere)
+    if isinstance(error, errors.RemoteEntryNotFoundError):
+        return (f"File {filename} not found in {repo} on the Hugging Face Hub. gpt2np needs "
+                "config.json, model.safetensors and tokenizer.json (or vocab.json + merges.txt) of "
+                "a GPT-2 model; pass a repository that has them, or a local model directory "
+                "(--model DIR).")
+    if isinstance(error, errors.HfHubHTTPError):
+        status = error.response.status_code
+        side = "the server failed" if status >= 500 else "the request was refused"
+        return (f"The Hugging Face Hub answered HTTP {status} for {filename} of {repo}: {side}. "
+                f"Try again later: `{again}`. " + elsewhere)
+    if isinstance(error, errors.FileMetadataError):
+        return (f"The server at {constants.ENDPOINT} does not answer like the Hugging Face Hub "
+                f"({detail}). Check HF_ENDPOINT and any proxy, then run `{again}`. " + elsewhere)
+    if isinstance(error, httpx2.TransportError) or (isinstance(error, OSError) and error.errno is None):
+        return (f"The download of {filename} of {repo} was incomplete: the transfer broke off "
+                f"({detail}). Nothing partial was kept in {target}. Run `{again}` again.")
+    if isinstance(error, OSError):
+        return (f"Could not write {filename} into {target}: {error.strerror or error}. Free some "
+                f"space or choose another folder with GPT2NP_WEIGHTS, then run `{again}`.")
+    return (f"Could not download {filename} of {repo} from the Hugging Face Hub "
+            f"({detail}). Run `{again}` again. " + elsewhere)
 
 
 def resolve(name, allow_download=True):
@@ -126,12 +189,13 @@ def resolve(name, allow_download=True):
     name = str(name)
     path = Path(name).expanduser()
     if path.is_dir():
-        return ModelSource(path.resolve().name, path.resolve(), f"local directory {path.resolve()}")
+        return ModelSource(path.resolve().name, path.resolve(), f"local directory {path.resolve()}", "local")
     if name == "demo":
         if not is_complete(DEMO_DIR):
             raise GPT2npError(f"The bundled demo model is missing from {DEMO_DIR}; reinstall "
                               "gpt2np, or train it: python scripts/train_demo_model.py")
-        return ModelSource("demo", DEMO_DIR, "bundled demo model, trained in this repository — not GPT-2")
+        return ModelSource("demo", DEMO_DIR, "bundled demo model, trained in this repository — not GPT-2",
+                           "demo")
 
     if name in KNOWN_MODELS:
         hub_model, target = KNOWN_MODELS[name], weights_dir() / name
@@ -146,8 +210,8 @@ def resolve(name, allow_download=True):
         if not allow_download:
             raise GPT2npError(f"{name} is not downloaded yet (looked in {target}). Run: "
                               f"python -m gpt2np download {name}")
-        download(hub_model, target)
+        download(name, hub_model, target)
     if hub_model.sha256:
         verify_sha256(target / "model.safetensors", hub_model.sha256)
     origin = f"Hugging Face Hub {hub_model.repo_id}@{hub_model.revision[:7]}, cached in {target}"
-    return ModelSource(name, target, origin)
+    return ModelSource(name, target, origin, "official" if hub_model.sha256 else "hub")

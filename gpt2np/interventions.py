@@ -1,10 +1,14 @@
-"""Tools that connect attention to the output: logit lens, head ablation, minimal pairs.
+"""Tools that connect attention to the output: logit lens, head ablation, minimal pairs,
+direct logit attribution.
 
     logit_lens(model, trace)              top-k next tokens read from every layer's residual stream
     ablate(model, text, ["4.11"], ...)    rerun with heads' hook_z zeroed or mean-replaced; the change
                                           in the top-5 next tokens and in one chosen token
     minimal_pair(model, text_a, text_b)   heads ranked by how much their attention changes between
                                           two sentences that differ in a word or two
+    logit_attribution(model, trace, position, token, other=None)
+                                          one logit (or a difference of two) split into what the
+                                          embeddings, every head, every MLP and the biases wrote
 
 Everything returns JSON-ready dicts (str, int, float, lists), for the command line and the viewer
 alike. Ablation is not a second implementation of the model: it passes `z_ablation` to the same
@@ -13,29 +17,32 @@ forward pass (`Model.run`), which replaces the heads' `hook_z` before the output
 The logit lens follows nostalgebraist (2020, "interpreting GPT: the logit lens"): the residual
 stream after layer L is put through the final LayerNorm `ln_f` and the tied unembedding `wte`ᵀ,
 exactly as the last layer's is. After the last layer this gives the model's own logits.
+
+Direct logit attribution follows TransformerLens (`ActivationCache.decompose_resid`,
+`apply_ln_to_stack`): the final residual stream at a position is a sum of parts (token and
+position embedding, each head's write z_h·W_O^h, each layer's attention bias b_O, each MLP's
+output); the final LayerNorm is linear once its scale 1/√(var + ε) at that position is frozen, so
+each part's share of a logit is  scale · ((part − mean(part)) ⊙ ln_f.weight) · wte[token], and
+ln_f.bias · wte[token] is the last part. The parts sum to the logit.
 """
 
 from difflib import SequenceMatcher
 
 import numpy as np
 
+from .analysis import head_output_weights, next_token_top_k, probabilities
 from .errors import GPT2npError
+from .heads import head_name, parse_heads
 from .ops import layer_norm
+from .trace import residual_stream_names
 
 
 # -- small shared helpers ------------------------------------------------------------------------
-def probabilities(logits):
-    """Softmax in float64 of one logit row. [V] -> [V]"""
-    z = np.asarray(logits, dtype=np.float64)
-    p = np.exp(z - z.max())
-    return p / p.sum()
-
-
-def top_tokens(model, probs, k=5):
-    """The k most probable tokens: [{"token", "id", "p"}], best first."""
-    best = np.argsort(-probs, kind="stable")[:k]
-    return [{"token": s, "id": int(i), "p": float(probs[i])}
-            for s, i in zip(model.token_strings(best), best)]
+def top_tokens(model, logits, k=5):
+    """The k most probable next tokens from one logit row: [{"token", "id", "p"}], best first."""
+    ids, probs = next_token_top_k(logits, k)
+    return [{"token": s, "id": int(i), "p": float(p)}
+            for s, i, p in zip(model.token_strings(ids), ids, probs)]
 
 
 def rank_of(probs, token_id):
@@ -43,44 +50,10 @@ def rank_of(probs, token_id):
     return int((probs > probs[token_id]).sum()) + 1
 
 
-def head_name(layer, head):
-    return f"{layer}.{head}"
-
-
-def parse_heads(specs, config):
-    """Heads given as "4.11", "4.11,5.1", "4.11 5.1", (4, 11) or [4, 11] -> sorted (layer, head) list.
-
-    Checks every head against the model's shape.
-    """
-    if isinstance(specs, str) or (isinstance(specs, tuple) and len(specs) == 2
-                                  and all(isinstance(x, (int, np.integer)) for x in specs)):
-        specs = [specs]
-    heads = set()
-    for spec in specs:
-        parts = spec.replace(",", " ").split() if isinstance(spec, str) else [spec]
-        for part in parts:
-            try:
-                layer, head = (map(int, part.strip().split(".")) if isinstance(part, str)
-                               else map(int, part))
-            except (ValueError, TypeError):
-                raise GPT2npError(f"Cannot read the head {part!r}: write heads as LAYER.HEAD, "
-                                  "e.g. 4.11 for layer 4, head 11.") from None
-            if not (0 <= layer < config.n_layer and 0 <= head < config.n_head):
-                raise GPT2npError(f"There is no head {layer}.{head}: this model has layers "
-                                  f"0–{config.n_layer - 1} and heads 0–{config.n_head - 1}.")
-            heads.add((layer, head))
-    if not heads:
-        raise GPT2npError("No heads given: name at least one head as LAYER.HEAD, e.g. 4.11.")
-    return sorted(heads)
-
-
 def token_id(model, token):
     """A token given as an id or as text that is exactly one token -> id."""
     if isinstance(token, (int, np.integer)) and not isinstance(token, bool):
-        if not 0 <= token < model.config.vocab_size:
-            raise GPT2npError(f"Token id {token} is out of range: the vocabulary has ids "
-                              f"0 to {model.config.vocab_size - 1}.")
-        return int(token)
+        return int(model.check_ids([int(token)])[0])          # out of the vocabulary: an error
     if not isinstance(token, str) or not token:
         raise GPT2npError(f"Give the token as text or as an id, got {token!r}.")
     if model.tokenizer is None:
@@ -120,17 +93,17 @@ def logit_lens(model, trace, position=-1, k=5, target=None):
     p = model.params
     position = check_position(trace, position)
     eps = model.config.layer_norm_epsilon
-    names = ["blocks.0.hook_resid_pre"] + [f"blocks.{L}.hook_resid_post" for L in range(trace.n_layer)]
+    names = residual_stream_names(trace.n_layer)
     resid = np.stack([trace[n][position] for n in names])                              # [L+1, d]
     logits = lens_logits(resid, p["ln_f.weight"], p["ln_f.bias"], p["wte.weight"], eps)  # [L+1, V]
-    probs = [probabilities(row) for row in logits]
+    probs = probabilities(logits)                                                      # [L+1, V]
     target_id = int(np.argmax(probs[-1])) if target is None else token_id(model, target)
     streams = []
-    for depth, (name, pr) in enumerate(zip(names, probs)):
+    for depth, (name, row, pr) in enumerate(zip(names, logits, probs)):
         streams.append({
             "name": name, "layer": depth - 1,
             "label": "embeddings" if depth == 0 else f"after layer {depth - 1}",
-            "top": top_tokens(model, pr, k),
+            "top": top_tokens(model, row, k),
             "target_p": float(pr[target_id]), "target_rank": rank_of(pr, target_id)})
     return {"position": position, "token": trace.tokens[position],
             "target": {"token": model.token_strings([target_id])[0], "id": target_id},
@@ -171,8 +144,9 @@ def ablate(model, text_or_ids, heads, mode="zero", token=None, k=5, position=-1,
         values = {(L, H): mean_z(refs, L, H) for L, H in heads}
     ablated = model.run(base.ids, z_ablation=values)
 
-    p0, p1 = probabilities(base.logits[position]), probabilities(ablated.logits[position])
-    before, after = top_tokens(model, p0, k), top_tokens(model, p1, k)
+    logits0, logits1 = base.logits[position], ablated.logits[position]         # [V] each
+    p0, p1 = probabilities(logits0), probabilities(logits1)
+    before, after = top_tokens(model, logits0, k), top_tokens(model, logits1, k)
 
     def change(i):
         return {"token": model.token_strings([i])[0], "id": int(i),
@@ -279,5 +253,115 @@ def minimal_pair(model, text_a, text_b, bos=False, k=5):
     result = attention_changes(ta, tb)
     side = lambda text, t: {"text": text if isinstance(text, str) else None,  # noqa: E731
                             "tokens": t.tokens, "ids": t.ids.tolist(),
-                            "next": top_tokens(model, probabilities(t.logits[-1]), k)}
+                            "next": top_tokens(model, t.logits[-1], k)}
     return {"a": side(text_a, ta), "b": side(text_b, tb), **result}
+
+
+# -- direct logit attribution --------------------------------------------------------------------
+def head_writes(model, trace, layer, position):
+    """What each head of `layer` writes into the residual stream at `position`: z_h · W_O^h, with
+    W_O^h rows h·d_head … (h+1)·d_head − 1 of `c_proj.weight`. The layer's c_proj bias belongs to
+    no head. -> [H, d] float64 (from the trace's float32 hook_z)"""
+    z = trace[f"blocks.{layer}.attn.hook_z"][position].astype(np.float64)          # [H, dh]
+    w_o = head_output_weights(model.params[f"h.{layer}.attn.c_proj.weight"], model.config.n_head)
+    return np.einsum("hk,hkd->hd", z, w_o.astype(np.float64))                         # [H, dh] · [H, dh, d] -> [H, d]
+
+
+def residual_parts(model, trace, position):
+    """The final residual stream at `position` as the sum of what wrote it, in forward order:
+    hook_embed, hook_pos_embed, then per layer every head's write and the MLP's hook_mlp_out, and
+    last the attention biases b_O of every layer together.
+    -> (parts [{"name", "kind", "layer", "head"}], vectors [P, d] float64)"""
+    n_layer, n_head = model.config.n_layer, model.config.n_head
+    parts = [{"name": "embed", "kind": "embed", "layer": None, "head": None},
+             {"name": "pos_embed", "kind": "pos_embed", "layer": None, "head": None}]
+    vectors = [trace["hook_embed"][position], trace["hook_pos_embed"][position]]
+    for layer in range(n_layer):
+        parts += [{"name": head_name(layer, h), "kind": "head", "layer": layer, "head": h} for h in range(n_head)]
+        vectors += list(head_writes(model, trace, layer, position))
+        parts.append({"name": f"mlp {layer}", "kind": "mlp", "layer": layer, "head": None})
+        vectors.append(trace[f"blocks.{layer}.hook_mlp_out"][position])
+    parts.append({"name": "attn biases", "kind": "bias", "layer": None, "head": None})
+    vectors.append(sum(model.params[f"h.{layer}.attn.c_proj.bias"].astype(np.float64) for layer in range(n_layer)))
+    return parts, np.array(vectors, dtype=np.float64)                                  # [P, d]
+
+
+def frozen_ln_final(model, trace, position):
+    """The final LayerNorm at `position` as a linear map, its scale frozen as TransformerLens does:
+    x -> scale · (x − mean(x)) ⊙ ln_f.weight, with scale = 1/√(var + ε) of the final residual
+    stream there (ln_f.bias is added once, not per part). -> (scale, function of [..., d])"""
+    resid = trace[residual_stream_names(trace.n_layer)[-1]][position].astype(np.float64)   # [d]
+    scale = 1.0 / np.sqrt(resid.var() + model.config.layer_norm_epsilon)
+    gamma = model.params["ln_f.weight"].astype(np.float64)
+    return scale, lambda x: scale * (x - x.mean(axis=-1, keepdims=True)) * gamma
+
+
+def pushed_tokens(model, effects, k=5):
+    """The k tokens a row of logit effects [V] raises most and lowers most.
+    -> {"up": [{"token", "id", "effect"}] (largest first), "down": [...] (most negative first)}"""
+    k = min(k, effects.shape[-1])
+    up, down = np.argpartition(-effects, k - 1)[:k], np.argpartition(effects, k - 1)[:k]
+    up, down = up[np.argsort(-effects[up], kind="stable")], down[np.argsort(effects[down], kind="stable")]
+    listed = lambda ids: [{"token": s, "id": int(i), "effect": float(effects[i])}  # noqa: E731
+                          for s, i in zip(model.token_strings(ids), ids)]
+    return {"up": listed(up), "down": listed(down)}
+
+
+def direct_effects(model, trace, position, vectors, k=5):
+    """The tokens whose logits each vector, written into the final residual stream at `position`,
+    pushes up and down most: through the frozen final LayerNorm and wteᵀ (float32).
+    vectors [P, d] -> [pushed_tokens] * P"""
+    _, ln = frozen_ln_final(model, trace, position)
+    effects = ln(np.asarray(vectors, dtype=np.float64)).astype(np.float32) @ model.params["wte.weight"].T  # [P, V]
+    return [pushed_tokens(model, row, k) for row in effects]
+
+
+def logit_attribution(model, trace, position, token=None, other=None, k=5):
+    """One next-token logit at `position` (or the difference logit(token) − logit(other)) split
+    into the parts of the final residual stream (`residual_parts`) plus ln_f.bias, through the
+    frozen final LayerNorm (`frozen_ln_final`) and wteᵀ; with, for every part, the k tokens it
+    pushes up and down most.
+
+    token: text (one token) or id; default the model's top-1 at `position`. The logit it is
+    checked against is the model's own ln_final.hook_normalized[position] · wte[token] (float64
+    of the float32 trace; `trace.logits` holds the same product in float32).
+    -> {"position", "token", "target": {"token", "id"}, "versus": {…} or None, "logit", "sum",
+        "abs_diff", "relative" (|sum − logit| / the largest |logit| involved), "residual_relative"
+        (max|Σ parts − final residual| / max|final residual|), "ln_final_scale",
+        "parts": [{"name", "kind", "layer", "head", "value", "up", "down"}] in forward order}
+    """
+    position = check_position(trace, position)
+    wte, lnf = model.params["wte.weight"], trace["ln_final.hook_normalized"][position].astype(np.float64)
+    if token is None:
+        target = int(np.argmax(trace["ln_final.hook_normalized"][position] @ wte.T))   # [d] @ [d, V]
+    else:
+        target = token_id(model, token)
+    versus = None if other is None else token_id(model, other)
+    if versus == target:
+        raise GPT2npError(f"Both tokens are {model.token_strings([target])[0]!r} (id {target}): a logit "
+                          "difference needs two different tokens.")
+    direction = wte[target].astype(np.float64)                                           # [d]
+    logits = [float(lnf @ direction)]
+    if versus is not None:
+        logits.append(float(lnf @ wte[versus].astype(np.float64)))
+        direction = direction - wte[versus].astype(np.float64)
+    logit = logits[0] - (logits[1] if versus is not None else 0.0)
+
+    parts, vectors = residual_parts(model, trace, position)                                # [P, d]
+    final = trace[residual_stream_names(trace.n_layer)[-1]][position].astype(np.float64)
+    scale, ln = frozen_ln_final(model, trace, position)
+    values = list(ln(vectors) @ direction)                                                # [P]
+    parts.append({"name": "ln_final bias", "kind": "bias", "layer": None, "head": None})
+    values.append(float(model.params["ln_f.bias"].astype(np.float64) @ direction))
+    effects = direct_effects(model, trace, position, vectors, k)
+    bias_row = model.params["ln_f.bias"] @ wte.T                               # [V]: the same at every position
+    effects.append(pushed_tokens(model, bias_row, k))
+    total = float(np.sum(values))
+    name = lambda i: {"token": model.token_strings([i])[0], "id": int(i)}  # noqa: E731
+    return {"position": position, "token": trace.tokens[position],
+            "target": name(target), "versus": None if versus is None else name(versus),
+            "logit": logit, "sum": total, "abs_diff": abs(total - logit),
+            "relative": abs(total - logit) / max(max(map(abs, logits)), 1e-30),
+            "residual_relative": float(np.abs(vectors.sum(0) - final).max() / max(np.abs(final).max(), 1e-30)),
+            "ln_final_scale": float(scale),
+            "parts": [{**part, "value": float(v), **e} for part, v, e in zip(parts, values, effects)]}

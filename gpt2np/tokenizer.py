@@ -35,9 +35,8 @@ def byte_decoder():
 class Tokenizer:
     """encode(text) -> ids, decode(ids) -> text, token_strings(ids) -> one display string each."""
 
-    def __init__(self, hf_tokenizer, source=""):
+    def __init__(self, hf_tokenizer):
         self._tok = hf_tokenizer
-        self.source = source
         self.endoftext_id = hf_tokenizer.token_to_id(ENDOFTEXT)
 
     @classmethod
@@ -47,14 +46,14 @@ class Tokenizer:
         tj, vocab, merges = (directory / n for n in ("tokenizer.json", "vocab.json", "merges.txt"))
         try:
             if tj.is_file():
-                return cls(HFTokenizer.from_file(str(tj)), str(tj))
+                return cls(HFTokenizer.from_file(str(tj)))
             if vocab.is_file() and merges.is_file():
                 tok = HFTokenizer(models.BPE.from_file(str(vocab), str(merges)))
                 tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
                 tok.decoder = decoders.ByteLevel()
                 if tok.token_to_id(ENDOFTEXT) is not None:
                     tok.add_special_tokens([ENDOFTEXT])
-                return cls(tok, f"{vocab} + {merges.name}")
+                return cls(tok)
         except Exception as e:  # tokenizers raises plain Exception subclasses
             raise GPT2npError(f"{directory}: the tokenizer files cannot be read ({e}). "
                               "Re-download tokenizer.json (or vocab.json and merges.txt).") from None

@@ -2,7 +2,8 @@
 
 A Trace is a read-only mapping from TransformerLens names (`blocks.3.attn.hook_pattern`) to NumPy
 arrays, kept in forward order, together with the token ids and their display strings. It can be
-saved to and loaded from a `.npz` file (no pickle: tokens are stored as JSON text).
+saved to and loaded from a `.npz` file (no pickle: tokens are stored as JSON text), and shown as
+the viewer's page: `to_html()`, and inline in a notebook (`_repr_html_`, see gpt2np/html.py).
 """
 
 import json
@@ -13,10 +14,16 @@ import numpy as np
 from .errors import GPT2npError
 
 
+def residual_stream_names(n_layer):
+    """The residual stream at every depth: the embeddings (`blocks.0.hook_resid_pre`), then after
+    each layer (`blocks.L.hook_resid_post`). -> n_layer + 1 names"""
+    return ["blocks.0.hook_resid_pre"] + [f"blocks.{L}.hook_resid_post" for L in range(n_layer)]
+
+
 class Trace(Mapping):
     """Named intermediates of one run. `trace[name]`, `trace.names()`, `trace.ids`, `trace.tokens`."""
 
-    def __init__(self, arrays, ids, tokens, model_name="", engine=""):
+    def __init__(self, arrays, ids, tokens, model_name="", engine="", model=None):
         self._arrays = dict(arrays)
         for array in self._arrays.values():
             array.flags.writeable = False
@@ -25,6 +32,8 @@ class Trace(Mapping):
         self.tokens = list(tokens)
         self.model_name = model_name
         self.engine = engine            # which code computed it: "fast" or "reference" (api.ENGINES)
+        self.model = model              # the Model that ran it (None once loaded from a file): its
+        #                                 card and tokenizer for to_html's next-token strings
 
     # -- mapping ------------------------------------------------------------------------------
     def __getitem__(self, name):
@@ -71,6 +80,20 @@ class Trace(Mapping):
     def __repr__(self):
         return (f"<Trace {self.model_name or 'model'} ({self.engine or 'engine?'}): {self.n_tokens} tokens, "
                 f"{len(self)} arrays, {self.nbytes() / 1e6:.1f} MB>")
+
+    # -- the viewer's page (gpt2np/html.py) ------------------------------------------------------
+    def to_html(self, model=None, **options):
+        """The viewer's page for this trace as one HTML string (see gpt2np.html.to_html)."""
+        from .html import to_html
+        return to_html(self, model, **options)
+
+    def _repr_html_(self):
+        """A notebook shows the trace as the viewer, in an iframe (None, so the text repr, when the
+        trace does not know its model: one loaded from a file)."""
+        if self.model is None:
+            return None
+        from .html import notebook_view
+        return notebook_view(self)._repr_html_()
 
     # -- files --------------------------------------------------------------------------------
     def save(self, path):

@@ -41,10 +41,12 @@ What it does, step by step:
 Usage:
     python scripts/train_demo_model.py                  # full run, writes gpt2np/demo/
     python scripts/train_demo_model.py --quick          # 1-minute smoke test, writes to a temp dir
+    python scripts/train_demo_model.py --heldout-text austen-heldout.txt   # the held-out chapters
 Needs: torch==2.13.0 (CPU), transformers, tokenizers, safetensors, numpy; apt-get for the corpus.
 """
 
 import argparse
+import contextlib
 import hashlib
 import io
 import json
@@ -403,7 +405,7 @@ def train(model, data, hp, seed, heldout_windows, probe):
                 x = repeat_halves(x, hp["repeat"], hp["repeat_kind"], gen, MODEL["vocab_size"] - 1)
             parts.append((next_token_loss(model, x), batch * (seq_len - 1)))
             n_total += batch * (seq_len - 1)
-        loss = sum(l * n for l, n in parts) / n_total     # mean over every predicted token
+        loss = sum(part * n for part, n in parts) / n_total     # mean over every predicted token
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), hp["grad_clip"])
@@ -626,7 +628,7 @@ Sample (top-k 20): *{record['sample']}*
 Rebuild it with `python scripts/train_demo_model.py` (see `training.json` for every setting and
 measurement). Weights and this card: same licence as gpt2np (MIT); the training text is in the
 public domain.
-"""
+"""  # noqa: E501 - a markdown table row or list item is one line of the card
     (out / "README.md").write_text(card)
 
 
@@ -664,11 +666,31 @@ def parse_args():
     p.add_argument("--weight-decay", type=float, default=None,
                    help=f"AdamW weight decay on the weight matrices (default {TRAIN['weight_decay']})")
     p.add_argument("--corpus-deb", default=None, help=f"a downloaded {DEB_PACKAGE}_*.deb")
+    p.add_argument("--heldout-text", metavar="FILE",
+                   help="write the held-out chapters to FILE ('-': standard output), separated "
+                        f"by {EOT}, and exit without training (for `gpt2np corpus`)")
     return p.parse_args()
+
+
+def write_heldout_text(path, corpus_deb):
+    """The held-out chapters (the split of `split_documents`) as one text, each chapter a document
+    ended by <|endoftext|>, as the training stream has them."""
+    with contextlib.redirect_stdout(sys.stderr):         # the text alone on standard output
+        books, _ = load_corpus(corpus_deb)
+    _, held = split_documents(books)
+    text = "".join(f"{chapter}\n{EOT}\n" for _, chapter in held)
+    if path == "-":
+        sys.stdout.write(text)
+    else:
+        Path(path).write_text(text, encoding="utf-8")
+        print(f"wrote {path}: {len(held)} held-out chapters ({', '.join(sorted({t for t, _ in held}))}), "
+              f"{len(text):,} characters", file=sys.stderr)
 
 
 def main():
     args = parse_args()
+    if args.heldout_text:
+        return write_heldout_text(args.heldout_text, args.corpus_deb)
     import safetensors
     import tokenizers
     import torch

@@ -17,6 +17,7 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,7 +40,8 @@ window.__created = [];
 const observer = new MutationObserver((records) => {
   for (const r of records) for (const n of r.addedNodes)
     if (n.nodeType === 1) for (const e of [n, ...n.querySelectorAll('*')])
-      if (/^(script|img|iframe|svg|object|embed|style|link|form|meta|base)$/i.test(e.tagName)) window.__created.push(e.outerHTML.slice(0, 200));
+      if (/^(script|img|iframe|svg|object|embed|style|link|form|meta|base)$/i.test(e.tagName))
+        window.__created.push(e.outerHTML.slice(0, 200));
 });
 // From the end of the HTML parse on: what the page's scripts create (the markup of the page
 // itself, head and body, is the server's template).
@@ -204,6 +206,16 @@ def cell_pixel(page, i, j):
     }""", [i, j])
 
 
+def assert_heatmap_shows(page, pattern):
+    """The heatmap holds the codes of `pattern` [T, T] (a head computed in the test's own process):
+    round(254·√p) of its lower triangle, row by row, each within 1 of the float64 value."""
+    codes = np.array(page.evaluate("Array.from(window.__viewer.heatmap.data.codes)"), dtype=np.int64)
+    rows, cols = np.tril_indices(pattern.shape[0])
+    expected = np.rint(np.sqrt(pattern[rows, cols].astype(np.float64)) * 254)
+    assert codes.shape == expected.shape, (codes.shape, expected.shape)
+    assert np.abs(codes - expected).max() <= 1
+
+
 def cell_point(page, i, j):
     page.get_by_test_id("heatmap").scroll_into_view_if_needed()
     return page.evaluate("""([i, j]) => {
@@ -228,7 +240,3 @@ def element_shot(locator, name):
     locator.scroll_into_view_if_needed()
     locator.screenshot(path=str(ARTIFACTS / f"{name}.png"))
 
-
-# Surnames of Jane Austen's characters: the demo model (trained on her novels) predicts them after "Miss".
-AUSTEN_NAMES = {" Bingley", " Darcy", " Bennet", " Lucas", " Elliot", " Woodhouse", " Crawford",
-                " Bertram", " Dashwood", " Price", " Fairfax", " Churchill", " Musgrove", " Tilney"}

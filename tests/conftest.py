@@ -1,12 +1,18 @@
 """Shared fixtures: model directories built for the tests (no download), the shared GPT-2 files,
-and the Chromium the browser tests drive (their other support is in browser.py)."""
+a stand-in Hugging Face Hub on 127.0.0.1 (localhub.py), and the Chromium the browser tests drive
+(their other support is in browser.py)."""
 
 import re
 
 import pytest
-
 from browser import CHROMIUM, CHROMIUM_ARGS
-from modelfiles import SHARED, small_config, write_model_dir
+from hostile import install_summary
+from localhub import LocalHub, use_hub
+from modelfiles import GOOD_WEIGHTS_CONFIG, SHARED, small_config, write_model_dir
+
+
+def pytest_configure(config):
+    install_summary(config)        # the hostile-input tally, printed after the run (hostile.py)
 
 
 def pytest_report_header(config):
@@ -30,6 +36,15 @@ def small_model_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def good_weights_dir(tmp_path_factory):
+    """2 layers × 2 heads × 32 dims, context 16, vocab 64, official layout, no tokenizer: the
+    good file that the weight-loading tests copy and then break."""
+    path, _ = write_model_dir(tmp_path_factory.mktemp("good") / "m", GOOD_WEIGHTS_CONFIG, seed=7,
+                              tokenizer="none")
+    return path
+
+
+@pytest.fixture(scope="session")
 def gpt2_layout_dir(tmp_path_factory, shared_gpt2):
     """GPT-2 small's exact shapes and official file layout (the twelve mask buffers, no prefix,
     no lm_head, F32), random weights, the real config.json and tokenizer. About 548 MB."""
@@ -46,10 +61,20 @@ def small_tok_dir(tmp_path_factory):
     return path
 
 
+@pytest.fixture
+def local_hub(monkeypatch, tmp_path):
+    """A stand-in Hugging Face Hub (localhub.py) that huggingface-hub is pointed at, in this
+    process and in subprocesses; HF_HOME, its cache and GPT2NP_WEIGHTS (hub.weights) in tmp_path."""
+    hub = LocalHub()
+    hub.weights = use_hub(monkeypatch, hub.url, tmp_path)
+    yield hub
+    hub.close()
+
+
 @pytest.fixture(scope="module")
 def browser():
     """Chromium (GPT2NP_CHROMIUM, default /usr/bin/chromium) through Playwright, one per test module."""
-    from playwright import sync_api   # the test extra installs it: a missing Playwright fails, never skips
+    from playwright import sync_api  # the test extra installs it: a missing Playwright fails, never skips
     with sync_api.sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield b

@@ -32,7 +32,7 @@ def hostile_texts():
 LONE_SURROGATES = ["\ud800", "abc\udfff", "\udcff\udcfe invalid utf-8 as Python decodes it"]
 
 
-# -- more hostile input for the hardening tests (tests/test_hardening_*.py) -------------------------
+# -- more hostile input for the *_hostile*, test_viewer_server and test_weights_corrupt modules ----------
 # Bytes that are not UTF-8: a stray Latin-1 byte, a BOM of UTF-16, an overlong '/', a UTF-8-encoded
 # surrogate, a code point above U+10FFFF, a lone continuation byte, a character cut in half.
 INVALID_UTF8 = [b"caf\xe9", b"\xff\xfe", b"\xc0\xaf", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\x80",
@@ -49,9 +49,9 @@ def one_megabyte_text():
 
 
 # -- the tally: every hostile input counted, printed at the end of the run ------------------------
-import json as _json                                  # noqa: E402
+import json as _json  # noqa: E402
 from collections import defaultdict as _defaultdict  # noqa: E402
-from pathlib import Path as _Path                     # noqa: E402
+from pathlib import Path as _Path  # noqa: E402
 
 TALLY = _defaultdict(lambda: {"inputs": 0, "accepted": 0, "refused": 0, "failed": 0,
                               "5xx": 0, "tracebacks": 0})
@@ -99,7 +99,8 @@ class _Summary:
 
 
 def install_summary(config):
-    """Register the end-of-run summary once (called from a fixture of each hardening module)."""
+    """Register the end-of-run summary (conftest.py does, once per run; it prints only when a
+    hostile-input test counted something)."""
     if not config.pluginmanager.has_plugin("gpt2np-hardening-summary"):
         config.pluginmanager.register(_Summary(), "gpt2np-hardening-summary")
 

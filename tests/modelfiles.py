@@ -26,6 +26,10 @@ def small_config(n_layer=2, n_head=3, n_embd=48, n_positions=64, vocab_size=100)
             "bos_token_id": vocab_size - 1, "eos_token_id": vocab_size - 1}
 
 
+# The good file that the weight-loading tests copy and then break (conftest's good_weights_dir).
+GOOD_WEIGHTS_CONFIG = small_config(n_layer=2, n_head=2, n_embd=32, n_positions=16, vocab_size=64)
+
+
 def gpt2_small_config():
     return json.loads((SHARED / "config.json").read_text())
 

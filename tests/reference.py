@@ -111,9 +111,9 @@ RANDOM_BOUNDS = {"default": 1e-5, "pattern": 1e-5}
 
 # The official checkpoint (REFERENCE.md, "Tolerances on the real weights"): the residual stream and
 # ln_final relative to each position's magnitude ≤ 1e-5, patterns ≤ 1e-4 absolute. The other
-# intermediates have no measured figure on the real file here: 1e-4 relative, ten times the
-# random models' bound.
-REAL_BOUNDS = {"default": 1e-4, "pattern": 1e-4, "logits": 1e-5,
+# intermediates and the raw logits have no measured figure on the real file here: 1e-4 relative,
+# ten times the random models' bound (test_real_weights also checks log-softmax ≤ 1e-3).
+REAL_BOUNDS = {"default": 1e-4, "pattern": 1e-4,
                **{name: 1e-5 for name in ("blocks.*.hook_resid_pre", "blocks.*.hook_resid_mid",
                                           "blocks.*.hook_resid_post", "ln_final.hook_normalized")}}
 

@@ -11,8 +11,6 @@ from patterns import one_key, uniform
 
 from gpt2np import analysis as A
 
-
-
 SINK = lambda T: one_key(T, lambda i: 0)                    # noqa: E731
 PREV = lambda T: one_key(T, lambda i: max(i - 1, 0))        # noqa: E731
 SELF = lambda T: one_key(T, lambda i: i)                    # noqa: E731
@@ -241,3 +239,29 @@ def test_statistics_stay_in_range(T, H, seed):
     assert A.column_share(p).sum(-1) == pytest.approx(np.ones(H))
     # sink + previous + self can double count only query 1 (whose previous token is position 0)
     assert (A.sink_mass(p) + A.previous_token_mass(p) + A.self_mass(p) <= 1 + 1 / (T - 1) + 1e-9).all()
+
+
+def test_next_token_top_k_on_known_logits():
+    """Logits with known probabilities: log(p) for p = [0.1, 0.4, 0.2, 0.2, 0.1] gives back p; the
+    tie between ids 2 and 3 goes to the lower id, and a tie at the cut (ids 0 and 4) too."""
+    p = np.array([0.1, 0.4, 0.2, 0.2, 0.1])
+    ids, probs = A.next_token_top_k(np.log(p), k=4)
+    assert ids.tolist() == [1, 2, 3, 0]
+    np.testing.assert_allclose(probs, [0.4, 0.2, 0.2, 0.1], rtol=1e-12)
+    assert probs.dtype == np.float64
+    ids, _ = A.next_token_top_k(np.log(p), k=9)                    # k beyond the vocabulary: all
+    assert ids.tolist() == [1, 2, 3, 0, 4]
+
+
+def test_next_token_top_k_over_many_rows_matches_a_stable_sort():
+    """[3, 70, V] logits in blocks of 16 rows, with ties planted: every row equals a stable argsort
+    of its own float64 softmax, computed here with the textbook formula."""
+    rng = np.random.default_rng(0)
+    logits = rng.integers(-3, 4, size=(3, 70, 50)).astype(np.float32)    # many equal logits
+    ids, probs = A.next_token_top_k(logits, k=6, block=16)
+    assert ids.shape == probs.shape == (3, 70, 6)
+    for row, got_ids, got_p in zip(logits.reshape(-1, 50), ids.reshape(-1, 6), probs.reshape(-1, 6)):
+        e = np.exp(row.astype(np.float64) - row.max())
+        want = np.argsort(-(e / e.sum()), kind="stable")[:6]
+        assert got_ids.tolist() == want.tolist()
+        np.testing.assert_allclose(got_p, (e / e.sum())[want], rtol=1e-12)

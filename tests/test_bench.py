@@ -1,21 +1,35 @@
-"""The benchmark runs end to end and reports what it says it reports. No timing is judged here."""
+"""The benchmark runs end to end and reports what it says it reports. No timing is judged here:
+every time is only checked to be a measured figure (finite, positive), never against a bound."""
 
 import json
+import math
 
 from gpt2np import bench
+
+
+def measured(x):
+    return isinstance(x, float) and math.isfinite(x) and x > 0
 
 
 def test_bench_runs_and_reports(tmp_path, capsys):
     out = tmp_path / "bench.json"
     assert bench.main(["--tokens", "16", "--repeats", "1", "--json", str(out)]) == 0
     result = json.loads(out.read_text())
+    assert {"machine", "forward", "load", "bandwidth", "viewer"} <= set(result)
     (row,) = result["forward"]
+    assert {"T", "gpt2np_s", "transformers_s", "ratio", "products_gpt2np_s", "products_torch_s"} <= set(row)
     assert row["T"] == 16
     for key in ("gpt2np_s", "transformers_s", "products_gpt2np_s", "products_torch_s"):
-        assert 0 < row[key] < 120, key
+        assert measured(row[key]), (key, row[key])
     assert abs(row["ratio"] - row["gpt2np_s"] / row["transformers_s"]) < 1e-12
-    assert 490e6 < result["bandwidth"]["weights_MB"] * 1e6 < 510e6       # GPT-2 small's F32 weights
+    load = result["load"]
+    assert measured(load["gpt2np_s"]) and measured(load["transformers_s"])
+    bw = result["bandwidth"]
+    assert 490e6 < bw["weights_MB"] * 1e6 < 510e6                          # GPT-2 small's F32 weights
+    assert measured(bw["read_GBps"]) and measured(bw["floor_s"])
+    assert math.isclose(bw["floor_s"], bw["weights_MB"] * 1e6 / (bw["read_GBps"] * 1e9), rel_tol=1e-9)
     assert result["load"]["file_mb"] > 490
-    assert result["viewer"]["head_bytes_1024"] < 1_000_000
+    assert measured(result["viewer"]["first_heatmap_s"])
+    assert result["viewer"]["head_bytes_1024"] == 1024 * 1025 // 2          # one head's lower triangle
     printed = capsys.readouterr().out
     assert "ratio" in printed and "the floor" in printed

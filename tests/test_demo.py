@@ -1,33 +1,37 @@
 """The bundled demo model (gpt2np/demo): present, small, labelled, equal to transformers, and
 showing the learned attention its model card (training.json) reports."""
 
-import json
 import os
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+from demofacts import CARD
 from reference import check, hf_model
 
 import gpt2np
 from gpt2np import analysis
 from gpt2np.hub import DEMO_DIR
 
-CARD = json.loads((DEMO_DIR / "training.json").read_text())
-
 # Public-domain sentences in Austen's style (not from the training split's wording).
 SENTENCES = [
-    "It is a truth universally acknowledged, that a single man in possession of a good fortune, must be in want of a wife.",
-    "Mr. Darcy walked towards the window, and Elizabeth could not help observing how frequently his eyes were fixed on her.",
+    "It is a truth universally acknowledged, that a single man in possession of a good fortune, "
+    "must be in want of a wife.",
+    "Mr. Darcy walked towards the window, "
+    "and Elizabeth could not help observing how frequently his eyes were fixed on her.",
     "The family of Dashwood had long been settled in Sussex, and their estate was large.",
-    "Emma Woodhouse, handsome, clever, and rich, with a comfortable home and happy disposition, seemed to unite some of the best blessings of existence.",
-    "Sir Walter Elliot, of Kellynch Hall, in Somersetshire, was a man who, for his own amusement, never took up any book but the Baronetage.",
+    "Emma Woodhouse, handsome, clever, and rich, with a comfortable home and happy disposition, "
+    "seemed to unite some of the best blessings of existence.",
+    "Sir Walter Elliot, of Kellynch Hall, in Somersetshire, was a man who, for his own amusement, "
+    "never took up any book but the Baronetage.",
     "No one who had ever seen Catherine Morland in her infancy would have supposed her born to be an heroine.",
     "She was convinced that her sister had been mistaken, and that the letter must have been written by another hand.",
-    "Her mother was a woman of useful plain sense, with a good temper, and, what is more remarkable, with a good constitution.",
+    "Her mother was a woman of useful plain sense, with a good temper, and, what is more remarkable, "
+    "with a good constitution.",
     "\"My dear Mr. Bennet,\" said his lady to him one day, \"have you heard that Netherfield Park is let at last?\"",
-    "They walked on in silence for some time, till Anne, looking up, saw that the captain had stopped and was watching her.",
+    "They walked on in silence for some time, till Anne, looking up, "
+    "saw that the captain had stopped and was watching her.",
 ]
 
 
@@ -78,6 +82,7 @@ def test_learned_attention_matches_the_card(demo):
         best = CARD["attention"][f"best_{key}"]
         top3 = [divmod(int(i), ours.shape[1]) for i in np.argsort(-ours.ravel())[:3]]
         print(f"\ndemo {key}: strongest heads here {top3} (best {ours.max():.3f}); "
-              f"card: {best['head']} {best['value']:.3f}")
+              f"card: {best['head']} {best['value']:.3f}, here {ours[best['layer'], best['index']]:.3f}")
         assert (best["layer"], best["index"]) in top3, key
         assert abs(ours.max() - best["value"]) < 0.1, key
+        assert abs(ours[best["layer"], best["index"]] - best["value"]) < 0.1, key      # that head's own value

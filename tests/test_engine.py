@@ -105,12 +105,12 @@ def test_cli_engine_option(small_text_model_dir):
     import subprocess
     import sys
     out = {}
-    for engine in ("reference", "fast"):
+    for name in ("reference", "fast"):
         r = subprocess.run([sys.executable, "-m", "gpt2np", "--model", str(small_text_model_dir), "--json",
-                            "--engine", engine, "The quick brown fox"], capture_output=True, text=True, timeout=120)
+                            "--engine", name, "The quick brown fox"], capture_output=True, text=True, timeout=120)
         assert r.returncode == 0, r.stderr
-        out[engine] = json.loads(r.stdout)
-        assert out[engine]["engine"] == engine
+        out[name] = json.loads(r.stdout)
+        assert out[name]["engine"] == name
     assert out["reference"]["tokens"] == out["fast"]["tokens"]
     for a, b in zip(out["reference"]["next_token"], out["fast"]["next_token"]):
         assert abs(a["p"] - b["p"]) <= 1e-6 * max(abs(b["p"]), 1e-3)

@@ -5,13 +5,15 @@ import json
 
 import numpy as np
 import pytest
-
-import gpt2np
-from gpt2np import findings as F
-from gpt2np.hub import DEMO_DIR
-from gpt2np.trace import Trace
+from demofacts import CARD as DEMO_CARD
+from demofacts import card_head
 from modelfiles import small_config, write_model_dir
 from patterns import one_key
+
+import gpt2np
+from gpt2np import cli
+from gpt2np import findings as F
+from gpt2np.trace import Trace
 
 
 @pytest.fixture(scope="module")
@@ -25,6 +27,11 @@ def texty_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def texty(texty_dir):
     return gpt2np.load(texty_dir)
+
+
+def findings_main(argv):
+    """`python -m gpt2np findings ARGV`, as the command line runs it."""
+    return cli.main(["findings", *argv])
 
 
 # -- the checks, on constructed input -------------------------------------------------------------
@@ -115,6 +122,15 @@ def test_induction_scores_shape_and_probe(texty):
     scores, probe, info = F.induction_scores(texty, length=10, seed=1)
     assert scores.shape == (2, 4) and ((0 <= scores) & (scores <= 1)).all()
     assert info["length"] == 10 and info["ids"][0] == 50256 and probe.n_tokens == 21
+    ids = info["ids"]
+    assert ids[1:11] == ids[11:] and probe.ids.tolist() == ids     # <|endoftext|>, then 10 tokens twice
+    # Each head's score: the weight from the second s_k (position 11 + k) on the token after the
+    # first s_k (position 2 + k), averaged over k, read here from a fresh run of the probe.
+    fresh = texty.run(ids)
+    for layer in range(2):
+        p = fresh.pattern(layer).astype(np.float64)
+        expected = np.mean([p[:, 11 + k, 2 + k] for k in range(10)], axis=0)
+        np.testing.assert_allclose(scores[layer], expected, atol=1e-7)
 
 
 def test_word_tokens(texty):
@@ -146,12 +162,12 @@ def test_report_on_a_small_text_model(texty):
 
 
 def test_findings_command(texty_dir, capsys):
-    assert F.main(["--model", str(texty_dir)]) == 0
+    assert findings_main(["--model", str(texty_dir)]) == 0
     out = capsys.readouterr().out
     for line in ("1. [holds] the upper triangle", "2. [holds] the first token",
                  "3. [not applicable]", "not GPT-2 small: skipped", "Head types"):
         assert line in out
-    assert F.main(["--model", str(texty_dir), "--json", "--sentence", "One two three four.",
+    assert findings_main(["--model", str(texty_dir), "--json", "--sentence", "One two three four.",
                    "--coref-sentence", "The cup is in the box because it is small.",
                    "--candidates", "box", "cup"]) == 0
     r = json.loads(capsys.readouterr().out)
@@ -161,12 +177,12 @@ def test_findings_command(texty_dir, capsys):
 
 def test_findings_tools_from_the_command_line(texty_dir, capsys):
     m = ["--model", str(texty_dir)]
-    assert F.main(m + ["--lens", "The quick brown fox jumps over the lazy", "--token", " dog"]) == 0
+    assert findings_main(m + ["--lens", "The quick brown fox jumps over the lazy", "--token", " dog"]) == 0
     assert "following \" dog\" (id 3290)" in capsys.readouterr().out
-    assert F.main(m + ["--ablate", "1.1", "0.2", "--token", " small", "--json"]) == 0
+    assert findings_main(m + ["--ablate", "1.1", "0.2", "--token", " small", "--json"]) == 0
     r = json.loads(capsys.readouterr().out)
     assert r["heads"] == ["0.2", "1.1"] and r["token"]["token"] == " small"
-    assert F.main(m + ["--pair", "The cat sat.", "The big cat sat."]) == 0
+    assert findings_main(m + ["--pair", "The cat sat.", "The big cat sat."]) == 0
     assert "compared on the 4 tokens they share" in capsys.readouterr().out
 
 
@@ -177,7 +193,7 @@ def test_findings_errors_exit_2_with_one_line(texty_dir, small_model_dir, tmp_pa
         (["--model", str(texty_dir), "--ablate", "7.0"], "There is no head 7.0"),
         (["--model", str(texty_dir), "--coref-sentence", "No pronoun here."], "'it' is not in"),
     ]:
-        assert F.main(argv) == 2
+        assert findings_main(argv) == 2
         err = capsys.readouterr().err
         assert err.startswith("gpt2np: error: ") and message in err and err.count("\n") == 1
 
@@ -191,7 +207,7 @@ def test_cli_dispatches_findings(texty_dir, capsys):
 @pytest.mark.slow
 def test_report_on_gpt2_layout(gpt2_layout_dir, capsys):
     """GPT-2 small's shape: the published roles are measured, each with its source."""
-    assert F.main(["--model", str(gpt2_layout_dir), "--json"]) == 0
+    assert findings_main(["--model", str(gpt2_layout_dir), "--json"]) == 0
     r = json.loads(capsys.readouterr().out)
     assert (r["model"]["n_layer"], r["model"]["n_head"]) == (12, 12) and len(r["heads"]) == 144
     v = {p["id"]: p for p in r["predictions"]}
@@ -205,11 +221,24 @@ def test_report_on_gpt2_layout(gpt2_layout_dir, capsys):
     heads = {e["head"]: (role["role"], e) for role in roles["roles"] for e in role["heads"]}
     assert set(heads) == {"4.11", "2.2", "5.1", "5.5", "6.9", "7.2", "7.10", "9.9", "9.6", "10.0",
                           "10.7", "11.10"}
+    # Each role's value, measured here from the model's own patterns (float64), not from the report.
+    model = gpt2np.load(gpt2_layout_dir)
+    sentence = model.run(r["inputs"]["sentence"]["text"])
+    ioi = model.run(roles["ioi_sentence"])
+    io = [k for k, t in enumerate(ioi.tokens) if t == " Mary"]          # GPT-2: one token each
+    subject = [k for k, t in enumerate(ioi.tokens) if t == " John"]
+    assert len(io) == 1 and len(subject) == 2
     for name, (role, e) in heads.items():
-        row = next(h for h in r["heads"] if h["head"] == name)
-        expected = {"previous-token": row["previous"], "induction": row["induction"]}.get(role)
-        if expected is not None:
-            assert e["value"] == expected
+        layer, h = map(int, name.split("."))
+        p = sentence.pattern(layer, h).astype(np.float64)
+        last = ioi.pattern(layer, h)[-1].astype(np.float64)
+        row = next(x for x in r["heads"] if x["head"] == name)
+        expected = {"previous-token": np.mean([p[i, i - 1] for i in range(1, len(p))]),
+                    "induction": row["induction"],        # the probe's score: test_analysis
+                    "name mover": last[io].sum(), "copy suppression": last[io].sum()}[role]
+        assert e["value"] == pytest.approx(expected, abs=1e-6), (name, role)
+        if role in ("name mover", "copy suppression"):
+            assert e["subject"] == pytest.approx(last[subject].sum(), abs=1e-6), name
         assert e["verdict"] in ("holds", "does not hold")
     assert all("arXiv" in role["source"] for role in roles["roles"])
     # random weights: nothing has the trained roles
@@ -219,28 +248,41 @@ def test_report_on_gpt2_layout(gpt2_layout_dir, capsys):
 def test_report_on_the_demo_model(capsys):
     """The report runs on the bundled demo model, and its head types agree with the demo's own
     training record (training.json: mean weight on the previous token and on position 0 of every
-    head, measured with transformers on 50 held-out sentences): a head the record shows clearly
-    above the type's threshold is found; none is claimed where the record is clearly below."""
+    head, measured with transformers on 50 held-out sentences): no head is given a type whose
+    statistic the record shows far below the threshold, every head the record shows far above it
+    is given that type, and the record's previous-token head is the report's."""
     model = gpt2np.load("demo")
+    L, H = model.config.n_layer, model.config.n_head
     r = F.report(model)
     json.dumps(r)
     v = {p["id"]: p["verdict"] for p in r["predictions"]}
     assert v[1] == v[2] == "holds"
-    if model.config.n_layer <= 4:
-        assert v[3] == "not applicable"
+    # Prediction 3 is about the sink heads of layers 4–8: not applicable when the model has none.
+    assert v[3] in ("holds", "does not hold", "not applicable")
+    assert (v[3] == "not applicable") == (L <= 4)
     assert r["published_roles"]["note"] == "not GPT-2 small: skipped"
-    types = {h["type"] for h in r["heads"]}
-    record = json.loads((DEMO_DIR / "training.json").read_text())["attention"]
-    for key, head_type, stat in [("best_prev_token", "previous-token", "previous"),
-                                 ("best_first_position", "sink", "sink")]:
-        best = record[key]["value"]
+    heads = {(h["layer"], h["index"]): h for h in r["heads"]}
+    assert sorted(heads) == [(layer, h) for layer in range(L) for h in range(H)]
+    record = DEMO_CARD["attention"]
+    checked = 0
+    for matrix, head_type, stat in [("prev_token", "previous-token", "previous"),
+                                    ("first_position", "sink", "sink")]:
         threshold = F.THRESHOLDS[stat]
-        if best >= threshold + 0.1:
-            assert head_type in types, (key, best)
-        elif best <= threshold - 0.1:
-            assert head_type not in types, (key, best)
-    assert F.main(["--model", "demo", "--table"]) == 0
-    assert "layer  3:" in capsys.readouterr().out
+        values = np.array(record[matrix])                                   # [n_layer, n_head]
+        assert values.shape == (L, H)
+        for (layer, h), row in heads.items():
+            if values[layer, h] <= threshold - 0.2:
+                assert row["type"] != head_type, (row["head"], matrix, values[layer, h], row)
+                checked += 1
+            elif values[layer, h] >= threshold + 0.2:
+                assert row["type"] in (head_type, "induction"), (row["head"], matrix, values[layer, h], row)
+                checked += 1
+    assert checked >= L * H                         # most heads are far from both thresholds
+    # The strongest previous-token head of the report's sentences is the record's.
+    best = max(heads.values(), key=lambda row: row["previous"])
+    assert (best["layer"], best["index"]) == card_head("best_prev_token"), best
+    assert findings_main(["--model", "demo", "--table"]) == 0
+    assert f"layer {L - 1:>2}:" in capsys.readouterr().out
 
 
 def test_value_weighted_helper(texty):

@@ -172,8 +172,7 @@ def test_ties():
 def test_distribution_equals_transformers_warpers(temperature, top_k, top_p):
     """p_draw = softmax of what transformers' temperature, top-k and top-p warpers leave."""
     import torch
-    from transformers.generation.logits_process import (TemperatureLogitsWarper, TopKLogitsWarper,
-                                                        TopPLogitsWarper)
+    from transformers.generation.logits_process import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
     logits = np.random.default_rng(3).standard_normal(300) * 3
     scores = torch.tensor(logits[None])
     scores = TemperatureLogitsWarper(temperature)(None, scores)

@@ -3,7 +3,7 @@
 A page on another site can point its own domain at 127.0.0.1; the browser then sends that domain
 in the Host header. The viewer serves only Host names of this machine (any port) unless it was
 started with --host on another address. The same check against the real server process is in
-test_hardening_server.py.
+test_viewer_server.py.
 """
 
 import pytest

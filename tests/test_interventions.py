@@ -9,11 +9,11 @@ import inspect
 
 import numpy as np
 import pytest
+from modelfiles import small_config, write_model_dir
 
 import gpt2np
 from gpt2np import interventions as I
 from gpt2np.errors import GPT2npError
-from modelfiles import small_config, write_model_dir
 
 IDS = [5, 17, 42, 8, 99, 3, 17, 42, 64, 21, 7, 30]
 
@@ -35,6 +35,13 @@ def texty(tmp_path_factory):
     cfg = small_config(n_layer=2, n_head=4, n_embd=64, n_positions=128, vocab_size=50257)
     path, _ = write_model_dir(tmp_path_factory.mktemp("texty") / "texty", cfg, seed=3)
     return gpt2np.load(path)
+
+
+def softmax64(logits):
+    """Probabilities of one logit row, in float64 (the tests' own softmax)."""
+    z = np.asarray(logits, dtype=np.float64)
+    e = np.exp(z - z.max())
+    return e / e.sum()
 
 
 def hf_logits(hf, ids, ablation=None):
@@ -60,12 +67,19 @@ def hf_logits(hf, ids, ablation=None):
 
 
 # -- ablation ------------------------------------------------------------------------------------
-def test_transformers_has_no_head_mask_any_more(hf):
-    """Why the reference below is a hook: GPT2LMHeadModel.forward lost `head_mask` in 5.x."""
+def test_why_the_reference_ablation_is_a_hook(hf):
+    """GPT2LMHeadModel.forward lost `head_mask` in transformers 5.x, hence the hook. Where it is
+    still there (4.x), the hook must give what head_mask gives."""
+    import torch
     import transformers
     if "head_mask" in inspect.signature(hf.forward).parameters:   # pragma: no cover - 4.x
-        pytest.skip(f"transformers {transformers.__version__} still has head_mask")
-    assert int(transformers.__version__.split(".")[0]) >= 5
+        mask = torch.ones(hf.config.n_layer, hf.config.n_head)
+        mask[1, 2] = 0.0
+        with torch.no_grad():
+            masked = hf(torch.tensor([IDS]), head_mask=mask).logits[0].numpy()
+        assert np.abs(hf_logits(hf, IDS, {(1, 2): 0.0}) - masked).max() <= 1e-5
+    else:
+        assert int(transformers.__version__.split(".")[0]) >= 5
 
 
 @pytest.mark.parametrize("heads", [{(0, 1): 0.0}, {(1, 2): 0.0}, {(0, 0): 0.0, (1, 0): 0.0, (1, 2): 0.0}])
@@ -80,6 +94,8 @@ def test_mean_ablation_matches_transformers(small, hf):
     base = small.run(IDS)
     heads = {(0, 2): I.mean_z(base, 0, 2), (1, 1): I.mean_z(base, 1, 1)}
     assert heads[(0, 2)].shape == (small.config.d_head,)
+    for (layer, h), z in heads.items():               # the mean over every position, in float64
+        np.testing.assert_allclose(z, base[f"blocks.{layer}.attn.hook_z"][:, h].astype(np.float64).mean(0), atol=1e-7)
     assert np.abs(small.run(IDS, z_ablation=heads).logits - hf_logits(hf, IDS, heads)).max() <= 1e-4
 
 
@@ -94,8 +110,8 @@ def test_ablation_only_changes_what_comes_after(small):
 def test_ablate_report(small):
     r = I.ablate(small, IDS, ["0.1", "1.2"], token=17, k=5)
     assert r["heads"] == ["0.1", "1.2"] and r["mode"] == "zero" and r["position"] == len(IDS) - 1
-    p0 = I.probabilities(small.run(IDS).logits[-1])
-    p1 = I.probabilities(small.run(IDS, z_ablation={(0, 1): 0.0, (1, 2): 0.0}).logits[-1])
+    p0 = softmax64(small.run(IDS).logits[-1])
+    p1 = softmax64(small.run(IDS, z_ablation={(0, 1): 0.0, (1, 2): 0.0}).logits[-1])
     assert [t["id"] for t in r["before"]] == list(np.argsort(-p0, kind="stable")[:5])
     assert [t["id"] for t in r["after"]] == list(np.argsort(-p1, kind="stable")[:5])
     assert r["token"]["id"] == 17
@@ -110,8 +126,8 @@ def test_ablate_report(small):
 def test_ablate_mean_with_reference_and_position(small):
     ref = [IDS[:6], IDS[3:]]
     r = I.ablate(small, IDS, "1.0", mode="mean", reference=ref, position=4)
-    z = I.mean_z([small.run(x) for x in ref], 1, 0)
-    p1 = I.probabilities(small.run(IDS, z_ablation={(1, 0): z}).logits[4])
+    z = np.concatenate([small.run(x)["blocks.1.attn.hook_z"][:, 0] for x in ref]).astype(np.float64).mean(0)
+    p1 = softmax64(small.run(IDS, z_ablation={(1, 0): z}).logits[4])
     assert r["position"] == 4 and r["after"][0]["p"] == pytest.approx(p1.max())
 
 
@@ -149,14 +165,14 @@ def test_logit_lens_report(small):
     lens = I.logit_lens(small, trace, position=-1, k=3)
     assert [s["label"] for s in lens["streams"]] == ["embeddings", "after layer 0", "after layer 1"]
     assert [s["layer"] for s in lens["streams"]] == [-1, 0, 1]
-    final = I.probabilities(trace.logits[-1])
+    final = softmax64(trace.logits[-1])
     last = lens["streams"][-1]
     assert [t["id"] for t in last["top"]] == list(np.argsort(-final, kind="stable")[:3])
     assert last["top"][0]["p"] == pytest.approx(final.max(), abs=1e-6)
     assert lens["target"]["id"] == int(final.argmax()) and last["target_rank"] == 1
     lens5 = I.logit_lens(small, trace, position=5, target=42)
     assert lens5["position"] == 5 and lens5["target"]["id"] == 42
-    emb = I.probabilities(I.lens_logits(trace["blocks.0.hook_resid_pre"][5], small.params["ln_f.weight"],
+    emb = softmax64(I.lens_logits(trace["blocks.0.hook_resid_pre"][5], small.params["ln_f.weight"],
                                         small.params["ln_f.bias"], small.params["wte.weight"], 1e-5))
     assert lens5["streams"][0]["target_p"] == pytest.approx(emb[42])
 
@@ -184,6 +200,7 @@ def test_row_changes_known_numbers():
 
 def test_identical_inputs_change_nothing(small):
     r = I.attention_changes(small.run(IDS), small.run(IDS))
+    assert len(r["heads"]) == small.config.n_layer * small.config.n_head
     assert all(h["mean_change"] == 0 and h["max_change"] == 0 for h in r["heads"])
     assert "identical" in r["alignment"]["note"]
 

@@ -110,6 +110,7 @@ def test_parity_gpt2_small_scaled_all_boundaries(tmp_path_factory, shared_gpt2, 
 def test_tokenizer_check_values(shared_gpt2, tmp_path):
     """REFERENCE.md's check values; vocab.json + merges.txt give the same ids as tokenizer.json."""
     import shutil
+
     from gpt2np.tokenizer import Tokenizer
     tok = Tokenizer.from_dir(shared_gpt2)
     assert tok.encode("The quick brown fox jumps over the lazy") == [

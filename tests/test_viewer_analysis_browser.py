@@ -11,14 +11,33 @@ import urllib.request
 
 import pytest
 from browser import (  # noqa: F401 - demo_server and server are fixtures
-    HOSTILE, api_get, api_post, demo_server, element_shot, open_viewer, run_sentence, server, shot, visible,
-    wait_head, watched_page)
+    HOSTILE,
+    api_get,
+    api_post,
+    demo_server,
+    element_shot,
+    open_viewer,
+    run_sentence,
+    server,
+    shot,
+    visible,
+    wait_head,
+    watched_page,
+)
+from demofacts import CONFIG, card_head, head_name, one_token_swap
+
+import gpt2np
 
 pytestmark = pytest.mark.browser
 
 SENTENCE = "The trophy doesn't fit in the suitcase because it is too big."
 DARCY = "Mr. Darcy and Miss Bennet walked in the garden."
-BINGLEY = "Mr. Bingley and Miss Bennet walked in the garden."
+
+
+@pytest.fixture(scope="module")
+def demo():
+    """The model `demo_server` serves, loaded in this process."""
+    return gpt2np.load("demo")
 
 
 @pytest.fixture()
@@ -42,7 +61,8 @@ def wait_heads_table(page):
 
 
 def table_order(page):
-    return page.eval_on_selector_all("#heads-card tbody tr", "rows => rows.map(r => `${r.dataset.layer}.${r.dataset.head}`)")
+    return page.eval_on_selector_all("#heads-card tbody tr",
+                                     "rows => rows.map(r => `${r.dataset.layer}.${r.dataset.head}`)")
 
 
 # -- heads table (GPT-2 layout: 144 heads) --------------------------------------------------------
@@ -63,11 +83,14 @@ def test_heads_table_sorts_and_opens_a_head(gpt2_page, server):
     first = page.locator("#heads-card tbody tr").first
     assert first.locator("td").nth(3).inner_text() == f"{by_sink[0]['sink']:.3f}"
     page.get_by_test_id("heads-sort-sink").click()                            # again: ascending
-    assert table_order(page) == [h["head"] for h in sorted(api["heads"], key=lambda h: (h["sink"], h["layer"], h["index"]))]
+    def ordered(key):
+        return [h["head"] for h in sorted(api["heads"], key=lambda h: (key(h), h["layer"], h["index"]))]
+
+    assert table_order(page) == ordered(lambda h: h["sink"])
     page.get_by_test_id("heads-sort-entropy").click()
-    assert table_order(page) == [h["head"] for h in sorted(api["heads"], key=lambda h: (-h["entropy"], h["layer"], h["index"]))]
+    assert table_order(page) == ordered(lambda h: -h["entropy"])
     page.get_by_test_id("heads-sort-type").click()
-    assert table_order(page) == [h["head"] for h in sorted(api["heads"], key=lambda h: (h["type"], h["layer"], h["index"]))]
+    assert table_order(page) == ordered(lambda h: h["type"])
 
     # A row opens its head in the heatmap, and the row follows the heatmap.
     page.get_by_test_id("heads-sort-induction").click()
@@ -76,7 +99,8 @@ def test_heads_table_sorts_and_opens_a_head(gpt2_page, server):
     assert table_order(page)[0] == top["head"]
     row.click()
     wait_head(page, top["layer"], top["index"])
-    assert page.get_by_test_id("heatmap-title").inner_text() == f"blocks.{top['layer']}.attn.hook_pattern[{top['index']}]"
+    title = f"blocks.{top['layer']}.attn.hook_pattern[{top['index']}]"
+    assert page.get_by_test_id("heatmap-title").inner_text() == title
     assert "current" in row.get_attribute("class")
     page.get_by_test_id("heads-row-7-3").click()
     wait_head(page, 7, 3)
@@ -104,17 +128,20 @@ def test_heads_table_sorts_and_opens_a_head(gpt2_page, server):
 # -- ablation, lens, findings (demo model) ----------------------------------------------------------
 def test_ablation_shows_the_api_numbers(demo_page, demo_server):
     page = demo_page
+    (layer, head), other = card_head("best_first_position"), head_name(*card_head("best_prev_token"))
+    shown_head = head_name(layer, head)
+    names = sorted([shown_head, other])
     open_viewer(page, demo_server)
     handle = run_sentence(page, SENTENCE)
     wait_heads_table(page)
-    page.get_by_test_id("heads-row-2-5").click()                  # the card's previous-token head
-    wait_head(page, 2, 5)
+    page.get_by_test_id(f"heads-row-{layer}-{head}").click()       # the card's first-position head
+    wait_head(page, layer, head)
     page.get_by_test_id("token-9").click()
-    page.wait_for_selector("#topk[data-query='9'][data-layer='2'][data-head='5']")   # lists of query 9
+    page.wait_for_selector(f"#topk[data-query='9'][data-layer='{layer}'][data-head='{head}']")   # lists of query 9
     page.get_by_test_id("ablate-current").click()
-    assert page.get_by_test_id("ablate-heads").input_value() == "2.5"
+    assert page.get_by_test_id("ablate-heads").input_value() == shown_head
     page.get_by_test_id("ablate-heads").press("End")
-    page.get_by_test_id("ablate-heads").press_sequentially(" 1.1")
+    page.get_by_test_id("ablate-heads").press_sequentially(f" {other}")   # and its previous-token head
     page.get_by_test_id("ablate-mean").click()
     follow = int(page.get_by_test_id("next-item-1").get_attribute("data-id"))
     page.get_by_test_id("next-item-1").click()                    # follow that token
@@ -123,8 +150,8 @@ def test_ablation_shows_the_api_numbers(demo_page, demo_server):
     page.wait_for_selector("#ablation[data-position='9'] [data-testid=ablate-token-change]")
 
     api = api_post(demo_server, f"/api/runs/{handle}/ablate",
-                   {"heads": "2.5 1.1", "mode": "mean", "position": 9, "token": follow})
-    assert api["heads"] == ["1.1", "2.5"] and api["mode"] == "mean"
+                   {"heads": f"{shown_head} {other}", "mode": "mean", "position": 9, "token": follow})
+    assert api["heads"] == names and api["mode"] == "mean"
     for side in ("before", "after"):
         items = page.get_by_test_id(f"ablate-{side}").locator("li")
         assert items.count() == 5
@@ -140,17 +167,17 @@ def test_ablation_shows_the_api_numbers(demo_page, demo_server):
     assert float(change.get_attribute("data-delta")) == t["delta"]
     assert f"rank {t['rank_before']} → {t['rank_after']}" in change.inner_text()
     summary = page.locator("#ablate-body .abl-summary").inner_text()
-    assert "mean-ablation of 1.1, 2.5" in summary and "position 9" in summary
+    assert f"mean-ablation of {', '.join(names)}" in summary and "position 9" in summary
     assert ("top-1 changed" if api["top1_changed"] else "top-1 unchanged") in summary
     element_shot(page.locator("aside.side section").first, "analysis-ablation-demo")
 
     # A head the model does not have: the server's message, in the panel.
-    page.get_by_test_id("ablate-heads").fill("13.2")
+    model = api_get(demo_server, "/api/model")
+    page.get_by_test_id("ablate-heads").fill(f"{model['n_layer']}.0")
     page.get_by_test_id("ablate-run").click()
     page.wait_for_selector("[data-testid=ablate-error]:not([hidden])")
-    model = api_get(demo_server, "/api/model")
-    assert page.get_by_test_id("ablate-error").inner_text() == \
-        f"There is no head 13.2: this model has layers 0–{model['n_layer'] - 1} and heads 0–{model['n_head'] - 1}."
+    assert page.get_by_test_id("ablate-error").inner_text() == (f"There is no head {model['n_layer']}.0: this "
+        f"model has layers 0–{model['n_layer'] - 1} and heads 0–{model['n_head'] - 1}.")
     assert len(page.watch.console_errors) == 1 and "400" in page.watch.console_errors[0]
     page.watch.console_errors.clear()
     # Moving the query drops the result: it was for position 9.
@@ -162,12 +189,12 @@ def test_logit_lens_follows_the_selected_token(demo_page, demo_server):
     page = demo_page
     open_viewer(page, demo_server)
     handle = run_sentence(page, DARCY)
-    page.get_by_test_id("token-3").click()                        # " and"
+    page.get_by_test_id("token-3").click()
     page.get_by_test_id("logit-lens").scroll_into_view_if_needed()   # it loads once on screen
     page.wait_for_selector(f"#lens-card[data-position='3'][data-handle='{handle}']")
     api = api_get(demo_server, f"/api/runs/{handle}/lens?position=3&k=5")
     assert page.get_by_test_id("lens-table").locator("thead th").all_inner_texts() == [
-        "rank", "embed", "L0", "L1", "L2", "L3"]
+        "rank", "embed", *(f"L{layer}" for layer in range(CONFIG["n_layer"]))]
     for depth, stream in enumerate(api["streams"]):
         for r, t in enumerate(stream["top"]):
             cell = page.get_by_test_id(f"lens-cell-{depth}-{r}")
@@ -193,7 +220,7 @@ def test_logit_lens_follows_the_selected_token(demo_page, demo_server):
     page.wait_for_selector(f"#lens-card[data-target='{top1}']")
 
 
-def test_pair_view_ranks_heads_as_the_api_does(demo_page, demo_server):
+def test_pair_view_ranks_heads_as_the_api_does(demo_page, demo_server, demo):
     page = demo_page
     open_viewer(page, demo_server)
     page.get_by_test_id("pair-preset").select_option(label="Trophy: … too big / … too small")
@@ -219,22 +246,26 @@ def test_pair_view_ranks_heads_as_the_api_does(demo_page, demo_server):
     b = api["b"]["handle"]
     assert page.get_by_test_id("pair").get_attribute("data-b") == b
     sizes = page.evaluate("window.__viewer.analysis.pair.maps.map((m) => m.data.T)")
-    assert sizes == [21, 20, api["alignment"]["n_aligned"]] == [21, 20, 19]
-    diff = urllib.request.urlopen(f"{demo_server}/api/runs/{a}/pair/{b}/diff?layer={pick['layer']}&head={pick['index']}").read()
+    n_a, n_b = len(demo.encode(SENTENCE)), len(demo.encode(SENTENCE.replace("big", "small")))
+    assert sizes == [n_a, n_b, api["alignment"]["n_aligned"]] and n_a != n_b
+    assert api["alignment"]["n_aligned"] == len(api["alignment"]["pairs"]) < min(n_a, n_b)
+    url = f"{demo_server}/api/runs/{a}/pair/{b}/diff?layer={pick['layer']}&head={pick['index']}"
+    diff = urllib.request.urlopen(url).read()
     drawn = page.evaluate("Array.from(window.__viewer.analysis.pair.maps[2].data.codes)")
     assert bytes(drawn) == diff
     assert page.get_by_test_id("pair-map-diff").bounding_box()["width"] > 150
     element_shot(page.get_by_test_id("pair"), "analysis-pair-demo")
 
     # Same length: compared position by position.
+    other, _ = one_token_swap(demo, DARCY)          # as many tokens as DARCY, one of them different
     run_sentence(page, DARCY)
     assert "Sentence A changed" in page.get_by_test_id("pair-note").inner_text()
-    page.get_by_test_id("pair-b").fill(BINGLEY)
+    page.get_by_test_id("pair-b").fill(other)
     page.get_by_test_id("pair-run").click()
     page.wait_for_selector("[data-testid=pair-mode]")
     assert page.get_by_test_id("pair-mode").inner_text() == "positional"
     a = page.evaluate("window.__viewer.state.run.handle")
-    api = api_post(demo_server, f"/api/runs/{a}/pair", {"text": BINGLEY})
+    api = api_post(demo_server, f"/api/runs/{a}/pair", {"text": other})
     page.wait_for_selector(f"#pair-maps[data-handle='{a}']")
     assert [items.nth(i).get_attribute("data-head") for i in range(12)] == [h["head"] for h in api["heads"][:12]]
 
@@ -247,6 +278,7 @@ def test_findings_and_the_whole_page_on_the_demo(demo_page, demo_server):
     page.get_by_test_id("findings-run").click()
     page.wait_for_selector(f"#findings-card[data-handle='{handle}'] [data-testid=finding-5]")
     report = api_get(demo_server, f"/api/runs/{handle}/findings")
+    assert [p["id"] for p in report["predictions"]] == [1, 2, 3, 4, 5]
     for p in report["predictions"]:
         item = page.get_by_test_id(f"finding-{p['id']}")
         assert item.get_attribute("data-verdict") == p["verdict"]
@@ -261,12 +293,13 @@ def test_findings_and_the_whole_page_on_the_demo(demo_page, demo_server):
     run_sentence(page, SENTENCE)
     page.get_by_test_id("findings-run").click()                  # kept by the server: instant
     page.wait_for_selector(f"#findings-card[data-handle='{handle}'] [data-testid=finding-5]")
-    page.get_by_test_id("token-15").click()
+    q = page.evaluate("window.__viewer.state.run.n_tokens") - 2      # the last word's query
+    page.get_by_test_id(f"token-{q}").click()
     page.get_by_test_id("logit-lens").scroll_into_view_if_needed()
-    page.wait_for_selector("#lens-card[data-position='15']")
-    page.wait_for_selector("#topk[data-query='15']")
+    page.wait_for_selector(f"#lens-card[data-position='{q}']")
+    page.wait_for_selector(f"#topk[data-query='{q}']")
     page.get_by_test_id("ablate-run").click()                    # no heads typed: the head on screen
-    page.wait_for_selector("#ablation[data-position='15'] [data-testid=ablate-after]")
+    page.wait_for_selector(f"#ablation[data-position='{q}'] [data-testid=ablate-after]")
     assert page.get_by_test_id("ablate-heads").input_value() == "0.0"
     page.get_by_test_id("pair-preset").select_option(label="Trophy: … too big / … too small")
     page.wait_for_selector("#pair-maps:not([hidden])")
@@ -287,7 +320,8 @@ def test_hostile_tokens_are_text_in_the_analysis_panels(gpt2_page, server):
     page.get_by_test_id("pair-run").click()
     page.wait_for_selector(f"#pair-maps[data-handle='{handle}']")
     tokens = page.evaluate("window.__viewer.state.run.tokens")
-    assert page.eval_on_selector_all("#pair-a .tok", "els => els.map(e => e.textContent)") == [visible(t) for t in tokens]
+    shown = page.eval_on_selector_all("#pair-a .tok", "els => els.map(e => e.textContent)")
+    assert shown == [visible(t) for t in tokens]
     q = next(i for i, t in enumerate(tokens) if "<" in t)            # a token with markup in it
     page.get_by_test_id(f"token-{q}").click()
     page.get_by_test_id("logit-lens").scroll_into_view_if_needed()

@@ -17,9 +17,25 @@ from urllib.parse import quote
 import numpy as np
 import pytest
 from browser import (  # noqa: F401 - demo_server and server are fixtures
-    AUSTEN_NAMES,
-    ARTIFACTS, HOSTILE, api_get, cell_pixel, cell_point, demo_server, new_page, open_viewer, run_sentence,
-    server, serving, shot, start_server, stop_server, wait_head, watched_page)
+    ARTIFACTS,
+    HOSTILE,
+    api_get,
+    assert_heatmap_shows,
+    cell_pixel,
+    cell_point,
+    demo_server,
+    new_page,
+    open_viewer,
+    run_sentence,
+    server,
+    serving,
+    shot,
+    start_server,
+    stop_server,
+    wait_head,
+    watched_page,
+)
+from demofacts import CARD, card_head, is_name
 
 import gpt2np
 
@@ -35,21 +51,36 @@ def long_server(small_tok_dir):
     yield from serving(small_tok_dir, "small-1024")
 
 
+@pytest.fixture(scope="module")
+def layout_model(gpt2_layout_dir):
+    """The model `server` serves, loaded in this process: the numbers the page must show."""
+    return gpt2np.load(gpt2_layout_dir)
+
+
 @pytest.fixture()
 def page(browser, server):
     yield from watched_page(browser, server, accept_downloads=True)
 
 
 # -- the main path --------------------------------------------------------------------------------------
-def test_type_run_scrub_click_and_check_the_numbers(page, server, record_property):
+def test_type_run_scrub_click_and_check_the_numbers(page, server, layout_model, record_property):
     open_viewer(page, server)                      # the first preset runs on load: the model is warm
     info = page.get_by_test_id("model-info").inner_text()
     assert "gpt2-layout-random" in info and "124.4M parameters" in info and "not verified as GPT-2" in info
 
-    # A sentence the server has not seen (not cached), the model warm: Run click -> heatmap drawn.
+    # A sentence the server has not seen (not cached): Run click -> the heatmap of that sentence's
+    # head 0.0, as computed here, drawn cell by cell in its code's colour. (How long it took is
+    # recorded and printed; timing is the bench's business, never a test's verdict.)
     run_sentence(page, FRESH)
+    wait_head(page, 0, 0)
     n = page.evaluate("window.__viewer.state.run.n_tokens")
-    assert n <= 64 and not page.evaluate("window.__viewer.state.run.cached")
+    assert not page.evaluate("window.__viewer.state.run.cached")
+    fresh = layout_model.run(FRESH)
+    assert page.evaluate("window.__viewer.state.run.tokens") == fresh.tokens and n == len(fresh.ids)
+    assert_heatmap_shows(page, fresh.pattern(0, 0))
+    for i, j in [(0, 0), (n - 1, 0), (n - 1, n - 1), (n // 2, n // 3), (0, n - 1)]:
+        px = cell_pixel(page, i, j)
+        assert px["drawn"] == px["expected"], (i, j, px)
     ms = float(page.evaluate("document.body.dataset.firstHeatmapMs"))
     forward = page.evaluate("window.__viewer.state.run.elapsed_ms")
     record_property("first_heatmap_ms", ms)
@@ -57,7 +88,6 @@ def test_type_run_scrub_click_and_check_the_numbers(page, server, record_propert
         {"tokens": n, "first_heatmap_ms_warm": ms, "of_which_forward_pass_ms": forward}))
     print(f"\nRun click -> first heatmap drawn ({n} tokens, warm, GPT-2 small layout): {ms:.0f} ms, "
           f"of which the forward pass {forward:.0f} ms")
-    assert ms < 5000
 
     handle = run_sentence(page, SENTENCE)
     tokens = [page.get_by_test_id(f"token-{i}").inner_text() for i in range(14)]
@@ -233,25 +263,33 @@ def test_hostile_tokens_are_shown_as_text(page, server):
     assert "Type a sentence" in page.get_by_test_id("error").inner_text()
 
 
-def test_long_paragraph_stays_responsive(page, server):
+def test_long_paragraph_scrubs_head_by_head(page, server, layout_model):
+    """The long preset (> 150 tokens): each arrow key brings the next head, drawn from that head's
+    own numbers. (The time per head is printed, not judged.)"""
     open_viewer(page, server)
     page.get_by_test_id("preset").select_option(label="Long paragraph")
     page.wait_for_function("() => window.__viewer.state.run && window.__viewer.state.run.n_tokens > 150")
     wait_head(page, 0, 0)
     T = page.evaluate("window.__viewer.state.run.n_tokens")
+    trace = layout_model.run(page.evaluate("window.__viewer.state.run.ids"))
+    assert_heatmap_shows(page, trace.pattern(0, 0))
     page.get_by_test_id("heatmap").focus()
     start = time.perf_counter()
     for h in range(1, 6):
         page.keyboard.press("ArrowRight")
         wait_head(page, 0, h)
+        assert_heatmap_shows(page, trace.pattern(0, h))
     per_head = (time.perf_counter() - start) / 5
-    print(f"\nlong paragraph: {T} tokens, {per_head * 1000:.0f} ms per head while scrubbing")
-    assert per_head < 1.0
+    print(f"\nlong paragraph: {T} tokens, {per_head * 1000:.0f} ms per head while scrubbing (and checking)")
+    px = cell_pixel(page, T - 1, T // 2)
+    assert px["drawn"] == px["expected"]
+    assert cell_pixel(page, T // 2, T - 1)["drawn"] == [0, 0, 0, 255]
     shot(page, "viewer-long-paragraph")
 
 
-def test_1024_tokens_draw_and_scrub(browser, long_server):
-    """The longest input: one head at a time (≤ 1 MB), drawn and scrubbed quickly."""
+def test_1024_tokens_draw_and_scrub(browser, long_server, small_tok_dir):
+    """The longest input: one head at a time (≤ 1 MB), drawn, and scrubbed head by head, each
+    drawn from its own numbers. (The time per head is printed, not judged.)"""
     context, page = new_page(browser, long_server, timeout=120_000)
     watch = page.watch
     sizes = []
@@ -264,7 +302,9 @@ def test_1024_tokens_draw_and_scrub(browser, long_server):
         page.wait_for_function("() => window.__viewer.state.run && window.__viewer.state.run.n_tokens > 1000")
         wait_head(page, 0, 0)
         T = page.evaluate("window.__viewer.state.run.n_tokens")
+        trace = gpt2np.load(small_tok_dir).run(page.evaluate("window.__viewer.state.run.ids"))
         assert 1000 < T <= 1024 and max(sizes) == T * (T + 1) // 2 <= 1_000_000
+        assert_heatmap_shows(page, trace.pattern(0, 0))
         page.get_by_test_id("heatmap").focus()
         start = time.perf_counter()
         for key, layer, head in [("ArrowRight", 0, 1), ("ArrowRight", 0, 2), ("ArrowDown", 1, 2),
@@ -273,7 +313,9 @@ def test_1024_tokens_draw_and_scrub(browser, long_server):
             wait_head(page, layer, head)
         per_head = (time.perf_counter() - start) / 4
         print(f"\n{T} tokens: {max(sizes):,} bytes per head, {per_head * 1000:.0f} ms per head while scrubbing")
-        assert per_head < 2.0
+        long_sizes = [n for n in sizes if n > 10_000]    # (the preset run on load is short)
+        assert long_sizes == [T * (T + 1) // 2] * 5      # head 0.0 and the four heads scrubbed to
+        assert_heatmap_shows(page, trace.pattern(1, 1))
         assert cell_pixel(page, 3, T - 1)["drawn"] == [0, 0, 0, 255]
         px = cell_pixel(page, T - 1, 5)
         assert px["drawn"] == px["expected"]
@@ -288,30 +330,30 @@ DEMO_SENTENCE = ("Mr. Darcy and Miss Bingley were walking in the garden when Eli
 
 
 def test_demo_model_learned_attention_and_names(browser, demo_server):
-    """The demo says it is not GPT-2; its learned structure shows: Austen's names in the
+    """The demo says it is not GPT-2; its learned structure shows: names after "Miss" in the
     next-token panel, and its previous-token head (from its model card) looking one token back."""
-    card = json.loads((Path(gpt2np.__file__).parent / "demo" / "training.json").read_text())
-    layer, head = card["attention"]["best_prev_token"]["layer"], card["attention"]["best_prev_token"]["index"]
+    layer, head = card_head("best_prev_token")
     context, page = new_page(browser, demo_server)
     watch = page.watch
     try:
         open_viewer(page, demo_server)
         info = page.get_by_test_id("model-info").inner_text()
-        assert "demo model — not GPT-2" in info and f"{card['parameters'] / 1e6:.1f}M parameters" in info
+        assert "demo model — not GPT-2" in info and f"{CARD['parameters'] / 1e6:.1f}M parameters" in info
 
         handle = run_sentence(page, "Mr. Darcy and Miss")
         page.wait_for_selector("#next-token li")
         shown = page.get_by_test_id("next-token").locator(".tok").all_text_contents()
-        api = api_get(demo_server, f"/api/runs/{handle}/next?position=4")
+        n = page.evaluate("window.__viewer.state.run.n_tokens")
+        api = api_get(demo_server, f"/api/runs/{handle}/next?position={n - 1}")
         assert shown == [t["token"].replace(" ", "␣") for t in api["top"]]
-        names = {n.replace(" ", "␣") for n in AUSTEN_NAMES}
-        assert len(names.intersection(shown)) >= 3, shown      # Austen's surnames after "Miss"
+        assert len(shown) == 5 and all(is_name(t["token"]) for t in api["top"]), shown   # names after "Miss"
 
         handle = run_sentence(page, DEMO_SENTENCE)
         page.get_by_test_id(f"overview-{layer}-{head}").click()
         wait_head(page, layer, head)
         trace = gpt2np.load("demo").run(DEMO_SENTENCE)
         pattern = trace.pattern(layer, head)
+        assert_heatmap_shows(page, pattern)
         queries = [i for i in range(2, len(trace.ids)) if np.argmax(pattern[i, :i + 1]) == i - 1]
         assert len(queries) >= len(trace.ids) // 3
         q = queries[len(queries) // 2]
@@ -320,8 +362,9 @@ def test_demo_model_learned_attention_and_names(browser, demo_server):
         assert page.get_by_test_id("topk-item-0").get_attribute("data-key") == str(q - 1)
         page.get_by_test_id("qk-row-0").click()
         page.wait_for_selector(f"#ledger[data-query='{q}'][data-key='{q - 1}']:not([hidden])")
-        assert page.get_by_test_id("ledger-p").inner_text() == api_get(
-            demo_server, f"/api/runs/{handle}/row?layer={layer}&head={head}&query={q}")["p"][q - 1]
+        p = page.get_by_test_id("ledger-p").inner_text()
+        assert p == api_get(demo_server, f"/api/runs/{handle}/row?layer={layer}&head={head}&query={q}")["p"][q - 1]
+        assert np.float32(p) == pattern[q, q - 1]
         page.mouse.move(*cell_point(page, q, q - 1))
         page.wait_for_selector("[data-testid=tooltip-p]")
         shot(page, "viewer-demo-previous-token-head")

@@ -9,24 +9,17 @@ import shutil
 
 import numpy as np
 import pytest
-from modelfiles import save_tensors, small_config, write_model_dir
+from modelfiles import GOOD_WEIGHTS_CONFIG as CFG
+from modelfiles import save_tensors
 
 import gpt2np
 from gpt2np import cli
 
-CFG = small_config(n_layer=2, n_head=2, n_embd=32, n_positions=16, vocab_size=64)
-
-
-@pytest.fixture(scope="module")
-def good_dir(tmp_path_factory):
-    path, _ = write_model_dir(tmp_path_factory.mktemp("good") / "m", CFG, seed=7, tokenizer="none")
-    return path
-
 
 @pytest.fixture
-def model_dir(good_dir, tmp_path):
+def model_dir(good_weights_dir, tmp_path):
     """A fresh copy of a good model directory, to break."""
-    return shutil.copytree(good_dir, tmp_path / "m")
+    return shutil.copytree(good_weights_dir, tmp_path / "m")
 
 
 def rewrite_header(path, edit):
@@ -60,8 +53,8 @@ def expect_error(directory, *phrases, capsys=None):
     return message
 
 
-def test_good_directory_loads(good_dir):
-    model = gpt2np.load(good_dir)
+def test_good_weights_directory_loads(good_weights_dir):
+    model = gpt2np.load(good_weights_dir)
     assert model.config.n_layer == 2 and model.tokenizer is None
 
 
@@ -139,8 +132,8 @@ def test_unknown_extra_tensor(model_dir, capsys):
 def test_config_disagrees_with_tensors(model_dir, capsys):
     cfg = dict(CFG, n_embd=64)
     (model_dir / "config.json").write_text(json.dumps(cfg))
-    expect_error(model_dir, "config.json and model.safetensors disagree", "wte.weight expected [64, 64], found [64, 32]",
-                 capsys=capsys)
+    expect_error(model_dir, "config.json and model.safetensors disagree",
+                 "wte.weight expected [64, 64], found [64, 32]", capsys=capsys)
 
 
 def test_config_with_more_layers_than_file(model_dir):
@@ -173,9 +166,9 @@ def test_config_not_json(model_dir, capsys):
     expect_error(model_dir, "not valid JSON", capsys=capsys)
 
 
-def test_params_are_memory_mapped(good_dir):
+def test_params_are_memory_mapped(good_weights_dir):
     """F32 weights are views of the file (np.memmap), not copies."""
-    model = gpt2np.load(good_dir)
+    model = gpt2np.load(good_weights_dir)
     wte = model.params["wte.weight"]
     base = wte
     while base.base is not None and not isinstance(base, np.memmap):

@@ -5,21 +5,25 @@
     python -m viewer --model demo         # or: flask --app viewer run
 
 The model is loaded once, here in the factory, and the induction probe of the heads table runs
-once for it. `api.py` holds the one blueprint (page, JSON API, static files) and `analysis.py`
-adds the analysis panels' endpoints to it; `runs.py` the bounded cache of recent runs; `wire.py`
-the compact formats sent to the browser; `ledger.py` the Q·K numbers read from the trace;
-`errors.py` turns every error into JSON. The page itself is `templates/index.html` +
-`static/*.js` (vanilla JS, no build, no CDN).
+once for it. Four blueprints: `api.py` (page, static files, the JSON API of runs and heads),
+`analysis.py` (the analysis panels' endpoints), `values.py` (the value ledger, the walk through
+a block, the logit attribution) and `corpus.py` (the page of a `gpt2np corpus` results file,
+config CORPUS). `args.py` reads and checks request arguments;
+`runs.py` holds the bounded cache of recent runs; `wire.py` the compact formats sent to the
+browser; `ledger.py` the Q·K and value numbers read from the trace; `walk.py` one token's steps
+through a block; `errors.py` turns every error into
+JSON. The page itself is `templates/index.html` + `static/*.js` (vanilla JS, no build, no CDN).
 """
 
 import os
+import threading
 
 from flask import Flask, current_app, request
 
 import gpt2np
+from gpt2np.api import DEFAULT_ENGINE
 
-from . import analysis  # noqa: F401 - adds the analysis endpoints to bp
-from .api import bp
+from . import analysis, api, corpus, values
 from .errors import ApiError, register_error_handlers
 from .runs import RunCache
 
@@ -27,11 +31,12 @@ LOCAL_NAMES = ("localhost", "127.0.0.1", "[::1]")   # this machine, as a Host he
 
 DEFAULTS = {
     "MODEL": "demo",                       # name or directory, as for gpt2np.load
-    "ENGINE": "fast",                      # "fast" or "reference" (model.py's plain math)
+    "ENGINE": DEFAULT_ENGINE,              # "fast" or "reference" (model.py's plain math)
     "CACHE_BYTES": 512 * 1024 * 1024,      # memory bound of the cache of recent runs
     "MAX_CONTENT_LENGTH": 256 * 1024,      # request bodies larger than this get a 413
     "ALLOW_DOWNLOAD": False,               # never fetch weights from the page's server
     "ALLOWED_HOSTS": LOCAL_NAMES,          # Host header names served (any port); None: any name
+    "CORPUS": None,                        # a results file of `gpt2np corpus`, shown at /corpus
 }
 
 
@@ -52,9 +57,13 @@ def create_app(config=None):
                                                  allow_download=app.config["ALLOW_DOWNLOAD"],
                                                  engine=app.config["ENGINE"])
     app.extensions["gpt2np.runs"] = RunCache(app.config["CACHE_BYTES"])
+    app.extensions["gpt2np.forward_lock"] = threading.Lock()       # api.forward_lock
     app.extensions["gpt2np.induction"] = analysis.induction_probe(app.extensions["gpt2np.model"])
     app.before_request(refuse_foreign_host)
-    app.register_blueprint(bp)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(analysis.bp)
+    app.register_blueprint(values.bp)
+    app.register_blueprint(corpus.bp)
     register_error_handlers(app)
     return app
 

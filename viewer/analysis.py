@@ -1,4 +1,4 @@
-"""The analysis panels' endpoints (gpt2np issue 5, in the viewer), on the viewer's one blueprint.
+"""The analysis panels' endpoints, a blueprint of their own (registered by `create_app`).
 
     GET  /api/runs/<h>/heads                             every head's statistics and type
     GET  /api/runs/<h>/findings                          the findings report on this run's text
@@ -14,18 +14,19 @@ the induction probe, which does not depend on the sentence, runs once per model 
 created (`induction_probe`).
 """
 
-import re
-
 import numpy as np
-from flask import current_app, jsonify, request
+from flask import Blueprint, current_app, jsonify, request
 
 from gpt2np import GPT2npError, analysis, findings, interventions
+from gpt2np.heads import parse_heads
 
-from .api import _run_lock, binary, bp, get_run, index_arg, json_object, layer_head, model, \
-    parse_run_body, run_input
+from .api import binary, forward_lock, get_run, layer_head, model, next_tokens, parse_run_body, run_input
+from .args import json_object, whole_number
 from .errors import ApiError
 from .runs import finite
 from .wire import ENCODING, lower_triangle_bytes
+
+bp = Blueprint("analysis", __name__)
 
 MAX_K = 20                       # most tokens per list in the lens and the ablation
 MAX_TOKEN_CHARS = 100            # a "token" longer than this is not echoed back
@@ -46,24 +47,6 @@ def json_bytes(data):
     return current_app.response_class(data, mimetype="application/json")
 
 
-def whole_number(value, name, low, high):
-    """A JSON field that must be an int in low..high, else a 400 saying so."""
-    if type(value) is not int or not low <= value <= high:
-        shown = repr(value) if len(repr(value)) <= 20 else type(value).__name__
-        raise ApiError(f'"{name}" must be a whole number from {low} to {high}, got {shown}.')
-    return value
-
-
-def count_arg(name, low, high, default):
-    """?name=<int in low..high>, or `default` when absent."""
-    raw = request.args.get(name)
-    if raw is None:
-        return default
-    if len(raw) > 20 or not re.fullmatch(r"-?\d+", raw) or not low <= int(raw) <= high:
-        raise ApiError(f"?{name}= must be a whole number from {low} to {high}.")
-    return int(raw)
-
-
 def token_arg(token):
     """A token to follow, given as text (exactly one token) or an id -> its id, or None."""
     if token is None or token == "":
@@ -76,22 +59,25 @@ def token_arg(token):
     return interventions.token_id(model(), token)   # not one token, or out of range: a 400
 
 
+def url_token(name):
+    """A token from the URL, as ?name= (text, exactly one token) or ?name_id= (an id) -> its id,
+    or None when neither is given. Errors name the field."""
+    text = request.args.get(name) or None
+    if f"{name}_id" in request.args:
+        if text is not None:
+            raise ApiError(f"Give ?{name}= (a token as text) or ?{name}_id= (its id), not both.")
+        return whole_number(f"{name}_id", 0, model().config.vocab_size - 1, "token id")
+    try:
+        return token_arg(text)
+    except (ApiError, GPT2npError) as e:
+        raise ApiError(f"?{name}=: {e}") from None
+
+
 def head_list(heads):
     """"5.1 5.5", "5.1, 5.5" or ["5.1", "5.5"] -> sorted [(layer, head)], checked on the model."""
-    if isinstance(heads, str):
-        parts = [p for p in re.split(r"[\s,;]+", heads) if p]
-    elif isinstance(heads, list) and all(isinstance(p, str) for p in heads):
-        parts = [p.strip() for p in heads if p.strip()]
-    else:
+    if not (isinstance(heads, str) or (isinstance(heads, list) and all(isinstance(p, str) for p in heads))):
         raise ApiError('"heads" must be text such as "5.1 5.5" or a list such as ["5.1", "5.5"].')
-    cfg = model().config
-    if len(parts) > cfg.n_layer * cfg.n_head:
-        raise ApiError(f"{len(parts):,} heads given, but the model has {cfg.n_layer * cfg.n_head}.")
-    for part in parts:
-        if len(part) > 12:
-            raise ApiError(f"Cannot read the head {part[:12]!r}…: write heads as LAYER.HEAD, "
-                           "e.g. 4.11 for layer 4, head 11.")
-    return interventions.parse_heads(parts, cfg)      # its errors name the valid layers and heads
+    return parse_heads(heads, model().config)      # its errors name the valid layers and heads
 
 
 def run_text(run):
@@ -119,7 +105,7 @@ def api_heads(handle):
         induction = probe["scores"]
         if induction is None:
             induction = np.full((cfg.n_layer, cfg.n_head), np.nan)
-        with _run_lock:                          # value-weighted attention: [H, T, T] per layer
+        with forward_lock():                          # value-weighted attention: [H, T, T] per layer
             rows = findings.head_table(model(), run.trace(), induction=induction)
         counts = {t: sum(r["type"] == t for r in rows) for t in analysis.HEAD_TYPES}
         return {"handle": run.handle, "n_tokens": run.n_tokens, "n_layer": cfg.n_layer,
@@ -138,7 +124,7 @@ def api_findings(handle):
 
     def compute():
         sentence = run_text(run)
-        with _run_lock:                          # several forward passes: probe, sentences
+        with forward_lock():                          # several forward passes: probe, sentences
             report = findings.report(model(), sentence=sentence, bos=run.bos)
         return {"handle": run.handle, **report}
     return json_bytes(run.memo(("findings",), compute))
@@ -149,16 +135,9 @@ def api_findings(handle):
 def api_lens(handle):
     run = get_run(handle)
     m = model()
-    position = (index_arg("position", run.n_tokens, "position") if "position" in request.args
-                else run.n_tokens - 1)
-    k = count_arg("k", 1, MAX_K, 5)
-    target = request.args.get("target") or None
-    if "target_id" in request.args:
-        if target is not None:
-            raise ApiError("Give ?target= (a token as text) or ?target_id= (its id), not both.")
-        target = index_arg("target_id", m.config.vocab_size, "token id")
-    target = token_arg(target)
-    lens = interventions.logit_lens(m, run.trace(), position, k, target)
+    position = whole_number("position", 0, run.n_tokens - 1, "position", default=run.n_tokens - 1)
+    k = whole_number("k", 1, MAX_K, "number of tokens to list", default=5)
+    lens = interventions.logit_lens(m, run.trace(), position, k, url_token("target"))
     return jsonify(finite({"handle": run.handle, "k": k, **lens}))
 
 
@@ -179,12 +158,12 @@ def api_ablate(handle):
         shown = repr(mode) if len(repr(mode)) <= 20 else type(mode).__name__
         raise ApiError(f'"mode" {shown} is unknown: use "zero" (replace the heads\' hook_z by 0) '
                        'or "mean" (by its mean over this input\'s positions).')
-    position = whole_number(body.get("position", run.n_tokens - 1), "position", 0, run.n_tokens - 1)
-    k = whole_number(body.get("k", 5), "k", 1, MAX_K)
+    position = whole_number("position", 0, run.n_tokens - 1, "position", body, default=run.n_tokens - 1)
+    k = whole_number("k", 1, MAX_K, "number of tokens to list", body, default=5)
     token = token_arg(body.get("token"))
 
     def compute():
-        with _run_lock:                          # two forward passes: as is, and ablated
+        with forward_lock():                          # two forward passes: as is, and ablated
             result = interventions.ablate(model(), run.ids, heads, mode, token=token, k=k,
                                           position=position)
         return {"handle": run.handle, **result}
@@ -194,11 +173,8 @@ def api_ablate(handle):
 
 # -- minimal pairs --------------------------------------------------------------------------------
 def pair_side(run):
-    m = model()
-    last = run.n_tokens - 1
     return {"handle": run.handle, "tokens": run.tokens, "ids": [int(i) for i in run.ids],
-            "next": [{"id": int(i), "token": s, "p": float(p)} for i, s, p in
-                     zip(run.next_ids[last], m.token_strings(run.next_ids[last]), run.next_probs[last])]}
+            "next": next_tokens(run, run.n_tokens - 1)["top"]}
 
 
 @bp.post("/api/runs/<handle>/pair")
@@ -214,7 +190,7 @@ def api_pair(handle):
     run_b, _ = run_input(text_or_ids, run_a.bos)
 
     def compute():
-        with _run_lock:                          # [H, Q, K] float64 per layer
+        with forward_lock():                          # [H, Q, K] float64 per layer
             changes = interventions.attention_changes(run_a.trace(), run_b.trace())
         return {"a": pair_side(run_a), "b": pair_side(run_b), **changes}
     return json_bytes(run_a.memo(("pair", run_b.handle), compute))

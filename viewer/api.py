@@ -1,4 +1,4 @@
-"""The viewer's one blueprint: the page, its static files, and the JSON API it calls.
+"""The viewer's main blueprint: the page, its static files, and the JSON API of runs and heads.
 
     GET  /                                   the page
     GET  /api/model                          model name, origin, parameters, shapes
@@ -12,18 +12,18 @@
     GET  /api/runs/<handle>/next?position               next-token top-5
     GET  /api/runs/<handle>/trace.npz                   the whole trace
 
-Views only parse arguments and pick numbers; the numbers come from runs.py and ledger.py.
+Views only parse arguments (args.py) and pick numbers; the numbers come from runs.py and
+ledger.py. The analysis panels' endpoints are the second blueprint, analysis.py.
 """
 
 import os
 import tempfile
-import threading
 import time
 
 import numpy as np
-from flask import Blueprint, current_app, jsonify, render_template, request, send_file
-from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
+from flask import Blueprint, current_app, jsonify, render_template, send_file
 
+from .args import flag_arg, json_object, whole_number
 from .errors import ApiError
 from .ledger import ledger, pattern_row, query_panel, token_ref
 from .runs import Run, run_handle
@@ -31,7 +31,6 @@ from .wire import ENCODING, THUMB_ENCODING, f32, lower_triangle_bytes
 
 bp = Blueprint("viewer", __name__, static_folder="static", static_url_path="/static",
                template_folder="templates")
-_run_lock = threading.Lock()   # one forward pass at a time: a 1,024-token trace is ~2 GB
 
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
        "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
@@ -45,6 +44,12 @@ def runs():
     return current_app.extensions["gpt2np.runs"]
 
 
+def forward_lock():
+    """Held around every forward pass and analysis of the app: one at a time, as a 1,024-token
+    trace of GPT-2 small is ~2 GB."""
+    return current_app.extensions["gpt2np.forward_lock"]
+
+
 @bp.after_app_request
 def security_headers(response):
     response.headers.setdefault("Content-Security-Policy", CSP)
@@ -54,27 +59,10 @@ def security_headers(response):
 
 
 # -- arguments ------------------------------------------------------------------------------------
-def index_arg(name, size, what):
-    """?name=<int in 0..size-1>, else a 400 that says the valid range."""
-    raw = request.args.get(name)
-    if raw is None:
-        raise ApiError(f"Missing ?{name}=: give the {what}, 0 to {size - 1}.")
-    if len(raw) > 20:                                  # not echoed back: it could be 60 KB long
-        raise ApiError(f"?{name}= is {len(raw):,} characters long: give the {what}, 0 to {size - 1}.")
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ApiError(f"?{name}={raw!r} is not a whole number: give the {what}, 0 to {size - 1}.") from None
-    if not 0 <= value < size:
-        owner = "model has" if name in ("layer", "head") else "run has"
-        raise ApiError(f"{what.capitalize()} {value} is out of range: this {owner} {size} "
-                       f"({name} 0 to {size - 1}).")
-    return value
-
-
 def layer_head():
     cfg = model().config
-    return index_arg("layer", cfg.n_layer, "layer"), index_arg("head", cfg.n_head, "head")
+    return (whole_number("layer", 0, cfg.n_layer - 1, "layer"),
+            whole_number("head", 0, cfg.n_head - 1, "head"))
 
 
 def get_run(handle):
@@ -86,30 +74,20 @@ def get_run(handle):
     return run
 
 
-def flag_arg(name):
-    return request.args.get(name, "0").lower() in ("1", "true", "yes", "on")
-
-
 # -- page and model -------------------------------------------------------------------------------
-def model_kind(info):
-    """demo | official (the pinned, sha256-checked GPT-2) | local (unverified files) | hub."""
-    if "not GPT-2" in info.origin:
-        return "demo"
-    if info.name == "gpt2" and info.origin.startswith("Hugging Face Hub openai-community/gpt2@"):
-        return "official"
-    return "local" if info.origin.startswith("local directory") else "hub"
-
-
 ENGINE_ABOUT = {"fast": "the CPU schedule of gpt2np/engine.py: the forward pass of model.py with faster kernels",
                 "reference": "gpt2np/model.py's plain math itself: set a breakpoint there to see these numbers"}
 
 
-def model_summary():
-    m = model()
+def model_summary(m=None, engine=None):
+    """The model as the page's header and GET /api/model describe it: the app's model, or `m`
+    (a saved file, export.py), with the engine that computed its runs (default: its own)."""
+    m = model() if m is None else m
+    engine = m.engine if engine is None else engine
     cfg = m.config
     return {"name": m.info.name, "origin": m.info.origin, "n_params": m.info.n_params,
-            "describe": m.info.describe(), "kind": model_kind(m.info), "engine": m.engine,
-            "engine_about": ENGINE_ABOUT[m.engine],
+            "describe": m.info.describe(), "kind": m.info.kind, "engine": engine,
+            "engine_about": ENGINE_ABOUT[engine],
             "has_tokenizer": m.tokenizer is not None,
             "n_layer": cfg.n_layer, "n_head": cfg.n_head, "d_head": cfg.d_head, "n_embd": cfg.n_embd,
             "n_positions": cfg.n_positions, "vocab_size": cfg.vocab_size}
@@ -126,28 +104,6 @@ def api_model():
 
 
 # -- runs -----------------------------------------------------------------------------------------
-def json_object(example='{"text": "a sentence"} or {"ids": [464, 318]}'):
-    """The body of a POST that makes the model run, as a dict; `example` goes into the messages."""
-    # Only application/json: a web page on another site cannot send that without a CORS
-    # preflight, which this server never answers, so it cannot make the viewer run the model.
-    if not request.is_json:
-        raise ApiError("Send the body as JSON with the header Content-Type: application/json.", 415)
-    limit = current_app.config.get("MAX_CONTENT_LENGTH")
-    if limit and request.content_length is None and len(request.get_data()) >= limit:
-        raise RequestEntityTooLarge()                  # chunked: Werkzeug cuts it at the limit
-    try:
-        body = request.get_json()
-    except BadRequest as e:                            # not JSON, or not UTF-8
-        cause = e.__cause__                            # Flask keeps the decoder's words here
-        why = str(getattr(cause, "description", None) or cause or e.description)[:200]
-        raise ApiError(f"The body is not valid JSON ({why}). Send a JSON object: {example}.") from None
-    except RecursionError:                             # [[[[… nested deeper than Python's stack
-        raise ApiError(f"The JSON body is nested too deeply. Send a JSON object: {example}.") from None
-    if not isinstance(body, dict):
-        raise ApiError(f"The body must be a JSON object: {example}.")
-    return body
-
-
 def parse_run_body():
     body = json_object()
     unknown = [ascii(k)[:40] for k in body if k not in ("text", "ids", "bos")]
@@ -171,18 +127,23 @@ def parse_run_body():
     return body["text"], bos
 
 
-def run_summary(run, cached):
-    cfg = model().config
+def describe_run(run, m, engine):
+    """What the page is told of a run: tokens, ids, shapes, the next-token top-5 at the last
+    position. run_summary adds the cache's state; a saved file (export.py) says it is one."""
+    cfg = m.config
     T, last = run.n_tokens, run.n_tokens - 1
-    return {"handle": run.handle, "model": model().info.name, "n_tokens": T,
+    return {"handle": run.handle, "model": m.info.name, "n_tokens": T,
             "tokens": run.tokens, "ids": [int(i) for i in run.ids], "bos": run.bos,
             "n_layer": cfg.n_layer, "n_head": cfg.n_head, "d_head": cfg.d_head,
             "shapes": {"hook_pattern": [cfg.n_head, T, T], "hook_attn_scores": [cfg.n_head, T, T],
                        "hook_q": [T, cfg.n_head, cfg.d_head], "hook_k": [T, cfg.n_head, cfg.d_head],
                        "logits": [T, cfg.vocab_size]},
-            "next_token": next_tokens(run, last), "elapsed_ms": round(run.elapsed * 1000, 1),
-            "engine": model().engine,
-            "cached": cached, "encoding": ENCODING,
+            "next_token": next_tokens(run, last, m), "elapsed_ms": round(run.elapsed * 1000, 1),
+            "engine": engine, "encoding": ENCODING}
+
+
+def run_summary(run, cached):
+    return {**describe_run(run, model(), model().engine), "cached": cached,
             "cache": {"runs": len(runs()), "bytes": runs().nbytes(), "max_bytes": runs().max_bytes}}
 
 
@@ -195,7 +156,7 @@ def run_input(text_or_ids, bos):
     run = runs().get(handle)
     if run is not None:
         return run, True
-    with _run_lock:
+    with forward_lock():
         run = runs().get(handle)                       # the same sentence may have just run
         if run is not None:
             return run, True
@@ -219,43 +180,57 @@ def api_run_summary(handle):
     return jsonify(run_summary(get_run(handle), cached=True))
 
 
-def binary(data, **headers):
+def wire_headers(**headers):
+    """The headers that describe a binary answer: X-Gpt2np-Tokens, X-Gpt2np-Encoding, ..."""
+    return {"X-Gpt2np-" + name.replace("_", "-").title(): str(value) for name, value in headers.items()}
+
+
+def binary(data, headers=None, **named):
+    """A binary answer; its headers given as made by wire_headers, or by name (tokens=T, ...)."""
     response = current_app.response_class(data, mimetype="application/octet-stream")
     response.headers["Cache-Control"] = "no-store"
-    for name, value in headers.items():
-        response.headers["X-Gpt2np-" + name.replace("_", "-").title()] = str(value)
+    response.headers.update({**(headers or {}), **wire_headers(**named)})
     return response
+
+
+def pattern_bytes(run, layer, head):
+    """One head's heatmap: (bytes, headers) as GET .../pattern sends them."""
+    return lower_triangle_bytes(run.patterns[layer][head]), wire_headers(
+        tokens=run.n_tokens, encoding=ENCODING, layer=layer, head=head)
+
+
+def overview_bytes(run):
+    """Every head's thumbnail: (bytes, headers) as GET .../overview sends them."""
+    data, size = run.overview()
+    return data, wire_headers(tokens=run.n_tokens, encoding=THUMB_ENCODING, size=size,
+                              layers=len(run.patterns), heads=run.patterns[0].shape[0])
 
 
 @bp.get("/api/runs/<handle>/pattern")
 def api_pattern(handle):
     run = get_run(handle)
     layer, head = layer_head()
-    return binary(lower_triangle_bytes(run.patterns[layer][head]), tokens=run.n_tokens,
-                  encoding=ENCODING, layer=layer, head=head)
+    return binary(*pattern_bytes(run, layer, head))
 
 
 @bp.get("/api/runs/<handle>/overview")
 def api_overview(handle):
-    run = get_run(handle)
-    data, size = run.overview()
-    cfg = model().config
-    return binary(data, tokens=run.n_tokens, encoding=THUMB_ENCODING, size=size,
-                  layers=cfg.n_layer, heads=cfg.n_head)
+    return binary(*overview_bytes(get_run(handle)))
 
 
 @bp.get("/api/runs/<handle>/row")
 def api_row(handle):
     run = get_run(handle)
     layer, head = layer_head()
-    return jsonify(pattern_row(run, layer, head, index_arg("query", run.n_tokens, "query position")))
+    query = whole_number("query", 0, run.n_tokens - 1, "query position")
+    return jsonify(pattern_row(run, layer, head, query))
 
 
 @bp.get("/api/runs/<handle>/query")
 def api_query(handle):
     run = get_run(handle)
     layer, head = layer_head()
-    query = index_arg("query", run.n_tokens, "query position")
+    query = whole_number("query", 0, run.n_tokens - 1, "query position")
     return jsonify(query_panel(run, layer, head, query, flag_arg("ignore_sink")))
 
 
@@ -263,13 +238,14 @@ def api_query(handle):
 def api_ledger(handle):
     run = get_run(handle)
     layer, head = layer_head()
-    query = index_arg("query", run.n_tokens, "query position")
-    key = index_arg("key", run.n_tokens, "key position")
+    query = whole_number("query", 0, run.n_tokens - 1, "query position")
+    key = whole_number("key", 0, run.n_tokens - 1, "key position")
     return jsonify(ledger(run, layer, head, query, key))
 
 
-def next_tokens(run, position):
-    m = model()
+def next_tokens(run, position, m=None):
+    """The next-token top-5 at `position`, with the token strings of the app's model (or `m`)."""
+    m = model() if m is None else m
     ids = run.next_ids[position]
     strings = m.token_strings(ids)
     return {**token_ref(run, position),
@@ -280,18 +256,25 @@ def next_tokens(run, position):
 @bp.get("/api/runs/<handle>/next")
 def api_next(handle):
     run = get_run(handle)
-    return jsonify(next_tokens(run, index_arg("position", run.n_tokens, "position")))
+    return jsonify(next_tokens(run, whole_number("position", 0, run.n_tokens - 1, "position")))
+
+
+def rerun(run):
+    """The full trace of a cached run. The viewer keeps only part of it in memory, so the same ids
+    are run again through the same model (the forward pass is deterministic; checked against the
+    cached pattern)."""
+    with forward_lock():
+        trace = model().run(run.ids)
+    if not all(np.array_equal(trace.pattern(i), p) for i, p in enumerate(run.patterns)):
+        raise ApiError("The re-run of this sentence differs from the cached run; not using it.", 500)
+    return trace
 
 
 @bp.get("/api/runs/<handle>/trace.npz")
 def api_trace(handle):
-    """The full trace. The viewer keeps only part of it in memory, so the same ids are run again
-    through the same model (the forward pass is deterministic; checked against the cached pattern)."""
+    """The full trace (`rerun`)."""
     run = get_run(handle)
-    with _run_lock:
-        trace = model().run(run.ids)
-    if not all(np.array_equal(trace.pattern(i), p) for i, p in enumerate(run.patterns)):
-        raise ApiError("The re-run for the download differs from the cached run; not sending it.", 500)
+    trace = rerun(run)
     fd, path = tempfile.mkstemp(suffix=".npz", prefix="gpt2np-trace-")
     try:
         with os.fdopen(fd, "wb") as f:

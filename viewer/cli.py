@@ -7,7 +7,10 @@ import sys
 from werkzeug.serving import WSGIRequestHandler
 
 from gpt2np import GPT2npError
-from gpt2np.api import DEFAULT_ENGINE, ENGINES
+from gpt2np.api import ENGINES
+from gpt2np.corpus import read_stats
+
+from . import DEFAULTS, LOCAL_NAMES, create_app
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
@@ -16,19 +19,22 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m viewer",
         description="The gpt2np attention viewer: type a sentence, see every head of the model.")
-    parser.add_argument("--model", default="demo",
-                        help="model name (demo, gpt2, ...) or a local model directory (default: demo)")
+    parser.add_argument("--model",
+                        help="model name (demo, gpt2, ...) or a local model directory (default: "
+                             f"{DEFAULTS['MODEL']}, or with --corpus the model of its results)")
     parser.add_argument("--port", type=int, default=8765, help="port to listen on (default: 8765)")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to bind (default: 127.0.0.1, this machine only); any other "
                              "address serves other machines and answers any Host name")
     parser.add_argument("--debug", action="store_true",
                         help="Flask debug mode: reloader and debugger; never on a shared network")
-    parser.add_argument("--engine", choices=list(ENGINES), default=DEFAULT_ENGINE,
+    parser.add_argument("--engine", choices=list(ENGINES), default=DEFAULTS["ENGINE"],
                         help="'fast': the CPU schedule of gpt2np/engine.py; 'reference': gpt2np/model.py's "
-                             f"plain math, to step through in a debugger (default: {DEFAULT_ENGINE})")
-    parser.add_argument("--cache-mb", type=int, default=512,
-                        help="memory for recent runs, in MB (default: 512)")
+                             f"plain math, to step through in a debugger (default: {DEFAULTS['ENGINE']})")
+    parser.add_argument("--cache-mb", type=int, default=DEFAULTS["CACHE_BYTES"] // 2**20,
+                        help=f"memory for recent runs, in MB (default: {DEFAULTS['CACHE_BYTES'] // 2**20})")
+    parser.add_argument("--corpus", metavar="FILE",
+                        help="a results file of `python -m gpt2np corpus`, shown at /corpus")
     return parser.parse_args(argv)
 
 
@@ -62,10 +68,12 @@ def main(argv=None, serve=True):
         print(f"warning: binding to {args.host}: other machines on the network can reach the "
               "viewer and make it run the model. Use --host 127.0.0.1 to keep it local.",
               file=sys.stderr)
-    from . import LOCAL_NAMES, create_app
     try:
-        app = create_app({"MODEL": args.model, "CACHE_BYTES": args.cache_mb * 1024 * 1024,
-                          "ENGINE": args.engine,
+        if args.corpus:
+            stats = read_stats(args.corpus)
+            args.model = args.model or stats["model"].get("spec")
+        app = create_app({"MODEL": args.model or DEFAULTS["MODEL"], "CACHE_BYTES": args.cache_mb * 1024 * 1024,
+                          "ENGINE": args.engine, "CORPUS": args.corpus,
                           "ALLOWED_HOSTS": LOCAL_NAMES if args.host in LOCAL_HOSTS else None})
     except GPT2npError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -74,6 +82,8 @@ def main(argv=None, serve=True):
     info = app.extensions["gpt2np.model"].info
     print(f"gpt2np viewer — {info.describe()} — engine: {args.engine}")
     print(f"open http://{host}:{args.port}/   (Ctrl+C to stop)", flush=True)
+    if args.corpus:
+        print(f"corpus results {args.corpus}: http://{host}:{args.port}/corpus", flush=True)
     if serve:
         app.run(host=args.host, port=args.port, debug=args.debug, use_reloader=args.debug,
                 threaded=True, request_handler=JsonErrorRequestHandler)

@@ -1,4 +1,5 @@
-"""The numbers behind one attention weight, read from the trace: top keys, the Q·K panel, the ledger.
+"""The numbers behind one attention weight, read from the trace: top keys, the Q·K panel, the ledger;
+and what the head then moves: the value ledger.
 
 Everything here starts from arrays the forward pass produced (hook_q, hook_k, hook_attn_scores,
 hook_pattern) and only redoes, in float32 and in the model's order, the few steps a learner
@@ -11,15 +12,29 @@ trace's own score (hook_attn_scores): they agree to within float32 rounding, not
 last bit, because the model summed the same 64 products in a different order inside a matrix
 multiply. The softmax steps start from the trace's score row and end at hook_pattern's value,
 which is the p shown in the heatmap; both p's are returned so the page can show they are equal.
+
+The value ledger (`value_ledger`) is the second line of attention, output[q] = A[q]·V, for one
+head and query:
+
+    p_k · v_k  ->  z = Σ_k p_k · v_k  ->  z · W_O^h  ->  Σ_h z_h · W_O^h + b_O = hook_attn_out[q]
+
+z is the trace's hook_z (the z shown is that float32, to the bit); the sum is redone beside it
+from hook_pattern and hook_v (exact float64 products and sum, rounded once to float32). About
+half of its components are the same float32 as hook_z, the others differ in the last bits: the
+model summed in float32, in its own order. `z_within_rounding` checks every component against
+the bound of float32 summation. The head's write z · W_O^h uses rows h·d_head …
+(h+1)·d_head − 1 of c_proj.weight; the writes of all heads plus the c_proj bias are checked
+against hook_attn_out.
 """
 
 import numpy as np
 
-from gpt2np import analysis
+from gpt2np import analysis, interventions
 
 from .wire import f32, f32_list
 
-TOP_KEYS = 5   # keys listed in the top-5 list and the Q·K panel
+TOP_KEYS = 5   # keys listed in the top-5 list, the Q·K panel and the value ledger
+ATTN_OUT_BOUND = 1e-5   # Σ heads' writes + b_O against hook_attn_out: max|Δ| / max|hook_attn_out[q]|
 
 
 def token_ref(run, position):
@@ -103,3 +118,47 @@ def ledger(run, layer, head, query, key):
             "p_from_steps": f32(p_steps), "p_equal": bool(p_steps == p_trace),
             "scores_agree": bool(masked_score == score
                                  or np.isclose(masked_score, score, rtol=1e-5, atol=1e-6))}
+
+
+def value_ledger(model, trace, layer, head, query, k=TOP_KEYS):
+    """What head (layer, head) moves into the residual stream at `query`, every number from `trace`
+    (a gpt2np Trace, or `Run.trace()`), as float32 text: the top-k keys' v and p·v, z and its
+    check, the head's write z · W_O^h, every head's write norm, the check against hook_attn_out,
+    and the tokens the write would push up and down most if it went straight to the output."""
+    n = query + 1                                                    # keys 0..query
+    p = trace.pattern(layer, head)[query, :n]                        # [n]
+    v = trace[f"blocks.{layer}.attn.hook_v"][:n, head]              # [n, dh]
+    products = p[:, None].astype(np.float64) * v.astype(np.float64)  # [n, dh], exact
+    z = trace[f"blocks.{layer}.attn.hook_z"][query, head]            # [dh] float32
+    z_sum = products.sum(axis=0).astype(np.float32)                  # [dh] rounded once
+    # Float32 summation of n products, in any order, is off by at most about n·2⁻²⁴·Σ|p_k·v_k|.
+    rounding = (n + 1) * 2.0 ** -23 * np.abs(products).sum(axis=0)  # [dh]
+    keys = [j for j, _ in analysis.top_keys(trace.pattern(layer, head), query, k)]
+    listed = sum(float(p[j]) for j in keys)
+
+    writes = interventions.head_writes(model, trace, layer, query)  # [H, d] float64
+    bias = model.params[f"h.{layer}.attn.c_proj.bias"]
+    attn_out = trace[f"blocks.{layer}.hook_attn_out"][query]        # [d] float32
+    total = writes.sum(axis=0) + bias                                # [d] float64
+    diff = float(np.abs(total - attn_out).max())
+    relative = diff / max(float(np.abs(attn_out).max()), 1e-30)
+    dh = z.shape[0]
+    push = interventions.direct_effects(model, trace, query, writes[head:head + 1])[0]
+    return {
+        "layer": layer, "head": head, "query": token_ref(trace, query), "d_head": dh, "n_keys": n,
+        "keys": [{**token_ref(trace, j), "p": f32(p[j]), "v": f32_list(v[j]),
+                  "pv": f32_list(products[j])} for j in keys],
+        "others": {"n": n - len(keys), "p": f32(max(0.0, 1.0 - listed))},
+        "z": f32_list(z), "z_name": f"blocks.{layer}.attn.hook_z",
+        "z_sum": f32_list(z_sum), "z_identical": int((z_sum == z).sum()),
+        "z_equal": bool((z_sum == z).all()), "z_max_abs_diff": f32(np.abs(z_sum - z).max()),
+        "z_within_rounding": bool((np.abs(z_sum.astype(np.float64) - z) <= rounding).all()),
+        "w_o": f"rows {head * dh}…{(head + 1) * dh - 1} of h.{layer}.attn.c_proj.weight",
+        "write": f32_list(writes[head]), "write_norm": f32(np.linalg.norm(writes[head])),
+        "head_norms": f32_list(np.linalg.norm(writes, axis=1)),
+        "bias_norm": f32(np.linalg.norm(bias)),
+        "attn_out": {"name": f"blocks.{layer}.hook_attn_out", "values": f32_list(attn_out),
+                     "max_abs_diff": f32(diff), "relative": f32(relative),
+                     "bound": f32(ATTN_OUT_BOUND), "ok": bool(relative <= ATTN_OUT_BOUND)},
+        "pushes": {side: [{**t, "effect": f32(t["effect"])} for t in push[side]] for side in push},
+    }

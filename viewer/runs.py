@@ -1,11 +1,13 @@
 """One sentence's results as the viewer keeps them, and a memory-bounded cache of recent ones.
 
 A `Run` keeps only what the page reads, straight from the gpt2np Trace (no copies, no second
-computation): per layer hook_q, hook_k, hook_v, hook_attn_scores and hook_pattern, the residual
-stream at every depth (blocks.0.hook_resid_pre and each blocks.L.hook_resid_post, for the logit
-lens), plus the next-token top-5 at every position (taken from the logits before they are
-dropped). At 64 tokens of GPT-2 small that is about 15 MB instead of the trace's 61 MB; at 1,024
-tokens about 1.4 GB. `Run.trace()` hands these arrays to gpt2np's analysis functions as a Trace,
+computation): per layer hook_q, hook_k, hook_v, hook_attn_scores and hook_pattern; what the heads
+and MLPs write (hook_z, hook_attn_out, hook_mlp_out, for the value ledger and the logit
+attribution); the residual stream at every depth (blocks.0.hook_resid_pre and each
+blocks.L.hook_resid_post, for the logit lens), the embeddings and ln_final.hook_normalized; plus
+the next-token top-5 at every position (taken from the logits before they are dropped). At 64
+tokens of GPT-2 small that is about 22 MB instead of the trace's 61 MB; at 1,024 tokens about
+1.5 GB. `Run.trace()` hands these arrays to gpt2np's analysis functions as a Trace,
 and `Run.memo` keeps the analysis results (as JSON bytes, counted in `nbytes`).
 
 `RunCache` is least-recently-used with a bound in bytes. The newest run is always kept, even
@@ -21,7 +23,8 @@ from collections import OrderedDict
 import numpy as np
 
 from gpt2np import Trace
-from gpt2np.ops import softmax
+from gpt2np.analysis import next_token_top_k
+from gpt2np.trace import residual_stream_names
 
 from .wire import thumbnails
 
@@ -32,21 +35,6 @@ MEMO_ENTRIES = 16        # analysis results kept per run (heads table, findings,
 def run_handle(model, ids, bos):
     key = f"{model.info.name}|{model.info.origin}|{model.info.n_params}|{int(bos)}|".encode()
     return hashlib.sha256(key + np.asarray(ids, dtype=np.int64).tobytes()).hexdigest()[:20]
-
-
-def next_token_top_k(logits, k=TOP_K):
-    """logits [T, V] -> (ids [T, k], probs [T, k] float32), best first, softmax over the vocab."""
-    k = min(k, logits.shape[-1])
-    probs = softmax(logits, axis=-1)                                    # [T, V] float32
-    top = np.argpartition(-probs, k - 1, axis=-1)[:, :k]                # [T, k] unordered
-    top_p = np.take_along_axis(probs, top, axis=-1)
-    order = np.argsort(-top_p, axis=-1, kind="stable")
-    return np.take_along_axis(top, order, axis=-1), np.take_along_axis(top_p, order, axis=-1)
-
-
-def resid_names(n_layer):
-    """The residual stream at every depth: the embeddings, then after each layer."""
-    return ["blocks.0.hook_resid_pre"] + [f"blocks.{L}.hook_resid_post" for L in range(n_layer)]
 
 
 def finite(value):
@@ -73,8 +61,12 @@ class Run:
         # q, k and v are views of one [T, 3d] array: keeping q alone would keep all of it.
         self.q, self.k, self.v = get("hook_q"), get("hook_k"), get("hook_v")  # L × [T, H, dh]
         self.scores, self.patterns = get("hook_attn_scores"), get("hook_pattern")  # L × [H, T, T]
-        self.resid = {name: trace[name] for name in resid_names(L)}            # L+1 × [T, d]
-        self.next_ids, self.next_probs = next_token_top_k(trace.logits)  # [T, k] each
+        self.z = get("hook_z")                                                 # L × [T, H, dh]
+        block = lambda name: [trace[f"blocks.{i}.{name}"] for i in range(L)]  # noqa: E731
+        self.attn_out, self.mlp_out = block("hook_attn_out"), block("hook_mlp_out")  # L × [T, d]
+        self.resid = {name: trace[name] for name in residual_stream_names(L)}  # L+1 × [T, d]
+        self.ends = {name: trace[name] for name in ("hook_embed", "hook_pos_embed", "ln_final.hook_normalized")}
+        self.next_ids, self.next_probs = next_token_top_k(trace.logits, TOP_K)  # [T, k] each
         self._overview = None
         self._memo = OrderedDict()                                     # key -> JSON bytes
         self._lock = threading.Lock()                                  # the overview
@@ -85,19 +77,21 @@ class Run:
         return len(self.ids)
 
     def nbytes(self):
-        arrays = [*self.q, *self.k, *self.v, *self.scores, *self.patterns, *self.resid.values(),
-                  self.next_ids, self.next_probs]
+        arrays = [*self.q, *self.k, *self.v, *self.scores, *self.patterns, *self.z, *self.attn_out,
+                  *self.mlp_out, *self.resid.values(), *self.ends.values(), self.next_ids, self.next_probs]
         with self._memo_lock:
             memo = sum(map(len, self._memo.values()))
         return sum(a.nbytes for a in arrays) + (len(self._overview[0]) if self._overview else 0) + memo
 
     def trace(self):
         """The kept arrays as a gpt2np Trace (no copies) for gpt2np.findings / interventions:
-        blocks.L.attn.hook_q/k/v/attn_scores/pattern and the residual stream; no logits."""
-        arrays = dict(self.resid)
-        for L, arrays_l in enumerate(zip(self.q, self.k, self.v, self.scores, self.patterns)):
-            for name, a in zip(("hook_q", "hook_k", "hook_v", "hook_attn_scores", "hook_pattern"), arrays_l):
+        blocks.L.attn.hook_q/k/v/attn_scores/pattern/z, blocks.L.hook_attn_out/mlp_out, the
+        residual stream, hook_embed, hook_pos_embed and ln_final.hook_normalized; no logits."""
+        arrays = {**self.resid, **self.ends}
+        for L, arrays_l in enumerate(zip(self.q, self.k, self.v, self.scores, self.patterns, self.z)):
+            for name, a in zip(("hook_q", "hook_k", "hook_v", "hook_attn_scores", "hook_pattern", "hook_z"), arrays_l):
                 arrays[f"blocks.{L}.attn.{name}"] = a
+            arrays[f"blocks.{L}.hook_attn_out"], arrays[f"blocks.{L}.hook_mlp_out"] = self.attn_out[L], self.mlp_out[L]
         return Trace(arrays, self.ids, self.tokens)
 
     def memo(self, key, compute):

@@ -1,4 +1,4 @@
-// The analysis panels of gpt2np issue 5, wired to the page: the heads table, the logit lens, the
+// The analysis panels, wired to the page: the heads table, the logit lens, the
 // ablation control, the minimal pair and the findings report. app.js tells them when the run,
 // the head or the query changes; each panel asks the server only for what it shows, and the heads
 // table and the lens only once they are (nearly) on screen: a learner scrubbing sentences at the

@@ -1,5 +1,12 @@
 // The viewer's API client: JSON in and out, attention as bytes. Errors become ApiError with the
 // server's own message (the server always answers errors as JSON, see viewer/errors.py).
+// Two data sources, one client: the live server, or — in a saved file (viewer/export.py) — the
+// answers embedded in the page (snapshot.js), which answers the same requests the same way.
+
+import { readSaved } from "./snapshot.js";
+
+const saved = readSaved();
+const request = saved ? (url, options) => saved.fetch(url, options) : (url, options) => fetch(url, options);
 
 export class ApiError extends Error {
   constructor(status, message) {
@@ -20,13 +27,13 @@ async function fail(response) {
 }
 
 async function getJson(url, options) {
-  const response = await fetch(url, options);
+  const response = await request(url, options);
   if (!response.ok) await fail(response);
   return response.json();
 }
 
 async function getBytes(url) {
-  const response = await fetch(url);
+  const response = await request(url);
   if (!response.ok) await fail(response);
   const header = (name) => response.headers.get("X-Gpt2np-" + name);
   return { bytes: new Uint8Array(await response.arrayBuffer()), header };
@@ -35,11 +42,15 @@ async function getBytes(url) {
 const q = (params) => new URLSearchParams(params).toString();
 const runUrl = (handle, what, params) => `/api/runs/${encodeURIComponent(handle)}/${what}` + (params ? "?" + q(params) : "");
 
+// A token to send as ?name= (text) or ?name_id= (a number); nothing for null.
+const tokenParam = (name, token) => (token == null ? {} : typeof token === "number" ? { [`${name}_id`]: token } : { [name]: token });
+
 const postJson = (url, payload) => getJson(url, {
   method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(payload),
 });
 
 export const api = {
+  saved,                                   // the saved file's data source, or null on the live page
   model: () => getJson("/api/model"),
   run: (payload) => postJson("/api/run", payload),
   // One head: T(T+1)/2 bytes, row i holds keys 0..i.
@@ -65,6 +76,13 @@ export const api = {
     { position, k, ...(target == null ? {} : typeof target === "number" ? { target_id: target } : { target }) })),
   ablate: (handle, body) => postJson(runUrl(handle, "ablate"), body),
   pair: (handle, body) => postJson(runUrl(handle, "pair"), body),
+  // The value side and the output (viewer/values.py).
+  value: (handle, layer, head, query) => getJson(runUrl(handle, "value", { layer, head, query })),
+  walk: (handle, layer, head, query) => getJson(runUrl(handle, "walk", { layer, head, query })),
+  attribution: (handle, position, token, versus) => getJson(runUrl(handle, "attribution",
+    { position, ...tokenParam("token", token), ...tokenParam("versus", versus) })),
+  // The corpus page (viewer/corpus.py): the results file given with --corpus.
+  corpus: () => getJson("/api/corpus"),
   // |A − B| of one head on the aligned tokens: the same bytes as pattern(), N aligned tokens.
   async pairDiff(handle, other, layer, head) {
     const { bytes, header } = await getBytes(`/api/runs/${encodeURIComponent(handle)}/pair/${encodeURIComponent(other)}/diff?` + q({ layer, head }));

@@ -1,6 +1,7 @@
 // The page's wiring: state, events, and the order of requests. Drawing is in heatmap.js and
 // overview.js, panels in panels.js, the analysis panels (heads table, lens, ablation, minimal
-// pair, findings) in analysis.js, the API client in api.js, the URL in permalink.js.
+// pair, findings) in analysis.js, the value side (value ledger, attribution, play, walk) in
+// valueside.js, the API client in api.js, the URL in permalink.js.
 
 import { createAnalysis } from "./analysis.js";
 import { api } from "./api.js";
@@ -11,6 +12,7 @@ import { markToken, renderLedger, renderNext, renderQK, renderTokens, renderTopK
 import { readPermalink, writePermalink } from "./permalink.js";
 import { ID_PRESETS, TEXT_PRESETS } from "./presets.js";
 import { el, tokenSpan } from "./text.js";
+import { createValueSide } from "./valueside.js";
 
 const $ = (id) => document.getElementById(id);
 const S = {
@@ -22,6 +24,7 @@ const S = {
 const HEAD_CACHE_BYTES = 64 << 20;
 const heatmap = new Heatmap($("heatmap"));
 let analysis = null;                       // the analysis panels (analysis.js), made in init()
+let valueSide = null;                      // value ledger, attribution, play, walk (valueside.js), made in init()
 window.__viewer = { heatmap, state: S };   // read by the browser tests
 
 // -- messages -------------------------------------------------------------------------------------
@@ -102,11 +105,14 @@ async function runSentence(restore = null) {
   await showHead();
   const ms = performance.now() - t0;
   document.body.dataset.firstHeatmapMs = ms.toFixed(1);
-  setStatus(`${T} token${T === 1 ? "" : "s"} · ${run.cached ? "from the cache (its forward pass took" : "forward pass"} ${run.elapsed_ms} ms${run.cached ? ")" : ""} · first heatmap on screen ${ms.toFixed(0)} ms after Run`);
+  const how = run.saved ? "saved in this file" : run.cached ? `from the cache (its forward pass took ${run.elapsed_ms} ms)` : `forward pass ${run.elapsed_ms} ms`;
+  setStatus(`${T} token${T === 1 ? "" : "s"} · ${how} · first heatmap on screen ${ms.toFixed(0)} ms after Run`);
   writePermalink(view(), !restore);
   loadOverview();
   analysis.runChanged();
   analysis.queryChanged();
+  valueSide.runChanged();
+  valueSide.queryChanged();
 }
 
 // Put a text in the sentence box and run it (the pair panel's presets).
@@ -146,6 +152,7 @@ async function showHead() {
   $("head-value").textContent = head;
   $("heatmap-title").textContent = `blocks.${layer}.attn.hook_pattern[${head}]`;
   analysis.headChanged(layer, head);
+  valueSide.headChanged(layer, head);
   const spinner = setTimeout(() => { $("heatmap-loading").hidden = false; }, 150);
   let data;
   try {
@@ -186,7 +193,7 @@ function selectQuery(i, keepKey = false) {
   markToken($("tokens"), S.query);
   writePermalink(view());
   refreshQuery();
-  if (S.query !== before) analysis.queryChanged();
+  if (S.query !== before) { analysis.queryChanged(); valueSide.queryChanged(); }
 }
 
 async function refreshQuery() {
@@ -399,7 +406,10 @@ async function init() {
   bind();
   analysis = createAnalysis({ S, api, onRun, setLayerHead, runText, scale: () => S.scale });
   window.__viewer.analysis = analysis;
-  if (!(await restore(readPermalink()))) {
+  valueSide = createValueSide({ S, api, onRun, setLayerHead });
+  window.__viewer.valueSide = valueSide;
+  // A saved file opens at its own input (and the URL's view, if any); the live page at the URL's.
+  if (!(await restore(api.saved ? api.saved.startView(readPermalink()) : readPermalink()))) {
     $("sentence").value = presets[0].text;
     await runSentence({});
   }

@@ -14,7 +14,8 @@ export function readPermalink() {
   return view;
 }
 
-export function permalink(view) {
+// The URL of `view` on the page at `path` (default: this page; the corpus page links to "/").
+export function permalink(view, path = location.pathname) {
   const p = new URLSearchParams();
   if (view.ids != null) p.set("ids", view.ids);
   else if (view.text != null) p.set("text", view.text);
@@ -22,11 +23,16 @@ export function permalink(view) {
   for (const name of INTS) if (view[name] != null) p.set(name, String(view[name]));
   if (view.sink) p.set("sink", "1");
   if (view.scale === "sqrt") p.set("scale", "sqrt");
-  return `${location.pathname}?${p.toString()}`;
+  return `${path}?${p.toString()}`;
 }
 
 export function writePermalink(view, push = false) {
   const url = permalink(view);
   if (url === location.pathname + location.search) return;
-  history[push ? "pushState" : "replaceState"](null, "", url);
+  try {
+    history[push ? "pushState" : "replaceState"](null, "", url);
+  } catch (e) {
+    // A saved page in a sandboxed iframe (a notebook) has no URL of its own to write the view into.
+    if (e.name !== "SecurityError") throw e;
+  }
 }

@@ -13,8 +13,15 @@ from urllib.parse import quote, urlencode, urlparse
 
 import numpy as np
 import pytest
-from hostile import (INVALID_UTF8, JSON_LONE_SURROGATES, LONE_SURROGATES, hostile_texts, issue_text_cases,
-                     install_summary, one_megabyte_text, record)
+from hostile import (
+    INVALID_UTF8,
+    JSON_LONE_SURROGATES,
+    LONE_SURROGATES,
+    hostile_texts,
+    issue_text_cases,
+    one_megabyte_text,
+    record,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -25,10 +32,6 @@ from viewer.wire import lower_triangle_bytes
 FUZZ = settings(max_examples=300, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
-
-@pytest.fixture(scope="module", autouse=True)
-def summary(request):
-    install_summary(request.config)
 
 
 @pytest.fixture(scope="module")
@@ -197,9 +200,11 @@ FIELD_CASES = [                      # (body, phrase of the 400 message)
     ({"ids": [True, 1]}, "list of whole numbers"), ({"ids": {"0": 464}}, "list of whole numbers"),
     ({"ids": 464}, "list of whole numbers"), ({"ids": ["464"]}, "list of whole numbers"),
     ({"ids": [-1]}, "Token id -1 is out of range"), ({"ids": [50257]}, "Token id 50257 is out of range"),
-    ({"ids": [2**63]}, "out of range"), ({"ids": [-2**70]}, "out of range"), ({"ids": [10**400]}, "of 1329 bits is out of range"),
+    ({"ids": [2**63]}, "out of range"), ({"ids": [-2**70]}, "out of range"),
+    ({"ids": [10**400]}, "of 1329 bits is out of range"),
     ({"ids": []}, "non-empty"), ({"text": "hi", "bos": "yes"}, '"bos" must be true or false'),
-    ({"text": "hi", "bos": 1}, '"bos" must be true or false'), ({"text": "hi", "bos": None}, '"bos" must be true or false'),
+    ({"text": "hi", "bos": 1}, '"bos" must be true or false'),
+    ({"text": "hi", "bos": None}, '"bos" must be true or false'),
 ]
 
 
@@ -252,6 +257,7 @@ def test_wrong_methods_on_every_route(app, client):
                                             "Access-Control-Request-Method": "POST"})
     assert r.status_code == 200 and not any(h.lower().startswith("access-control") for h in r.headers.keys())
     n = tally("api", "wrong methods (every route)", outcomes)
+    assert n >= 6 * len(rules)                   # each route allows only one or two of the nine
     print(f"\n{n} wrong methods on {len(rules)} routes: all JSON 405 with an Allow header")
 
 
@@ -307,7 +313,8 @@ def test_long_query_strings_and_values(client):
 
     base = f"/api/runs/{handle}"
     for n in (21, 4301, 5000, 60_000):
-        outcomes.append(outcome(check, f"{base}/pattern?layer={'9' * n}&head=0", 400, f"{n:,} characters long", "layer, 0 to 1"))
+        outcomes.append(outcome(check, f"{base}/pattern?layer={'9' * n}&head=0", 400, f"{n:,} characters long",
+                                "layer, a whole number from 0 to 1"))
         outcomes.append(outcome(check, f"{base}/row?layer=0&head=0&query={'1' * n}", 400, "characters long"))
     outcomes.append(outcome(check, f"{base}/pattern?layer=0&junk={'x' * 100_000}&head=zz", 400, "not a whole number"))
     many = client.get(f"{base}/next?" + "&".join(f"p{i}=1" for i in range(5000)) + "&position=1")
@@ -399,7 +406,8 @@ PARAM_VALUES = st.one_of(
                      "[]", "{}", "null", "1;DROP", "'", '"', "\ud800", "🙂"]),
     st.text(max_size=10))
 PARAMS = st.lists(st.tuples(st.sampled_from(["layer", "head", "query", "key", "position", "ignore_sink",
-                                             "k", "target", "target_id", "x", "Layer", "layer[]"]),
+                                             "k", "target", "target_id", "token", "token_id", "versus",
+                                             "versus_id", "x", "Layer", "layer[]"]),
                             PARAM_VALUES), max_size=6)
 HANDLES = st.sampled_from(["0" * 20, "..", "%2e%2e", "..%2f..%2fetc%2fpasswd", "a" * 3000, "<script>",
                            "%00", "%ff", "%c0%ae", "{{7*7}}", "ü", "\ud800"]) | st.text(max_size=24)
@@ -463,7 +471,8 @@ ABLATE_BODIES = st.one_of(
     st.fixed_dictionaries({"heads": HEAD_TEXT | st.lists(HEAD_TEXT, max_size=4)},
                           optional={"mode": st.sampled_from(["zero", "mean", "ZERO", "", "max"]) | JSON_VALUES,
                                     "position": st.integers(-3, 70) | JSON_VALUES,
-                                    "token": st.sampled_from([" big", "big", " not one", "", "<script>"]) | st.integers(-3, 50300) | JSON_VALUES,
+                                    "token": (st.sampled_from([" big", "big", " not one", "", "<script>"])
+                                              | st.integers(-3, 50300) | JSON_VALUES),
                                     "k": st.integers(-2, 30) | JSON_VALUES}),
     st.dictionaries(KEYS | st.sampled_from(["heads", "mode", "position", "token", "k"]), JSON_VALUES, max_size=4),
     JSON_VALUES)

@@ -18,9 +18,8 @@ from urllib.parse import quote
 
 import numpy as np
 import pytest
-from browser import (ARTIFACTS, WATCH_SCRIPT, cell_point, open_viewer, run_sentence, serving, shot, visible,
-                     watched_page)
-from hostile import FIGURES, install_summary, record
+from browser import ARTIFACTS, WATCH_SCRIPT, cell_point, open_viewer, run_sentence, serving, shot, visible, watched_page
+from hostile import FIGURES, record
 from modelfiles import SHARED, random_params, small_config, write_model_dir
 
 pytestmark = pytest.mark.browser
@@ -36,10 +35,6 @@ PAYLOADS = [
 ]
 MODEL_NAME = 'm"><img src=x onerror=window.__xss=9>{{7*7}}<b>x'
 SENTENCE = "Say " + "".join(PAYLOADS) + " end"
-
-@pytest.fixture(scope="module", autouse=True)
-def summary(request):
-    install_summary(request.config)
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +86,8 @@ def check(surface, condition, detail=""):
 def test_hostile_tokens_show_literally_and_nothing_executes(page, server, tmp_path):
     open_viewer(page, server)
     # The model's name, from a directory named with markup: header and title.
-    check("model header", page.locator(".model-name").inner_text() == MODEL_NAME, page.locator(".model-name").inner_text())
+    header = page.locator(".model-name").inner_text()
+    check("model header", header == MODEL_NAME, header)
     check("page title", MODEL_NAME in page.title(), page.title())
 
     run_sentence(page, SENTENCE)
@@ -110,7 +106,7 @@ def test_hostile_tokens_show_literally_and_nothing_executes(page, server, tmp_pa
         return tokens.map((t) => tokenLabel(t, 14));
     }""", tokens)
     drawn = page.evaluate("window.__drawn")
-    for p, label in zip(tokens, labels):
+    for label in labels:
         check("heatmap labels", drawn.count(label) >= 2, f"{label!r} not drawn on both axes")
     check("heatmap labels", any(label.startswith("<script>") for label in labels))
 
@@ -133,7 +129,8 @@ def test_hostile_tokens_show_literally_and_nothing_executes(page, server, tmp_pa
     page.get_by_test_id("tokens").scroll_into_view_if_needed()
 
     # Top-5 keys of the last query: tokens as text, each equal to the API's.
-    api = json.loads(page.evaluate(f"fetch('/api/runs/{handle}/query?layer=0&head=0&query={T - 1}').then(r => r.text())"))
+    url = f"/api/runs/{handle}/query?layer=0&head=0&query={T - 1}"
+    api = json.loads(page.evaluate(f"fetch('{url}').then(r => r.text())"))
     top = page.get_by_test_id("topk").locator("li[data-key] .tok").all_text_contents()
     check("top-5 keys", top == [visible(k["token"]) for k in api["keys"]], top)
     check("top-5 keys", any(t in map(visible, PAYLOADS) for t in top), top)
@@ -183,7 +180,8 @@ def test_hostile_tokens_show_literally_and_nothing_executes(page, server, tmp_pa
 def test_hostile_permalink(page, server):
     """A link whose ?text= is the hostile sentence: the page restores it as text and runs it."""
     open_viewer(page, server, f"?text={quote(SENTENCE)}&layer=1&head=2")
-    page.wait_for_function("(t) => window.__viewer.state.run && window.__viewer.state.inputView.text === t", arg=SENTENCE)
+    page.wait_for_function("(t) => window.__viewer.state.run && window.__viewer.state.inputView.text === t",
+                           arg=SENTENCE)
     check("permalink", page.get_by_test_id("sentence").input_value() == SENTENCE)
     tokens = page.evaluate("window.__viewer.state.run.tokens")
     shown = page.get_by_test_id("tokens").locator(".chip .tok").all_text_contents()

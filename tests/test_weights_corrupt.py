@@ -14,26 +14,17 @@ import shutil
 
 import numpy as np
 import pytest
-from hostile import FIGURES, install_summary, record
-from modelfiles import save_tensors, small_config, write_model_dir
+from hostile import FIGURES, record
+from modelfiles import GOOD_WEIGHTS_CONFIG as CFG
+from modelfiles import save_tensors
 
 import gpt2np
 from gpt2np import cli
 from viewer.cli import main as viewer_main
 
-CFG = small_config(n_layer=2, n_head=2, n_embd=32, n_positions=16, vocab_size=64)
 WEIGHTS, CONFIG = "model.safetensors", "config.json"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def summary(request):
-    install_summary(request.config)
-
-
-@pytest.fixture(scope="module")
-def good_dir(tmp_path_factory):
-    path, _ = write_model_dir(tmp_path_factory.mktemp("hgood") / "m", CFG, seed=11, tokenizer="none")
-    return path
 
 
 def header_of(raw):
@@ -129,7 +120,8 @@ CASES = [
      header_edit(lambda h: h["wte.weight"].pop("dtype"))),
     ("header points outside the file", "offsets past the end", WEIGHTS, "not a valid safetensors file",
      header_edit(set_offsets("wte.weight", lambda b, e: [b + 10**9, e + 10**9]))),
-    ("header points outside the file", "header length 2^40", WEIGHTS, "not a valid safetensors file", raw_length(2**40)),
+    ("header points outside the file", "header length 2^40", WEIGHTS, "not a valid safetensors file",
+     raw_length(2**40)),
     ("header points outside the file", "header length 2^64 - 1", WEIGHTS, "not a valid safetensors file",
      raw_length(2**64 - 1)),
     ("header points outside the file", "negative offsets", WEIGHTS, "not a valid safetensors file",
@@ -154,11 +146,14 @@ CASES = [
     ("extra unknown tensor", "h.0.attn.rotary.weight", WEIGHTS, "tensors gpt2np does not know: h.0.attn.rotary.weight",
      tensor_edit(lambda t: t.__setitem__("h.0.attn.rotary.weight", np.zeros(4, np.float32)))),
     ("extra unknown tensor", "a third block h.2.*", WEIGHTS, "tensors gpt2np does not know: h.2.",
-     tensor_edit(lambda t: t.update({k.replace("h.1.", "h.2."): v for k, v in list(t.items()) if k.startswith("h.1.")}))),
+     tensor_edit(lambda t: t.update({k.replace("h.1.", "h.2."): v for k, v in list(t.items())
+                                     if k.startswith("h.1.")}))),
     ("config disagrees with the tensors", "n_embd 64", WEIGHTS, "config.json and model.safetensors disagree",
      config_edit(n_embd=64)),
-    ("config disagrees with the tensors", "n_layer 3", WEIGHTS, "missing tensors: h.2.ln_1.weight", config_edit(n_layer=3)),
-    ("config disagrees with the tensors", "n_layer 1", WEIGHTS, "tensors gpt2np does not know: h.1.", config_edit(n_layer=1)),
+    ("config disagrees with the tensors", "n_layer 3", WEIGHTS, "missing tensors: h.2.ln_1.weight",
+     config_edit(n_layer=3)),
+    ("config disagrees with the tensors", "n_layer 1", WEIGHTS, "tensors gpt2np does not know: h.1.",
+     config_edit(n_layer=1)),
     ("config disagrees with the tensors", "vocab_size 65", WEIGHTS, "wte.weight expected [65, 32], found [64, 32]",
      config_edit(vocab_size=65)),
     ("config disagrees with the tensors", "n_positions 32", WEIGHTS, "wpe.weight expected [32, 32], found [16, 32]",
@@ -173,8 +168,8 @@ CASES = [
 
 
 @pytest.mark.parametrize("issue_case, case, file, phrase, breaker", CASES, ids=[f"{c[0]}: {c[1]}" for c in CASES])
-def test_corrupt_weights_case(good_dir, tmp_path, capsys, issue_case, case, file, phrase, breaker):
-    d = shutil.copytree(good_dir, tmp_path / "m")
+def test_corrupt_weights_case(good_weights_dir, tmp_path, capsys, issue_case, case, file, phrase, breaker):
+    d = shutil.copytree(good_weights_dir, tmp_path / "m")
     breaker(d)
     with pytest.raises(gpt2np.GPT2npError) as info:
         gpt2np.load(d)
@@ -205,9 +200,9 @@ def test_every_case_of_the_issue_is_covered():
     assert sum(c[0] == "truncated file" for c in CASES) >= 5
 
 
-def test_directory_without_a_tokenizer(good_dir, tmp_path, capsys):
+def test_directory_without_a_tokenizer(good_weights_dir, tmp_path, capsys):
     """It loads and runs token ids; text is a clear error (API, CLI exit 2, viewer 400)."""
-    d = shutil.copytree(good_dir, tmp_path / "m")
+    d = shutil.copytree(good_weights_dir, tmp_path / "m")
     model = gpt2np.load(d)
     assert model.tokenizer is None and model.run([1, 2, 3]).n_tokens == 3
     with pytest.raises(gpt2np.GPT2npError, match="no tokenizer .*pass token ids instead of text"):

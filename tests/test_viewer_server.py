@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hostile import FIGURES, install_summary, record
+from demofacts import CONFIG as DEMO
+from hostile import FIGURES, record
 
 import gpt2np
 from viewer.ledger import pattern_row, query_panel
@@ -39,10 +40,6 @@ OBJECTS = ["the garden.", "the suitcase because it is too big.", "the letter fro
            "Pemberley.", "the ball at Netherfield, and then laughed."]
 SENTENCES = [f"{s} {v} {o}" for s in SUBJECTS for v in VERBS for o in OBJECTS]     # 200
 
-
-@pytest.fixture(scope="module", autouse=True)
-def summary(request):
-    install_summary(request.config)
 
 
 def free_port():
@@ -173,7 +170,7 @@ def client(base, seed, log, errors):
             run, current = json.loads(body), text
             continue
         T, h = run["n_tokens"], run["handle"]
-        layer, head, q = rng.randrange(4), rng.randrange(6), rng.randrange(T)
+        layer, head, q = rng.randrange(DEMO["n_layer"]), rng.randrange(DEMO["n_head"]), rng.randrange(T)
         kind = rng.choice(["pattern", "pattern", "query", "next", "row", "overview"])
         path = {"pattern": f"/api/runs/{h}/pattern?layer={layer}&head={head}",
                 "query": f"/api/runs/{h}/query?layer={layer}&head={head}&query={q}&ignore_sink={q % 2}",
@@ -229,7 +226,7 @@ def test_eight_clients_fifty_requests_each(server, demo):
 
     wrong = []
     for log in logs + logs2:
-        for kind, text, args, status, body, dt in log:
+        for kind, text, args, status, body, _dt in log:
             if status != 200:
                 continue
             trace, run = reference(text)
@@ -294,11 +291,20 @@ def test_eight_clients_fifty_requests_each(server, demo):
 
 
 def test_the_server_is_threaded(server):
-    """A client that opens a connection and never finishes its request does not block others."""
-    with socket.create_connection((HOST, server.port), timeout=30) as stalled:
-        stalled.sendall(b"GET /api/model HTTP/1.1\r\nHost: x\r\n")      # headers never end
-        status, _, body, dt = http(server.base, "GET", "/api/model", timeout=20)
-    assert status == 200 and json.loads(body)["name"] == "demo" and dt < 20
+    """A client that opens a connection and stops in the middle of its request does not block
+    others: another request is answered while it waits, and then it is answered too (so it was
+    still waiting, not dropped). A server that handled one connection at a time would never
+    answer the second request (the timeout only ends the test)."""
+    with socket.create_connection((HOST, server.port), timeout=120) as stalled:
+        stalled.sendall(b"GET /api/model HTTP/1.1\r\nHost: localhost\r\n")   # headers not ended yet
+        status, _, body, _ = http(server.base, "GET", "/api/model", timeout=120)
+        assert status == 200 and json.loads(body)["name"] == "demo"
+        stalled.sendall(b"Connection: close\r\n\r\n")                    # now end them
+        reply = b""
+        while chunk := stalled.recv(65536):
+            reply += chunk
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.split()[1] == b"200" and json.loads(body)["name"] == "demo", reply[:300]
 
 
 # -- what the HTTP layer answers ---------------------------------------------------------------------------
@@ -307,19 +313,31 @@ def test_protocol_level_errors_are_json_too(server):
     limits, a malformed request line, a body over the limit): JSON with a readable message."""
     p = server.port
     # Host: localhost, as a browser on this machine sends it (other names get a 403, tested below).
+    host = b"Host: localhost\r\n"
+    post_json = b"POST /api/run HTTP/1.1\r\n" + host + b"Content-Type: application/json\r\n"
+    chunks = [b'{"text": "'] + [b"x" * 65536] * 16 + [b'"}']
+    chunked = b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in chunks) + b"0\r\n\r\n"
     cases = [
-        ("URL of 70 KB", b"GET /api/runs/x/pattern?layer=" + b"1" * 70_000 + b" HTTP/1.1\r\nHost: localhost\r\n\r\n", 414, "Too Long"),
-        ("header line of 70 KB", b"GET /api/model HTTP/1.1\r\nHost: localhost\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n", 431, "Line too long"),
-        ("120 headers", b"GET /api/model HTTP/1.1\r\nHost: localhost\r\n" + b"".join(b"X-%d: a\r\n" % i for i in range(120)) + b"\r\n", 431, "Too many headers"),
+        ("URL of 70 KB", b"GET /api/runs/x/pattern?layer=" + b"1" * 70_000 + b" HTTP/1.1\r\n" + host + b"\r\n",
+         414, "Too Long"),
+        ("header line of 70 KB", b"GET /api/model HTTP/1.1\r\n" + host + b"X-Big: " + b"a" * 70_000 + b"\r\n\r\n",
+         431, "Line too long"),
+        ("120 headers", b"GET /api/model HTTP/1.1\r\n" + host + b"".join(b"X-%d: a\r\n" % i for i in range(120))
+         + b"\r\n", 431, "Too many headers"),
         ("garbage request line", b"GARBAGE\r\n\r\n", None, "Bad request syntax"),
         ("request line with spaces", b"GET /a b c d HTTP/1.1\r\n\r\n", 400, "Bad request"),
-        ("1 MB body with Content-Length", b"POST /api/run HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 1048586\r\n\r\n{\"text\": \"" + b"x" * (1 << 20) + b"\"}", 413, "too large"),
-        ("Content-Length that lies", b"POST /api/run HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 999999999\r\n\r\n{\"text\": \"hi\"}", 413, "too large"),
-        ("chunked body of 1 MB", b"POST /api/run HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n" + b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in [b'{"text": "'] + [b"x" * 65536] * 16 + [b'"}']) + b"0\r\n\r\n", 413, "too large"),
-        ("raw ../ in the path", b"GET /static/../../gpt2np/api.py HTTP/1.1\r\nHost: localhost\r\n\r\n", 404, "Not found"),
-        ("encoded ../ in a handle", b"GET /api/runs/..%2f..%2fetc%2fpasswd/pattern?layer=0&head=0 HTTP/1.1\r\nHost: localhost\r\n\r\n", 404, "Not found"),
-        ("absolute URL to another host", b"GET http://example.com/api/model HTTP/1.1\r\nHost: example.com\r\n\r\n", 403, "--host"),
-        ("NUL in the path", b"GET /api/runs/\x00/overview HTTP/1.1\r\nHost: localhost\r\n\r\n", 404, ""),
+        ("1 MB body with Content-Length", post_json + b"Content-Length: 1048586\r\n\r\n{\"text\": \""
+         + b"x" * (1 << 20) + b"\"}", 413, "too large"),
+        ("Content-Length that lies", post_json + b"Content-Length: 999999999\r\n\r\n{\"text\": \"hi\"}",
+         413, "too large"),
+        ("chunked body of 1 MB", post_json + b"Transfer-Encoding: chunked\r\n\r\n" + chunked, 413, "too large"),
+        ("raw ../ in the path", b"GET /static/../../gpt2np/api.py HTTP/1.1\r\n" + host + b"\r\n", 404, "Not found"),
+        ("encoded ../ in a handle",
+         b"GET /api/runs/..%2f..%2fetc%2fpasswd/pattern?layer=0&head=0 HTTP/1.1\r\n" + host + b"\r\n",
+         404, "Not found"),
+        ("absolute URL to another host", b"GET http://example.com/api/model HTTP/1.1\r\nHost: example.com\r\n\r\n",
+         403, "--host"),
+        ("NUL in the path", b"GET /api/runs/\x00/overview HTTP/1.1\r\n" + host + b"\r\n", 404, ""),
     ]
     outcomes = []
     for name, data, status, phrase in cases:
@@ -333,6 +351,8 @@ def test_protocol_level_errors_are_json_too(server):
             elif status >= 400:
                 assert b"application/json" in head.lower(), (name, head)
                 assert parsed["status"] == status and phrase in parsed["error"], (name, parsed)
+            else:                                    # answered as the path, on this server
+                assert parsed["name"] == "demo", (name, parsed)
             outcomes.append("ok" if status == 200 else "refused")
         except (AssertionError, ValueError) as e:
             outcomes.append(("bad", str(e)[:300]))

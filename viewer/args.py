@@ -1,0 +1,74 @@
+"""Reading a request's arguments: whole numbers (from the URL or a JSON body), flags, the JSON body.
+
+Every bad value is an `ApiError` (a 400, or 415 for a body that is not JSON) whose message says
+what was sent and what to send instead; nothing long is echoed back.
+"""
+
+import json
+import re
+
+from flask import current_app, request
+from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
+
+from .errors import ApiError
+
+MAX_NUMBER_CHARS = 20            # longer URL text is not a number we take (nor echoed back)
+ABSENT = object()
+
+
+def whole_number(name, low, high, what, body=None, default=ABSENT):
+    """The request's number `name` as an int in low..high, else a 400 that says the range.
+
+    Read from the URL (?name=, text) or, with `body`, from that JSON object (a JSON integer; "3"
+    and 3.0 are refused). Absent: `default`, or a 400 when there is none. `what` names the
+    number in messages ("layer", "query position").
+    """
+    give = f"give the {what}, a whole number from {low} to {high}"
+    if body is None:
+        label, value = f"?{name}=", request.args.get(name)
+        if value is not None:
+            if len(value) > MAX_NUMBER_CHARS:
+                raise ApiError(f"{label} is {len(value):,} characters long: {give}.")
+            if not re.fullmatch(r"-?\d+", value):
+                raise ApiError(f"{label}{value!r} is not a whole number: {give}.")
+            value = int(value)
+    else:
+        label, value = f'"{name}": ', body.get(name)
+        if value is not None and type(value) is not int:
+            shown = json.dumps(value)
+            shown = shown if len(shown) <= MAX_NUMBER_CHARS else f"(a {type(value).__name__})"
+            raise ApiError(f"{label}{shown} is not a whole number: {give}.")
+    if value is None:
+        if default is ABSENT:
+            raise ApiError(f"Missing {label.strip()}: {give}.")
+        return default
+    if not low <= value <= high:
+        shown = value if abs(value) < 10 ** MAX_NUMBER_CHARS else "(a number that large)"
+        raise ApiError(f"{label}{shown} is out of range: {give}.")
+    return value
+
+
+def flag_arg(name):
+    return request.args.get(name, "0").lower() in ("1", "true", "yes", "on")
+
+
+def json_object(example='{"text": "a sentence"} or {"ids": [464, 318]}'):
+    """The body of a POST that makes the model run, as a dict; `example` goes into the messages."""
+    # Only application/json: a web page on another site cannot send that without a CORS
+    # preflight, which this server never answers, so it cannot make the viewer run the model.
+    if not request.is_json:
+        raise ApiError("Send the body as JSON with the header Content-Type: application/json.", 415)
+    limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    if limit and request.content_length is None and len(request.get_data()) >= limit:
+        raise RequestEntityTooLarge()                  # chunked: Werkzeug cuts it at the limit
+    try:
+        body = request.get_json()
+    except BadRequest as e:                            # not JSON, or not UTF-8
+        cause = e.__cause__                            # Flask keeps the decoder's words here
+        why = str(getattr(cause, "description", None) or cause or e.description)[:200]
+        raise ApiError(f"The body is not valid JSON ({why}). Send a JSON object: {example}.") from None
+    except RecursionError:                             # [[[[… nested deeper than Python's stack
+        raise ApiError(f"The JSON body is nested too deeply. Send a JSON object: {example}.") from None
+    if not isinstance(body, dict):
+        raise ApiError(f"The body must be a JSON object: {example}.")
+    return body

@@ -1,0 +1,68 @@
+"""The value side and the output, a blueprint of their own (registered by `create_app`): what a
+head moves, one token's walk through a block, and the direct logit attribution.
+
+    GET /api/runs/<h>/value?layer&head&query        the value ledger (ledger.value_ledger)
+    GET /api/runs/<h>/walk?layer&head&query         one token through one block, step by step (walk.walk)
+    GET /api/runs/<h>/attribution?position&token|token_id&versus|versus_id&k
+                                                    interventions.logit_attribution
+
+The value ledger and the attribution read the arrays the run kept (`Run.trace()`); the walk needs
+what a run does not keep (ln_1, ln_2, resid_mid, the MLP's hidden layer), so it runs the same ids
+again (`api.rerun`). The walk and the attribution are kept per run as JSON (`Run.memo`).
+"""
+
+from flask import Blueprint, jsonify
+
+from gpt2np import GPT2npError, interventions
+
+from .analysis import MAX_K, json_bytes, url_token
+from .api import forward_lock, get_run, layer_head, model, rerun
+from .args import whole_number
+from .errors import ApiError
+from .ledger import value_ledger
+from .walk import walk
+
+bp = Blueprint("values", __name__)
+
+
+def layer_head_query(run):
+    layer, head = layer_head()
+    return layer, head, whole_number("query", 0, run.n_tokens - 1, "query position")
+
+
+@bp.get("/api/runs/<handle>/value")
+def api_value(handle):
+    run = get_run(handle)
+    layer, head, query = layer_head_query(run)
+    return jsonify(value_ledger(model(), run.trace(), layer, head, query))
+
+
+@bp.get("/api/runs/<handle>/walk")
+def api_walk(handle):
+    run = get_run(handle)
+    layer, head, query = layer_head_query(run)
+
+    def compute():
+        trace = rerun(run)                            # a forward pass, under the forward lock
+        return {"handle": run.handle, **walk(model(), trace, layer, head, query)}
+    return json_bytes(run.memo(("walk", layer, head, query), compute))
+
+
+@bp.get("/api/runs/<handle>/attribution")
+def api_attribution(handle):
+    run = get_run(handle)
+    position = whole_number("position", 0, run.n_tokens - 1, "position", default=run.n_tokens - 1)
+    k = whole_number("k", 1, MAX_K, "number of tokens to list", default=5)
+    token, versus = url_token("token"), url_token("versus")
+    if versus is not None and versus == token:
+        raise ApiError("?versus= is the same token as ?token=: give two different tokens, e.g. "
+                       '?token=%20big&versus=%20small, or leave out ?versus= for one logit.')
+
+    def compute():
+        try:
+            with forward_lock():                      # [parts, d] @ [d, vocab]
+                result = interventions.logit_attribution(model(), run.trace(), position, token, versus, k)
+        except GPT2npError as e:                      # ?versus= is the model's top-1 (the default ?token=)
+            raise ApiError(f"?versus=: {e}") from None
+        return {"handle": run.handle, "k": k, **result}
+    return json_bytes(run.memo(("attribution", position, token, versus, k), compute))
