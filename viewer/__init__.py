@@ -5,10 +5,10 @@
     python -m viewer --model demo         # or: flask --app viewer run
 
 The model is loaded once, here in the factory, and the induction probe of the heads table runs
-once for it. Four blueprints: `api.py` (page, static files, the JSON API of runs and heads),
+once for it. Five blueprints: `api.py` (page, static files, the JSON API of runs and heads),
 `analysis.py` (the analysis panels' endpoints), `values.py` (the value ledger, the walk through
-a block, the logit attribution) and `corpus.py` (the page of a `gpt2np corpus` results file,
-config CORPUS). `args.py` reads and checks request arguments;
+a block, the logit attribution), `generation.py` (the sampling ledger and Generate) and
+`corpus.py` (the page of a `gpt2np corpus` results file, config CORPUS). `args.py` reads and checks request arguments;
 `runs.py` holds the bounded cache of recent runs; `wire.py` the compact formats sent to the
 browser; `ledger.py` the Q·K and value numbers read from the trace; `walk.py` one token's steps
 through a block; `errors.py` turns every error into
@@ -23,7 +23,7 @@ from flask import Flask, current_app, request
 import gpt2np
 from gpt2np.api import DEFAULT_ENGINE
 
-from . import analysis, api, corpus, values
+from . import analysis, api, corpus, generation, values
 from .errors import ApiError, register_error_handlers
 from .runs import RunCache
 
@@ -64,6 +64,7 @@ def create_app(config=None):
     app.register_blueprint(analysis.bp)
     app.register_blueprint(values.bp)
     app.register_blueprint(corpus.bp)
+    app.register_blueprint(generation.bp)
     register_error_handlers(app)
     return app
 

@@ -1,10 +1,12 @@
-"""Reading a request's arguments: whole numbers (from the URL or a JSON body), flags, the JSON body.
+"""Reading a request's arguments: whole and real numbers (from the URL or a JSON body), flags, the
+JSON body.
 
 Every bad value is an `ApiError` (a 400, or 415 for a body that is not JSON) whose message says
 what was sent and what to send instead; nothing long is echoed back.
 """
 
 import json
+import math
 import re
 
 from flask import current_app, request
@@ -44,6 +46,40 @@ def whole_number(name, low, high, what, body=None, default=ABSENT):
         return default
     if not low <= value <= high:
         shown = value if abs(value) < 10 ** MAX_NUMBER_CHARS else "(a number that large)"
+        raise ApiError(f"{label}{shown} is out of range: {give}.")
+    return value
+
+
+def real_number(name, low, high, what, body=None, default=ABSENT, above_low=False):
+    """The request's number `name` as a finite float in low..high (above low, with `above_low`),
+    else a 400 that says the range.
+
+    Read from the URL (?name=, decimal text such as 0.8 or 1e-3) or, with `body`, from that JSON
+    object (a JSON number; "0.8" and true are refused). Absent: `default`, or a 400.
+    """
+    give = (f"give the {what}, a number above {low:g} and at most {high:g}" if above_low
+            else f"give the {what}, a number from {low:g} to {high:g}")
+    if body is None:
+        label, value = f"?{name}=", request.args.get(name)
+        if value is not None:
+            if len(value) > MAX_NUMBER_CHARS:
+                raise ApiError(f"{label} is {len(value):,} characters long: {give}.")
+            if not re.fullmatch(r"-?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?", value):
+                raise ApiError(f"{label}{value!r} is not a number: {give}.")
+            value = float(value)
+    else:
+        label, value = f'"{name}": ', body.get(name)
+        if value is not None and type(value) not in (int, float):
+            shown = json.dumps(value)
+            shown = shown if len(shown) <= MAX_NUMBER_CHARS else f"(a {type(value).__name__})"
+            raise ApiError(f"{label}{shown} is not a number: {give}.")
+    if value is None:
+        if default is ABSENT:
+            raise ApiError(f"Missing {label.strip()}: {give}.")
+        return default
+    value = float(value) if abs(value) < 10 ** MAX_NUMBER_CHARS else float("inf")
+    if not (math.isfinite(value) and (low < value if above_low else low <= value) and value <= high):
+        shown = f"{value:g}" if math.isfinite(value) else "(not a finite number)"
         raise ApiError(f"{label}{shown} is out of range: {give}.")
     return value
 

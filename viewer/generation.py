@@ -1,0 +1,102 @@
+"""Generation in the viewer, a blueprint of its own (registered by `create_app`): the sampling
+ledger of the next token, and Generate, which continues a run and runs the longer text.
+
+    GET  /api/runs/<h>/sample?position&temperature&top_k&top_p&seed&greedy   the sampling ledger
+    POST /api/runs/<h>/generate {"tokens", "temperature", "top_k", "top_p", "seed", "greedy"}
+                                 -> the new run (as POST /api/run) and how each token was chosen
+
+The ledger is `gpt2np.generate.choose` on the logits row at `position`: the top candidates with
+logit, logit/T, p_temperature, top-k, running sum, top-p and p_draw (`generate.distribution`), and,
+with a seed, the token that seed draws first (what Generate with that seed appends). A run keeps no
+logits, only ln_final.hook_normalized, so the row is recomputed as the model does:
+ln_final[position] @ wteᵀ (one [d] @ [d, V] product, no forward pass). Generate runs
+`Model.generate` from the run's ids, then makes the new run as POST /api/run does (`api.run_input`):
+every generated position is an ordinary token of it.
+"""
+
+import numpy as np
+from flask import Blueprint, jsonify
+
+from gpt2np import ops
+from gpt2np.generate import choose, decode
+
+from .api import forward_lock, get_run, model, run_input, run_summary
+from .args import ABSENT, flag_arg, json_object, real_number, whole_number
+from .errors import ApiError
+
+bp = Blueprint("generation", __name__)
+
+MAX_NEW_TOKENS = 64          # per Generate request
+MAX_TEMPERATURE = 100.0
+MAX_SEED = 2**63 - 1
+FIELDS = ("tokens", "temperature", "top_k", "top_p", "seed", "greedy")
+EXAMPLE = '{"tokens": 3, "temperature": 0.8, "top_k": 40, "top_p": 0.9, "seed": 0}'
+
+
+def sampling_settings(body=None):
+    """temperature, top_k, top_p, seed and greedy from the URL (body None) or a JSON body.
+    Absent: temperature 1, no top-k, no top-p, no seed, not greedy."""
+    vocab = model().config.vocab_size
+    temperature = real_number("temperature", 0, MAX_TEMPERATURE, "temperature", body, default=1.0,
+                              above_low=True)
+    top_k = whole_number("top_k", 1, vocab, "top-k (how many of the most likely tokens to keep)",
+                         body, default=None)
+    top_p = real_number("top_p", 0, 1, "top-p (the probability mass to keep)", body, default=None,
+                        above_low=True)
+    seed = whole_number("seed", 0, MAX_SEED, "seed", body, default=None)
+    if body is None:
+        greedy = flag_arg("greedy")
+    else:
+        greedy = body.get("greedy", False)
+        if not isinstance(greedy, bool):
+            raise ApiError('"greedy": must be true or false.')
+    return {"temperature": temperature, "top_k": top_k, "top_p": top_p, "seed": seed, "greedy": greedy}
+
+
+def logits_row(run, position):
+    """The logits [V] after `position`, from the run's ln_final row and the tied unembedding."""
+    final = run.ends["ln_final.hook_normalized"][position:position + 1]      # [1, d]
+    return ops.linear(final, model().params["wte.weight"].T)[0]               # [1, d] @ [d, V] -> [V]
+
+
+def candidate_row(c, temperature):
+    return {**c.__dict__, "logit_t": c.logit / temperature}
+
+
+@bp.get("/api/runs/<handle>/sample")
+def api_sample(handle):
+    run = get_run(handle)
+    position = whole_number("position", 0, run.n_tokens - 1, "position", default=run.n_tokens - 1)
+    s = sampling_settings()
+    temperature = 1.0 if s["greedy"] else s["temperature"]
+    # Without a seed nothing is drawn: choose() draws with a throwaway generator, and the draw is dropped.
+    rng = np.random.default_rng(0 if s["seed"] is None else s["seed"])
+    step = choose(logits_row(run, position), rng, position + 1, model().token_strings,
+                  s["temperature"], s["top_k"], s["top_p"], s["greedy"])
+    drawn = s["greedy"] or s["seed"] is not None
+    return jsonify({"handle": run.handle, "position": position, "token": run.tokens[position],
+                    "settings": s, "vocab_size": model().config.vocab_size, "n_kept": step.n_kept,
+                    "candidates": [candidate_row(c, temperature) for c in step.candidates],
+                    "chosen": candidate_row(step.chosen, temperature) if drawn else None})
+
+
+@bp.post("/api/runs/<handle>/generate")
+def api_generate(handle):
+    run = get_run(handle)
+    body = json_object(EXAMPLE)
+    unknown = [ascii(k)[:40] for k in body if k not in FIELDS]
+    if unknown:
+        raise ApiError(f"Unknown field{'s' * (len(unknown) > 1)} {', '.join(unknown[:5])}: send "
+                       f"{', '.join(FIELDS)}, e.g. {EXAMPLE}.")
+    tokens = whole_number("tokens", 1, MAX_NEW_TOKENS, "number of new tokens", body, default=ABSENT)
+    s = sampling_settings(body)
+    m = model()
+    with forward_lock():
+        g = m.generate([int(i) for i in run.ids], max_new_tokens=tokens, temperature=s["temperature"],
+                       top_k=s["top_k"], top_p=s["top_p"], seed=s["seed"], greedy=s["greedy"])
+    ids = [int(i) for i in g.ids[int(run.bos):]]      # run_input puts <|endoftext|> back in front
+    new_run, cached = run_input(ids, run.bos)
+    return jsonify({**run_summary(new_run, cached), "text": decode(m, ids) if m.tokenizer else None,
+                    "generation": {"n_prompt": g.n_prompt, "new_text": g.new_text, "stop": g.stop,
+                                   "note": g.note, "settings": g.settings,
+                                   "steps": [step.to_dict() for step in g.steps]}})
