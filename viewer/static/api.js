@@ -45,6 +45,10 @@ const runUrl = (handle, what, params) => `/api/runs/${encodeURIComponent(handle)
 // A token to send as ?name= (text) or ?name_id= (a number); nothing for null.
 const tokenParam = (name, token) => (token == null ? {} : typeof token === "number" ? { [`${name}_id`]: token } : { [name]: token });
 
+// Sampling settings as URL parameters: null ones left out, greedy as 1.
+const samplingParams = (settings) => Object.fromEntries(Object.entries(settings)
+  .filter(([name, v]) => v != null && !(name === "greedy" && !v)).map(([name, v]) => [name, name === "greedy" ? 1 : v]));
+
 const postJson = (url, payload) => getJson(url, {
   method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(payload),
 });
@@ -81,6 +85,10 @@ export const api = {
   walk: (handle, layer, head, query) => getJson(runUrl(handle, "walk", { layer, head, query })),
   attribution: (handle, position, token, versus) => getJson(runUrl(handle, "attribution",
     { position, ...tokenParam("token", token), ...tokenParam("versus", versus) })),
+  // Generation (viewer/generation.py): the sampling ledger of the next token, and Generate.
+  // settings: { temperature, top_k, top_p, seed, greedy }, null ones left out.
+  sample: (handle, settings) => getJson(runUrl(handle, "sample", samplingParams(settings))),
+  generate: (handle, tokens, settings) => postJson(runUrl(handle, "generate"), { tokens, ...settings }),
   // The corpus page (viewer/corpus.py): the results file given with --corpus.
   corpus: () => getJson("/api/corpus"),
   // |A − B| of one head on the aligned tokens: the same bytes as pattern(), N aligned tokens.

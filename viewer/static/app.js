@@ -1,9 +1,10 @@
 // The page's wiring: state, events, and the order of requests. Drawing is in heatmap.js and
 // overview.js, panels in panels.js, the analysis panels (heads table, lens, ablation, minimal
 // pair, findings) in analysis.js, the value side (value ledger, attribution, play, walk) in
-// valueside.js, the API client in api.js, the URL in permalink.js.
+// valueside.js, the Generate panel in generate.js, the API client in api.js, the URL in permalink.js.
 
 import { createAnalysis } from "./analysis.js";
+import { GeneratePanel } from "./generate.js";
 import { api } from "./api.js";
 import { codeToP } from "./colors.js";
 import { Heatmap, drawLegend } from "./heatmap.js";
@@ -25,6 +26,7 @@ const HEAD_CACHE_BYTES = 64 << 20;
 const heatmap = new Heatmap($("heatmap"));
 let analysis = null;                       // the analysis panels (analysis.js), made in init()
 let valueSide = null;                      // value ledger, attribution, play, walk (valueside.js), made in init()
+let generate = null;                       // the Generate panel (generate.js), made in init()
 window.__viewer = { heatmap, state: S };   // read by the browser tests
 
 // -- messages -------------------------------------------------------------------------------------
@@ -59,14 +61,16 @@ function readInput() {
 }
 
 function view() {
-  const v = { ...S.inputView, layer: S.layer, head: S.head, q: S.query, k: S.key, sink: S.ignoreSink, scale: S.scale };
+  const v = { ...S.inputView, layer: S.layer, head: S.head, q: S.query, k: S.key, sink: S.ignoreSink, scale: S.scale,
+    sampling: generate.view() };
   return v;
 }
 
-async function runSentence(restore = null) {
+// given: an input already made ({ payload, view }), as runGenerated makes it; else the sentence box's.
+async function runSentence(restore = null, given = null) {
   let input;
   try {
-    input = readInput();
+    input = given ?? readInput();
   } catch (e) {
     showError(e.message);
     return;
@@ -113,6 +117,15 @@ async function runSentence(restore = null) {
   analysis.queryChanged();
   valueSide.runChanged();
   valueSide.queryChanged();
+  generate.runChanged();
+}
+
+// -- Generate: the new run (POST .../generate) is loaded as any run, by its exact ids --------------
+async function runGenerated(result) {
+  const ids = result.bos ? result.ids.slice(1) : result.ids, bos = result.bos;
+  $("sentence").value = result.text ?? ids.join(" ");
+  const view = result.text != null ? { text: result.text, ids: null, bos } : { ids: ids.join(","), text: null, bos };
+  await runSentence(null, { payload: { ids, bos }, view });
 }
 
 // Put a text in the sentence box and run it (the pair panel's presets).
@@ -386,6 +399,7 @@ async function restore(v) {
   $("ignore-sink").checked = v.sink;
   $("bos").checked = v.bos;
   if (v.scale !== S.scale) setScale(v.scale);
+  generate.restore(v.sampling);
   const source = v.ids != null ? v.ids.split(",").join(" ") : v.text;
   if (source == null) return false;
   $("sentence").value = source;
@@ -408,6 +422,8 @@ async function init() {
   window.__viewer.analysis = analysis;
   valueSide = createValueSide({ S, api, onRun, setLayerHead });
   window.__viewer.valueSide = valueSide;
+  generate = new GeneratePanel({ S, api, onRun, loadRun: runGenerated, changed: () => S.run && writePermalink(view()) });
+  window.__viewer.generate = generate;
   // A saved file opens at its own input (and the URL's view, if any); the live page at the URL's.
   if (!(await restore(api.saved ? api.saved.startView(readPermalink()) : readPermalink()))) {
     $("sentence").value = presets[0].text;

@@ -1,7 +1,9 @@
 // The view in the URL: ?text=…&layer=&head=&q=&k=&sink=&scale=&bos= (or ids=1,2,3 for models
-// without a tokenizer). Reading it restores the view; every change replaces it in history.
+// without a tokenizer), and the Generate panel's sampling settings temperature=&top_k=&top_p=&seed=&greedy=.
+// Reading it restores the view; every change replaces it in history.
 
 const INTS = ["layer", "head", "q", "k"];
+const SAMPLING = { temperature: /^\d*\.?\d+$/, top_k: /^\d+$/, top_p: /^\d*\.?\d+$/, seed: /^\d+$/ };
 
 export function readPermalink() {
   const p = new URLSearchParams(location.search);
@@ -10,6 +12,11 @@ export function readPermalink() {
   for (const name of INTS) {
     const v = p.get(name);
     view[name] = v != null && /^\d+$/.test(v) ? Number(v) : null;
+  }
+  view.sampling = { greedy: p.get("greedy") === "1" };
+  for (const [name, pattern] of Object.entries(SAMPLING)) {
+    const v = p.get(name);
+    view.sampling[name] = v != null && pattern.test(v) ? v : null;     // text, as typed; the server checks it
   }
   return view;
 }
@@ -23,6 +30,9 @@ export function permalink(view, path = location.pathname) {
   for (const name of INTS) if (view[name] != null) p.set(name, String(view[name]));
   if (view.sink) p.set("sink", "1");
   if (view.scale === "sqrt") p.set("scale", "sqrt");
+  const sampling = view.sampling || {};
+  for (const name of Object.keys(SAMPLING)) if (sampling[name] != null) p.set(name, String(sampling[name]));
+  if (sampling.greedy) p.set("greedy", "1");
   return `${path}?${p.toString()}`;
 }
 
