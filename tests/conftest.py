@@ -36,6 +36,13 @@ def small_model_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def demo():
+    """The bundled demo model (the one `browser.demo_server` serves), loaded in this process."""
+    import gpt2np
+    return gpt2np.load("demo")
+
+
+@pytest.fixture(scope="session")
 def good_weights_dir(tmp_path_factory):
     """2 layers × 2 heads × 32 dims, context 16, vocab 64, official layout, no tokenizer: the
     good file that the weight-loading tests copy and then break."""

@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 from demofacts import CARD
 from reference import check, hf_model
 
@@ -33,11 +32,6 @@ SENTENCES = [
     "They walked on in silence for some time, till Anne, looking up, "
     "saw that the captain had stopped and was watching her.",
 ]
-
-
-@pytest.fixture(scope="module")
-def demo():
-    return gpt2np.load("demo")
 
 
 def test_files_and_size():

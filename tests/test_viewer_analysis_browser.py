@@ -26,18 +26,10 @@ from browser import (  # noqa: F401 - demo_server and server are fixtures
 )
 from demofacts import CONFIG, card_head, head_name, one_token_swap
 
-import gpt2np
-
 pytestmark = pytest.mark.browser
 
 SENTENCE = "The trophy doesn't fit in the suitcase because it is too big."
 DARCY = "Mr. Darcy and Miss Bennet walked in the garden."
-
-
-@pytest.fixture(scope="module")
-def demo():
-    """The model `demo_server` serves, loaded in this process."""
-    return gpt2np.load("demo")
 
 
 @pytest.fixture()

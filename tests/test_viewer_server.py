@@ -22,7 +22,6 @@ import pytest
 from demofacts import CONFIG as DEMO
 from hostile import FIGURES, record
 
-import gpt2np
 from viewer.ledger import pattern_row, query_panel
 from viewer.runs import Run, run_handle
 from viewer.wire import f32, lower_triangle_bytes
@@ -109,11 +108,6 @@ def server():
     s = Server("demo", "--model", "demo", "--cache-mb", str(CACHE_MB), host=HOST)
     yield s
     s.stop()
-
-
-@pytest.fixture(scope="module")
-def demo():
-    return gpt2np.load("demo")
 
 
 def http(base, method, path, body=None, headers=None, timeout=120):

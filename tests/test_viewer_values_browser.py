@@ -21,17 +21,9 @@ from browser import (  # noqa: F401 - demo_server is a fixture
 )
 from demofacts import single_token
 
-import gpt2np
-
 pytestmark = pytest.mark.browser
 
 SENTENCE = "Mr. Darcy and Miss Bennet walked in the garden."
-
-
-@pytest.fixture(scope="module")
-def demo():
-    """The model `demo_server` serves, loaded in this process."""
-    return gpt2np.load("demo")
 
 
 @pytest.fixture()
