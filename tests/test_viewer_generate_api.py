@@ -2,15 +2,14 @@
 model: the sampling ledger and Generate.
 
 The ledger's numbers are checked against `gpt2np.generate.distribution` applied here to the logits
-of a full forward pass (`model.run(ids).logits`, in float64), not to the row the server recomputes
+of a full forward pass (`demo.run(ids).logits`, in float64), not to the row the server recomputes
 from ln_final; the running sum and the ranks are summed here from a sort of those logits. Generate's
-new run is checked against `model.generate` with the same settings and seed.
+new run is checked against `demo.generate` with the same settings and seed.
 """
 
 import numpy as np
 import pytest
 
-import gpt2np
 from gpt2np.generate import distribution
 from viewer import create_app
 
@@ -34,11 +33,6 @@ def run(client):
     return client.post("/api/run", json={"text": SENTENCE}).get_json()
 
 
-@pytest.fixture(scope="module")
-def model():
-    return gpt2np.load("demo")
-
-
 def error_of(response, status=400):
     assert response.status_code == status, response.data[:300]
     body = response.get_json()
@@ -52,10 +46,10 @@ def query(settings):
 
 @pytest.mark.parametrize("settings", SETTINGS)
 @pytest.mark.parametrize("where", ["last", 3])
-def test_ledger_equals_distribution_of_full_logits(client, run, model, settings, where):
+def test_ledger_equals_distribution_of_full_logits(client, run, demo, settings, where):
     position = run["n_tokens"] - 1 if where == "last" else where
     got = client.get(f"/api/runs/{run['handle']}/sample?position={position}&{query(settings)}").get_json()
-    logits = model.run(run["ids"]).logits[position].astype(np.float64)            # [V]
+    logits = demo.run(run["ids"]).logits[position].astype(np.float64)            # [V]
     d = distribution(logits, settings["temperature"], settings.get("top_k"), settings.get("top_p"))
     order = sorted(range(len(logits)), key=lambda i: (-logits[i], i))              # most likely first
     running = np.cumsum(d["after_k"][order])
@@ -75,18 +69,18 @@ def test_ledger_equals_distribution_of_full_logits(client, run, model, settings,
 
 
 @pytest.mark.parametrize("seed", [0, 1, 7, 123456789])
-def test_seeded_ledger_draws_what_the_seed_draws(client, run, model, seed):
+def test_seeded_ledger_draws_what_the_seed_draws(client, run, demo, seed):
     settings = dict(temperature=1.2, top_k=50, top_p=0.95)
     got = client.get(f"/api/runs/{run['handle']}/sample?{query(settings)}&seed={seed}").get_json()
-    d = distribution(model.run(run["ids"]).logits[-1].astype(np.float64), **settings)
+    d = distribution(demo.run(run["ids"]).logits[-1].astype(np.float64), **settings)
     expected = int(np.random.default_rng(seed).choice(len(d["p_draw"]), p=d["p_draw"]))
     assert got["chosen"]["id"] == expected
     assert got["settings"] == {**settings, "seed": seed, "greedy": False}
 
 
-def test_greedy_ledger_takes_the_largest_logit(client, run, model):
+def test_greedy_ledger_takes_the_largest_logit(client, run, demo):
     got = client.get(f"/api/runs/{run['handle']}/sample?greedy=1&temperature=3").get_json()
-    logits = model.run(run["ids"]).logits[-1]
+    logits = demo.run(run["ids"]).logits[-1]
     assert got["chosen"]["id"] == int(np.argmax(logits)) == got["candidates"][0]["id"]
     assert got["n_kept"] == 1 and [c["top_k"] for c in got["candidates"]] == [True] + [False] * 9
 
@@ -94,16 +88,16 @@ def test_greedy_ledger_takes_the_largest_logit(client, run, model):
 @pytest.mark.parametrize("settings", [dict(temperature=0.9, top_k=20, seed=3),
                                       dict(temperature=1.5, top_p=0.8, seed=11), dict(greedy=True)])
 @pytest.mark.parametrize("bos", [False, True])
-def test_generate_equals_model_generate(client, model, settings, bos):
+def test_generate_equals_model_generate(client, demo, settings, bos):
     start = client.post("/api/run", json={"text": SENTENCE, "bos": bos}).get_json()
     got = client.post(f"/api/runs/{start['handle']}/generate", json={"tokens": 4, **settings})
     assert got.status_code == 200, got.data[:300]
     got = got.get_json()
-    g = model.generate(SENTENCE, max_new_tokens=4, bos=bos, **settings)
+    g = demo.generate(SENTENCE, max_new_tokens=4, bos=bos, **settings)
     assert got["ids"] == g.ids.tolist() and got["tokens"] == g.tokens
     assert got["n_tokens"] == len(g.ids) and got["bos"] is bos
     assert got["handle"] != start["handle"]
-    assert got["text"] == model.tokenizer.decode(g.ids[int(bos):])
+    assert got["text"] == demo.tokenizer.decode(g.ids[int(bos):])
     assert [s["chosen"]["id"] for s in got["generation"]["steps"]] == g.new_ids.tolist()
     assert got["generation"]["settings"] == g.settings and got["generation"]["stop"] == g.stop
     # The new run is an ordinary run: its summary, heatmap and next-token list answer.
@@ -114,11 +108,11 @@ def test_generate_equals_model_generate(client, model, settings, bos):
     assert int(pattern.headers["X-Gpt2np-Tokens"]) == T
 
 
-def test_generate_without_seed_reports_the_seed_it_drew(client, run, model):
+def test_generate_without_seed_reports_the_seed_it_drew(client, run, demo):
     got = client.post(f"/api/runs/{run['handle']}/generate", json={"tokens": 2}).get_json()
     seed = got["generation"]["settings"]["seed"]
     assert isinstance(seed, int)
-    assert got["ids"] == model.generate(SENTENCE, max_new_tokens=2, seed=seed).ids.tolist()
+    assert got["ids"] == demo.generate(SENTENCE, max_new_tokens=2, seed=seed).ids.tolist()
 
 
 URL_BAD = [("temperature", "0"), ("temperature", "-1"), ("temperature", "nan"), ("temperature", "inf"),
@@ -162,8 +156,8 @@ def test_generate_refuses_bad_bodies(client, run):
     error_of(client.get("/api/runs/nope/sample"), 404)
 
 
-def test_generate_on_a_full_context_is_a_400(client, model):
-    n = model.config.n_positions
+def test_generate_on_a_full_context_is_a_400(client, demo):
+    n = demo.config.n_positions
     full = client.post("/api/run", json={"ids": [7] * n}).get_json()
     message = error_of(client.post(f"/api/runs/{full['handle']}/generate", json={"tokens": 1}))
     assert "context" in message

@@ -10,15 +10,12 @@ import json
 import pytest
 from browser import (  # noqa: F401 - demo_server is a fixture
     api_get,
-    api_post,
     demo_server,
     element_shot,
     open_viewer,
     run_sentence,
     watched_page,
 )
-
-import gpt2np
 
 pytestmark = pytest.mark.browser
 
@@ -45,7 +42,7 @@ def ledger_settings(settings):
             "top_p": float(settings["top_p"]), "seed": int(settings["seed"]), "greedy": False}
 
 
-def test_generate_three_tokens_with_a_seed(page, demo_server):
+def test_generate_three_tokens_with_a_seed(page, demo_server, demo):
     open_viewer(page, demo_server)
     handle = run_sentence(page, SENTENCE)
     T = len(api_get(demo_server, f"/api/runs/{handle}")["ids"])
@@ -72,7 +69,7 @@ def test_generate_three_tokens_with_a_seed(page, demo_server):
     page.wait_for_function("(T) => window.__viewer.state.run.n_tokens === T && "
                            "document.getElementById('heatmap').dataset.handle === window.__viewer.state.run.handle",
                            arg=T + 3)
-    g = gpt2np.load("demo").generate(SENTENCE, max_new_tokens=3, temperature=0.8, top_k=40, top_p=0.9, seed=7)
+    g = demo.generate(SENTENCE, max_new_tokens=3, temperature=0.8, top_k=40, top_p=0.9, seed=7)
     state = page.evaluate("window.__viewer.state.run")
     assert state["ids"] == g.ids.tolist()
     assert page.get_by_test_id("tokens").locator(".chip").count() == T + 3
