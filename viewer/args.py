@@ -26,24 +26,9 @@ def whole_number(name, low, high, what, body=None, default=ABSENT):
     number in messages ("layer", "query position").
     """
     give = f"give the {what}, a whole number from {low} to {high}"
-    if body is None:
-        label, value = f"?{name}=", request.args.get(name)
-        if value is not None:
-            if len(value) > MAX_NUMBER_CHARS:
-                raise ApiError(f"{label} is {len(value):,} characters long: {give}.")
-            if not re.fullmatch(r"-?\d+", value):
-                raise ApiError(f"{label}{value!r} is not a whole number: {give}.")
-            value = int(value)
-    else:
-        label, value = f'"{name}": ', body.get(name)
-        if value is not None and type(value) is not int:
-            shown = json.dumps(value)
-            shown = shown if len(shown) <= MAX_NUMBER_CHARS else f"(a {type(value).__name__})"
-            raise ApiError(f"{label}{shown} is not a whole number: {give}.")
+    label, value = read_number(name, body, give, "a whole number", r"-?\d+", int, (int,))
     if value is None:
-        if default is ABSENT:
-            raise ApiError(f"Missing {label.strip()}: {give}.")
-        return default
+        return missing(label, give, default)
     if not low <= value <= high:
         shown = value if abs(value) < 10 ** MAX_NUMBER_CHARS else "(a number that large)"
         raise ApiError(f"{label}{shown} is out of range: {give}.")
@@ -59,29 +44,43 @@ def real_number(name, low, high, what, body=None, default=ABSENT, above_low=Fals
     """
     give = (f"give the {what}, a number above {low:g} and at most {high:g}" if above_low
             else f"give the {what}, a number from {low:g} to {high:g}")
-    if body is None:
-        label, value = f"?{name}=", request.args.get(name)
-        if value is not None:
-            if len(value) > MAX_NUMBER_CHARS:
-                raise ApiError(f"{label} is {len(value):,} characters long: {give}.")
-            if not re.fullmatch(r"-?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?", value):
-                raise ApiError(f"{label}{value!r} is not a number: {give}.")
-            value = float(value)
-    else:
-        label, value = f'"{name}": ', body.get(name)
-        if value is not None and type(value) not in (int, float):
-            shown = json.dumps(value)
-            shown = shown if len(shown) <= MAX_NUMBER_CHARS else f"(a {type(value).__name__})"
-            raise ApiError(f"{label}{shown} is not a number: {give}.")
+    label, value = read_number(name, body, give, "a number", r"-?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?", float,
+                               (int, float))
     if value is None:
-        if default is ABSENT:
-            raise ApiError(f"Missing {label.strip()}: {give}.")
-        return default
+        return missing(label, give, default)
     value = float(value) if abs(value) < 10 ** MAX_NUMBER_CHARS else float("inf")
     if not (math.isfinite(value) and (low < value if above_low else low <= value) and value <= high):
         shown = f"{value:g}" if math.isfinite(value) else "(not a finite number)"
         raise ApiError(f"{label}{shown} is out of range: {give}.")
     return value
+
+
+def read_number(name, body, give, noun, pattern, parse, json_types):
+    """(label, value) of number `name`: from the URL (text matching `pattern`, then `parse`d) or,
+    with `body`, from that JSON object (a value of one of `json_types`; bool is refused). None when
+    absent; a 400 naming the field for anything else."""
+    if body is None:
+        label, value = f"?{name}=", request.args.get(name)
+        if value is not None:
+            if len(value) > MAX_NUMBER_CHARS:
+                raise ApiError(f"{label} is {len(value):,} characters long: {give}.")
+            if not re.fullmatch(pattern, value):
+                raise ApiError(f"{label}{value!r} is not {noun}: {give}.")
+            value = parse(value)
+    else:
+        label, value = f'"{name}": ', body.get(name)
+        if value is not None and type(value) not in json_types:
+            shown = json.dumps(value)
+            shown = shown if len(shown) <= MAX_NUMBER_CHARS else f"(a {type(value).__name__})"
+            raise ApiError(f"{label}{shown} is not {noun}: {give}.")
+    return label, value
+
+
+def missing(label, give, default):
+    """`default` for an absent number, or a 400 when it is required."""
+    if default is ABSENT:
+        raise ApiError(f"Missing {label.strip()}: {give}.")
+    return default
 
 
 def flag_arg(name):
