@@ -1,6 +1,6 @@
 """Benchmark: gpt2np's full-trace forward pass against transformers' eager forward, each in its own process.
 
-    python -m gpt2np.bench                  # T = 16, 64, 256, 1024; about 6 minutes on 2 cores
+    python -m gpt2np.bench                  # T = 16, 64, 256, 1024; about 8 minutes on 2 cores
     python -m gpt2np.bench --tokens 16 64 --repeats 3 --json bench.json
 
 Needs no download: it saves a randomly initialised GPT-2 small (transformers' GPT2LMHeadModel,
@@ -25,6 +25,7 @@ import datetime
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import tempfile
@@ -143,7 +144,8 @@ def matrix_products(params, config, library):
 def thread_pools():
     """The BLAS and OpenMP libraries loaded in this process, as short strings."""
     from threadpoolctl import threadpool_info
-    return [f"{p['internal_api']} {p['version']}" + (f" ({p['architecture']} kernels)" if p.get("architecture") else "")
+    return [" ".join(filter(None, [p["internal_api"], p.get("version")]))
+            + (f" ({p['architecture']} kernels)" if p.get("architecture") else "")
             + f", {p['num_threads']} threads" for p in threadpool_info()]
 
 
@@ -248,10 +250,12 @@ def rounds(workers, tokens, repeats):
         for w in workers:
             w.ask(T=T, warm=True)
             time.sleep(PAUSE)
+        t0 = time.monotonic()
         for r in range(repeats):
             for w in (workers if r % 2 == 0 else workers[::-1]):
                 times[w.impl][T].append(w.ask(T=T)["s"])
                 time.sleep(PAUSE)
+        print(f"  T = {T}: {repeats} rounds in {time.monotonic() - t0:.0f} s", file=sys.stderr, flush=True)
     return times
 
 
@@ -324,7 +328,8 @@ def machine(pools):
     import transformers
     return {"cpu": f"{cpu}, {os.cpu_count()} cores", "date": datetime.date.today().isoformat(),
             "versions": f"Python {platform.python_version()}, NumPy {np.__version__}, torch "
-                        f"{torch.__version__}, transformers {transformers.__version__}",
+                        f"{torch.__version__}" + (" with MKL" if torch.backends.mkl.is_available() else "")
+                        + f", transformers {transformers.__version__}",
             "pools": pools}
 
 
@@ -398,7 +403,7 @@ def main(argv=None):
         med = lambda row, phase, impl: row[phase][impl]["median_s"]
         print("\nratios of medians:")
         print(f"{'T':>6} {'fast ÷ transformers':>20} {'fast ÷ NumPy products':>22} "
-              f"{'reference ÷ fast':>17} {'fast busy ÷ quiet':>18} {'transformers busy ÷ quiet':>26}")
+              f"{'reference ÷ fast':>17} {'busy ÷ quiet: fast':>19} {'transformers':>13} {'NumPy products':>15}")
         for row in results["forward"]:
             row["ratios"] = {
                 "fast/transformers": med(row, "quiet", "fast") / med(row, "quiet", "transformers"),
@@ -410,7 +415,8 @@ def main(argv=None):
             }
             r = row["ratios"]
             print(f"{row['T']:>6} {r['fast/transformers']:>19.2f}× {r['fast/products_numpy']:>21.2f}× "
-                  f"{r['reference/fast']:>16.2f}× {r['fast busy/quiet']:>17.2f}× {r['transformers busy/quiet']:>25.2f}×")
+                  f"{r['reference/fast']:>16.2f}× {r['fast busy/quiet']:>18.2f}× {r['transformers busy/quiet']:>12.2f}× "
+                  f"{r['products_numpy busy/quiet']:>14.2f}×")
         if results["others_cpu_quiet"] is not None:
             print("CPU time used by other processes on this machine while timing: "
                   + ", ".join(f"{results[f'others_cpu_{phase}']:.0%} ({phase})" for phase in ("quiet", "busy")))
@@ -444,4 +450,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))   # stop the workers, remove the saved model
     sys.exit(main())
