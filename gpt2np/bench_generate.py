@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .bench import machine_line, median_time, save_random_gpt2
+from .bench import machine, save_random_gpt2, thread_pools, timed
 
 
 def prompt_ids(n, vocab_size=50257):
@@ -50,7 +50,7 @@ def step_versus_forward(directory, context, repeats):
         fn()
     for _ in range(repeats):
         for name, fn in runs.items():
-            times[name].append(median_time(fn, 1))
+            times[name].append(timed(fn)[1])
     return {name: float(np.median(t)) for name, t in times.items()}
 
 
@@ -77,7 +77,7 @@ def generation_child(which, directory, context, new):
                                  use_cache=True, pad_token_id=0)
             assert out.shape[1] == len(prompt) + n
     run(2)
-    return median_time(lambda: run(new), 1)
+    return timed(lambda: run(new))[1]
 
 
 def in_own_process(which, directory, args):
@@ -101,9 +101,10 @@ def main(argv=None):
         print("The benchmark needs the test extra: pip install -e \".[test]\"", file=sys.stderr)
         return 2
 
-    results = {"machine": machine_line(), "context": args.context, "new": args.new,
-               "load_average_before": os.getloadavg()}
-    print(f"{results['machine']}; load average {results['load_average_before'][0]:.1f}", flush=True)
+    results = {"machine": machine({"this process": thread_pools()}), "context": args.context,
+               "new": args.new, "load_average_before": os.getloadavg()}
+    print(f"{results['machine']['cpu']}; {results['machine']['versions']}; load average "
+          f"{results['load_average_before'][0]:.1f}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         print("saving a random GPT-2 small (124M) ...", flush=True)
         save_random_gpt2(tmp)

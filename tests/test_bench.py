@@ -17,11 +17,15 @@ def test_bench_runs_and_reports(tmp_path, capsys):
     result = json.loads(out.read_text())
     assert {"machine", "forward", "load", "bandwidth", "viewer"} <= set(result)
     (row,) = result["forward"]
-    assert {"T", "gpt2np_s", "transformers_s", "ratio", "products_gpt2np_s", "products_torch_s"} <= set(row)
     assert row["T"] == 16
-    for key in ("gpt2np_s", "transformers_s", "products_gpt2np_s", "products_torch_s"):
-        assert measured(row[key]), (key, row[key])
-    assert abs(row["ratio"] - row["gpt2np_s"] / row["transformers_s"]) < 1e-12
+    for phase, impls in (("quiet", bench.IMPLEMENTATIONS), ("busy", bench.BUSY_IMPLEMENTATIONS)):
+        assert set(row[phase]) == set(impls), phase
+        for impl, times in row[phase].items():
+            assert len(times["runs_s"]) == 1 and all(measured(s) for s in times["runs_s"]), impl
+            assert times["min_s"] <= times["median_s"] <= times["max_s"], impl
+    quiet = {impl: times["median_s"] for impl, times in row["quiet"].items()}
+    assert math.isclose(row["ratios"]["fast/transformers"], quiet["fast"] / quiet["transformers"], rel_tol=1e-12)
+    assert math.isclose(row["ratios"]["fast/products_numpy"], quiet["fast"] / quiet["products_numpy"], rel_tol=1e-12)
     load = result["load"]
     assert measured(load["gpt2np_s"]) and measured(load["transformers_s"])
     bw = result["bandwidth"]
@@ -32,4 +36,4 @@ def test_bench_runs_and_reports(tmp_path, capsys):
     assert measured(result["viewer"]["first_heatmap_s"])
     assert result["viewer"]["head_bytes_1024"] == 1024 * 1025 // 2          # one head's lower triangle
     printed = capsys.readouterr().out
-    assert "ratio" in printed and "the floor" in printed
+    assert "fast ÷ transformers" in printed and "the floor" in printed
