@@ -19,9 +19,16 @@ What the schedule does, and why:
     after the block, all masked, are written as exact -inf / 0 instead of computed (at 1,024
     tokens that skips almost half of the q·k products and of the softmax).
 The calling thread computes the first group itself while the pool computes the others.
+  - the arrays a pass writes come from `Reuse`: the last pass's arrays of the same shapes, once
+    nothing refers to them any more (the caller has dropped that trace). Fresh memory costs more
+    than writing it: the operating system must map and zero every page first (at 1,024 tokens a
+    trace is 2.1 GB), and on a virtual machine that hands freed memory back to its host, each page
+    is also faulted in again there.
 """
 
 import os
+import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
@@ -86,15 +93,71 @@ def attend_block_rows(q, k, v, scores, pattern, z):
         np.matmul(p, v[:, :b], out=z[:, a:b])                        # [h,rows,b] @ [h,b,dh] -> [h,rows,dh]
 
 
+class Reuse:
+    """Output arrays for a pass, handed out again by the next pass once nothing else refers to them.
+
+    During a pass (`one_pass`), `empty(shape)` returns an array of the last pass with that shape
+    if no one holds it any more (no trace, no view of it: its only references are this object's),
+    otherwise a new one. After the pass only that pass's arrays are kept, so what stays allocated
+    between passes is at most one trace's worth, freed when the next pass needs other shapes or
+    by `clear()`. Outside a pass, or while another thread's pass holds this object, `empty` is
+    np.empty.
+    """
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.kept = {}          # shape -> arrays of the last pass
+        self.taken = None       # shape -> arrays handed out in the pass under way
+        self.owner = None       # the thread whose pass this is
+
+    def one_pass(self):
+        return _reuse_pass(self)
+
+    def empty(self, shape):
+        with self.lock:
+            if self.owner != threading.get_ident():
+                return np.empty(shape, dtype=np.float32)
+            spares = self.kept.get(shape, [])
+            while spares:
+                a = spares.pop()
+                if sys.getrefcount(a) == 2:                  # `a` and getrefcount's argument: free
+                    a.flags.writeable = True                 # a Trace hands its arrays out read-only
+                    break
+            else:
+                a = np.empty(shape, dtype=np.float32)
+            self.taken.setdefault(shape, []).append(a)
+            return a
+
+    def clear(self):
+        """Let go of the arrays kept for reuse (their memory is freed if nothing else holds them)."""
+        with self.lock:
+            self.kept = {}
+
+
+@contextmanager
+def _reuse_pass(reuse):
+    with reuse.lock:
+        mine = reuse.owner is None
+        if mine:
+            reuse.owner, reuse.taken = threading.get_ident(), {}
+    try:
+        yield
+    finally:
+        if mine:
+            with reuse.lock:
+                reuse.kept, reuse.taken, reuse.owner = reuse.taken, None, None
+
+
 class CPUKernels(model.Kernels):
     """model.Kernels that split their work into `workers` groups run at once (default: one per core)."""
 
     def __init__(self, workers=N_CORES):    # the four kernels are the methods below
         self.workers = workers
+        self.memory = Reuse()
 
     def linear(self, x, weight, bias=None):
         """ops.linear (y = x @ W + b) with the output columns split across the workers."""
-        y = np.empty((x.shape[0], weight.shape[1]), dtype=np.float32)           # [T, n_out]
+        y = self.memory.empty((x.shape[0], weight.shape[1]))                    # [T, n_out]
         workers = min(self.workers, x.shape[0] * weight.size // MIN_PRODUCT_PER_CORE)
         over_groups(lambda cols: ops.linear(x, weight[:, cols], None if bias is None else bias[cols],
                                             out=y[:, cols]), weight.shape[1], workers)
@@ -103,7 +166,7 @@ class CPUKernels(model.Kernels):
     def by_rows(self, fn, x, *args):
         """fn(x, *args, out=...) on blocks of rows of x, one block per worker; fn must treat every
         row on its own (LayerNorm, GELU): the blocks then give exactly the numbers of one call."""
-        out = np.empty_like(x)
+        out = self.memory.empty(x.shape)
         workers = min(self.workers, len(x) // MIN_ROWS_PER_CORE)
         over_groups(lambda rows: fn(x[rows], *args, out=out[rows]), len(x), workers)
         return out
@@ -120,9 +183,9 @@ class CPUKernels(model.Kernels):
         if q.shape[1] != k.shape[1]:
             return model.attend(q, k, v)
         H, T, dh = q.shape
-        scores = np.empty((H, T, T), dtype=np.float32)
-        pattern = np.empty((H, T, T), dtype=np.float32)
-        z = np.empty((H, T, dh), dtype=np.float32)
+        scores = self.memory.empty((H, T, T))
+        pattern = self.memory.empty((H, T, T))
+        z = self.memory.empty((H, T, dh))
         over_groups(lambda h: attend_block_rows(q[h], k[h], v[h], scores[h], pattern[h], z[h]),
                     H, self.workers)
         return scores, pattern, z
@@ -133,12 +196,12 @@ CPU = CPUKernels()
 
 def forward(params, config, ids, z_ablation=None, kernels=CPU):
     """model.forward with the CPU schedule's kernels, BLAS held to one thread."""
-    with one_blas_thread():
+    with one_blas_thread(), kernels.memory.one_pass():
         return model.forward(params, config, ids, z_ablation, kernels)
 
 
 def forward_step(params, config, cache, token, kernels=CPU):
     """model.forward_step (one token over the KV cache) with the CPU schedule's kernels, BLAS held
     to one thread: of its products only the LM head is large enough to be split across the cores."""
-    with one_blas_thread():
+    with one_blas_thread(), kernels.memory.one_pass():
         return model.forward_step(params, config, cache, token, kernels)
