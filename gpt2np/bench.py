@@ -221,8 +221,9 @@ def busy_core(seconds=1800):
 
 
 def cpu_ticks(pids):
-    """(CPU ticks the whole machine has spent busy, ticks spent by the processes `pids`), read
-    from /proc (Linux; None elsewhere)."""
+    """(CPU ticks the whole machine has spent busy, ticks spent by the processes `pids`, ticks
+    stolen: taken by the hypervisor for other virtual machines), read from /proc (Linux; None
+    elsewhere). Stolen ticks count as busy."""
     try:
         machine = [int(n) for n in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
         ours = 0
@@ -231,15 +232,17 @@ def cpu_ticks(pids):
             ours += int(fields[11]) + int(fields[12])
     except (OSError, ValueError, IndexError):
         return None
-    return sum(machine) - machine[3] - machine[4], ours    # all but idle and iowait
+    return sum(machine) - machine[3] - machine[4], ours, machine[7]    # busy: all but idle and iowait
 
 
 def others_share(before, after, seconds):
-    """Fraction of the machine's CPU time that processes other than the benchmark's used."""
+    """Fractions of the machine's CPU time that (processes other than the benchmark's, and of
+    those the hypervisor's steal) used."""
     if before is None or after is None:
-        return None
-    ticks = (after[0] - before[0]) - (after[1] - before[1])
-    return max(0.0, ticks / os.sysconf("SC_CLK_TCK") / (seconds * os.cpu_count()))
+        return None, None
+    per_tick = 1 / os.sysconf("SC_CLK_TCK") / (seconds * os.cpu_count())
+    others = (after[0] - before[0]) - (after[1] - before[1])
+    return max(0.0, others * per_tick), max(0.0, (after[2] - before[2]) * per_tick)
 
 
 def rounds(workers, tokens, repeats):
@@ -393,7 +396,8 @@ def main(argv=None):
                     pids = [os.getpid()] + [w.proc.pid for w in workers] + ([spinner.pid] if spinner else [])
                     t0, before = time.monotonic(), cpu_ticks(pids)
                     times = rounds(chosen, args.tokens, args.repeats)
-                    results[f"others_cpu_{phase}"] = others_share(before, cpu_ticks(pids), time.monotonic() - t0)
+                    results[f"others_cpu_{phase}"], results[f"steal_{phase}"] = others_share(
+                        before, cpu_ticks(pids), time.monotonic() - t0)
                 for row in results["forward"]:
                     row[phase] = {impl: summary(by_T[row["T"]]) for impl, by_T in times.items()}
                 print_table(results, phase)
@@ -423,7 +427,8 @@ def main(argv=None):
                   f"{r['products_numpy busy/quiet']:>14.2f}×")
         if results["others_cpu_quiet"] is not None:
             print("CPU time used by other processes on this machine while timing: "
-                  + ", ".join(f"{results[f'others_cpu_{phase}']:.0%} ({phase})" for phase in ("quiet", "busy")))
+                  + ", ".join(f"{results[f'others_cpu_{phase}']:.0%} ({phase}; stolen by the hypervisor: "
+                              f"{results[f'steal_{phase}']:.0%})" for phase in ("quiet", "busy")))
 
         bw = read_bandwidth()
         weight_bytes = sum(p.nbytes for p in gpt2np.load(tmp).params.values())

@@ -19,12 +19,12 @@ What the schedule does, and why:
     scores are scaled, masked and softmaxed while they are still in the CPU cache, and the keys
     after the block, all masked, are written as exact -inf / 0 instead of computed (at 1,024
     tokens that skips almost half of the q·k products and of the softmax).
-The calling thread computes the first group itself while the pool computes the others.
-  - the arrays a pass writes come from `Reuse`: the last pass's arrays of the same shapes, once
+  The calling thread computes the first group itself while the pool computes the others.
+  - The arrays a pass writes come from `Reuse`: the last pass's arrays of the same shapes, once
     nothing refers to them any more (the caller has dropped that trace). Fresh memory costs more
     than writing it: the operating system must map and zero every page first (at 1,024 tokens a
     trace is 2.1 GB), and on a virtual machine that hands freed memory back to its host, each page
-    is also faulted in again there.
+    is also faulted in again there. A trace or array you keep is never written again.
 """
 
 import os
