@@ -101,6 +101,35 @@ def test_rows_split_across_workers_give_the_same_numbers(workers):
         assert np.array_equal(kernels.gelu(x), ops.gelu_new(x))
 
 
+@pytest.mark.parametrize("workers", [1, 2, 3, 5])
+def test_linear_layers_split_by_columns_or_rows_give_the_product(workers, monkeypatch):
+    """CPUKernels.linear on GPT-2 small's shapes, on both sides of the row-split length and for an
+    output 65 times wider than its input (the LM head, kept in columns), against float64."""
+    kernels = CPUKernels(workers)
+    rng = np.random.default_rng(workers)
+    row_split = workers * engine.MIN_ROWS_PER_CORE_FOR_ROW_SPLIT              # for the 768-wide inputs
+    splits = []
+    real_over_groups = engine.over_groups
+    monkeypatch.setattr(engine, "over_groups", lambda fn, n, w=engine.N_CORES: (splits.append((n, w)),
+                                                                              real_over_groups(fn, n, w)))
+    for n_in, n_out in ((768, 2304), (3072, 768), (64, 64 * 65)):
+        w = rng.standard_normal((n_in, n_out), dtype=np.float32) / n_in ** 0.5
+        b = rng.standard_normal(n_out, dtype=np.float32)
+        for T in (1, 16, row_split - 1, row_split, row_split + 1):
+            x = rng.standard_normal((T, n_in), dtype=np.float32)
+            splits.clear()
+            y = kernels.linear(x, w, b)
+            ref = x.astype(np.float64) @ w + b
+            assert y.shape == (T, n_out) and y.dtype == np.float32
+            assert np.abs(y - ref).max() <= 1e-6 * np.abs(ref).max(), (n_in, n_out, T)
+            used = min(workers, T * w.size // engine.MIN_PRODUCT_PER_CORE)   # a thread per 4M multiply-adds
+            if used <= 1:
+                assert splits == [], (n_in, n_out, T, splits)
+                continue
+            by_rows = T >= used * engine.MIN_ROWS_PER_CORE_FOR_ROW_SPLIT and n_out <= 4 * n_in
+            assert splits == [(T if by_rows else n_out, used)], (n_in, n_out, T, splits)
+
+
 def test_cli_engine_option(small_text_model_dir):
     """--engine reference runs model.py itself; --json says which engine computed."""
     import json
