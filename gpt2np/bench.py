@@ -1,6 +1,6 @@
 """Benchmark: gpt2np's full-trace forward pass against transformers' eager forward, each in its own process.
 
-    python -m gpt2np.bench                  # T = 16, 64, 256, 1024; about 8 minutes on 2 cores
+    python -m gpt2np.bench                  # T = 16, 64, 256, 1024; about 10 minutes on 2 cores
     python -m gpt2np.bench --tokens 16 64 --repeats 3 --json bench.json
 
 Needs no download: it saves a randomly initialised GPT-2 small (transformers' GPT2LMHeadModel,
