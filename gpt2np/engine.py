@@ -99,6 +99,23 @@ def attend_block_rows(q, k, v, scores, pattern, z):
         np.matmul(p, v[:, :b], out=z[:, a:b])                        # [h,rows,b] @ [h,b,dh] -> [h,rows,dh]
 
 
+def unshared(spares, free_count):
+    """Pop arrays off the list `spares` until one has no reference but this function's local:
+    return it (None if none has). The others are someone else's now and are dropped."""
+    while spares:
+        a = spares.pop()
+        if sys.getrefcount(a) == free_count:
+            return a
+    return None
+
+
+# What sys.getrefcount shows in `unshared` for an array nothing else refers to, found by trying:
+# 2 (the local and the argument) up to Python 3.13; 1 from 3.14, whose interpreter may lend the
+# local to the call without counting it. None (never reuse) where there are no reference counts.
+FREE_COUNT = next((n for n in (1, 2, 3) if hasattr(sys, "getrefcount")
+                   and unshared([np.empty(0)], n) is not None), None)
+
+
 class Reuse:
     """Output arrays for a pass, handed out again by the next pass once nothing else refers to them.
 
@@ -123,14 +140,11 @@ class Reuse:
         with self.lock:
             if self.owner != threading.get_ident():
                 return np.empty(shape, dtype=np.float32)
-            spares = self.kept.get(shape, [])
-            while spares:
-                a = spares.pop()
-                if sys.getrefcount(a) == 2:                  # `a` and getrefcount's argument: free
-                    a.flags.writeable = True                 # a Trace hands its arrays out read-only
-                    break
-            else:
+            a = unshared(self.kept.get(shape, []), FREE_COUNT) if FREE_COUNT else None
+            if a is None:
                 a = np.empty(shape, dtype=np.float32)
+            else:
+                a.flags.writeable = True                     # a Trace hands its arrays out read-only
             self.taken.setdefault(shape, []).append(a)
             return a
 

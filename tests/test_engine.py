@@ -208,6 +208,23 @@ def test_arrays_of_a_dropped_trace_are_reused_and_a_kept_one_is_never_written(mo
     check(m.run(b_ids, engine="fast"), "b")           # the next pass writes into them again
 
 
+def test_an_array_someone_holds_is_never_taken_for_reuse():
+    """engine.unshared tells a held array from a free one with the reference count found for this
+    interpreter (FREE_COUNT): lower from Python 3.14, whose interpreter may lend a local to a call."""
+    assert engine.FREE_COUNT in (1, 2)                       # CPython
+    held = np.empty(3, dtype=np.float32)
+    spares = [held]
+    assert engine.unshared(spares, engine.FREE_COUNT) is None and spares == []   # held here: dropped
+    spares = [np.empty(3, dtype=np.float32)]
+    assert engine.unshared(spares, engine.FREE_COUNT) is not None                 # nobody else's
+    base = np.empty(6, dtype=np.float32)
+    view = base[:2]
+    spares = [base]
+    del base
+    assert engine.unshared(spares, engine.FREE_COUNT) is None                     # the view holds it
+    assert view.base is not None
+
+
 def test_passes_in_two_threads_each_get_their_own_arrays(models):
     """The viewer or a caller may run passes from several threads: each gets right numbers."""
     from concurrent.futures import ThreadPoolExecutor
