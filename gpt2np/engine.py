@@ -133,8 +133,20 @@ class Reuse:
         self.taken = None       # shape -> arrays handed out in the pass under way
         self.owner = None       # the thread whose pass this is
 
+    @contextmanager
     def one_pass(self):
-        return _reuse_pass(self)
+        """Run a pass inside this: its `empty` calls reuse the last pass's arrays (a pass another
+        thread starts meanwhile gets new ones)."""
+        with self.lock:
+            mine = self.owner is None
+            if mine:
+                self.owner, self.taken = threading.get_ident(), {}
+        try:
+            yield
+        finally:
+            if mine:
+                with self.lock:
+                    self.kept, self.taken, self.owner = self.taken, None, None
 
     def empty(self, shape):
         with self.lock:
@@ -152,20 +164,6 @@ class Reuse:
         """Let go of the arrays kept for reuse (their memory is freed if nothing else holds them)."""
         with self.lock:
             self.kept = {}
-
-
-@contextmanager
-def _reuse_pass(reuse):
-    with reuse.lock:
-        mine = reuse.owner is None
-        if mine:
-            reuse.owner, reuse.taken = threading.get_ident(), {}
-    try:
-        yield
-    finally:
-        if mine:
-            with reuse.lock:
-                reuse.kept, reuse.taken, reuse.owner = reuse.taken, None, None
 
 
 class CPUKernels(model.Kernels):
