@@ -21,7 +21,7 @@ from gpt2np import GPT2npError, analysis, findings, interventions
 from gpt2np.heads import parse_heads
 
 from .api import binary, forward_lock, get_run, layer_head, model, next_tokens, parse_run_body, run_input
-from .args import json_object, whole_number
+from .args import json_object, refuse_unknown_fields, whole_number
 from .errors import ApiError
 from .runs import finite
 from .wire import ENCODING, lower_triangle_bytes
@@ -146,10 +146,7 @@ def api_lens(handle):
 def api_ablate(handle):
     body = json_object(ABLATE_EXAMPLE)
     run = get_run(handle)
-    unknown = [ascii(k)[:40] for k in body if k not in ABLATE_FIELDS]
-    if unknown:
-        raise ApiError(f"Unknown field{'s' * (len(unknown) > 1)} {', '.join(unknown[:5])}: send "
-                       f"{', '.join(ABLATE_FIELDS)}, e.g. {ABLATE_EXAMPLE}.")
+    refuse_unknown_fields(body, ABLATE_FIELDS, f"{', '.join(ABLATE_FIELDS)}, e.g. {ABLATE_EXAMPLE}")
     if "heads" not in body:
         raise ApiError(f'Give "heads", the heads to ablate as LAYER.HEAD: {ABLATE_EXAMPLE}.')
     heads = head_list(body["heads"])

@@ -23,7 +23,7 @@ import time
 import numpy as np
 from flask import Blueprint, current_app, jsonify, render_template, send_file
 
-from .args import flag_arg, json_object, whole_number
+from .args import flag_arg, json_object, refuse_unknown_fields, whole_number
 from .errors import ApiError
 from .ledger import ledger, pattern_row, query_panel, token_ref
 from .runs import Run, run_handle
@@ -106,10 +106,8 @@ def api_model():
 # -- runs -----------------------------------------------------------------------------------------
 def parse_run_body():
     body = json_object()
-    unknown = [ascii(k)[:40] for k in body if k not in ("text", "ids", "bos")]
-    if unknown:
-        raise ApiError(f"Unknown field{'s' * (len(unknown) > 1)} {', '.join(unknown[:5])}: send "
-                       '"text" (a sentence) or "ids" (token ids), and optionally "bos": true.')
+    refuse_unknown_fields(body, ("text", "ids", "bos"),
+                          '"text" (a sentence) or "ids" (token ids), and optionally "bos": true')
     if body.get("text") is not None and body.get("ids") is not None:
         raise ApiError('Give "text" or "ids", not both.')
     bos = body.get("bos", False)

@@ -107,3 +107,10 @@ def json_object(example='{"text": "a sentence"} or {"ids": [464, 318]}'):
     if not isinstance(body, dict):
         raise ApiError(f"The body must be a JSON object: {example}.")
     return body
+
+
+def refuse_unknown_fields(body, fields, send):
+    """Refuse a JSON body with keys other than `fields`; `send` says what to send instead."""
+    unknown = [ascii(k)[:40] for k in body if k not in fields]
+    if unknown:
+        raise ApiError(f"Unknown field{'s' * (len(unknown) > 1)} {', '.join(unknown[:5])}: send {send}.")

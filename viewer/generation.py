@@ -21,7 +21,7 @@ from gpt2np import ops
 from gpt2np.generate import choose, decode
 
 from .api import forward_lock, get_run, model, run_input, run_summary
-from .args import ABSENT, flag_arg, json_object, real_number, whole_number
+from .args import ABSENT, flag_arg, json_object, real_number, refuse_unknown_fields, whole_number
 from .errors import ApiError
 
 bp = Blueprint("generation", __name__)
@@ -84,10 +84,7 @@ def api_sample(handle):
 def api_generate(handle):
     run = get_run(handle)
     body = json_object(EXAMPLE)
-    unknown = [ascii(k)[:40] for k in body if k not in FIELDS]
-    if unknown:
-        raise ApiError(f"Unknown field{'s' * (len(unknown) > 1)} {', '.join(unknown[:5])}: send "
-                       f"{', '.join(FIELDS)}, e.g. {EXAMPLE}.")
+    refuse_unknown_fields(body, FIELDS, f"{', '.join(FIELDS)}, e.g. {EXAMPLE}")
     tokens = whole_number("tokens", 1, MAX_NEW_TOKENS, "number of new tokens", body, default=ABSENT)
     s = sampling_settings(body)
     m = model()
