@@ -54,6 +54,7 @@ MIN_PRODUCT_PER_CORE = 4_000_000
 # 4% faster at 256 tokens, 8% at 1,024; at 64 tokens the columns are faster). The LM head, whose
 # output is 65 times wider than its input, stays split by columns (there the rows were slower).
 MIN_ROWS_PER_CORE_FOR_ROW_SPLIT = 128
+MAX_WIDENING_FOR_ROW_SPLIT = 4      # n_out / n_in: the MLP's first layer (4×) is split by rows
 
 
 def over_groups(fn, n_items, workers=N_CORES):
@@ -180,11 +181,12 @@ class CPUKernels(model.Kernels):
         workers = max(1, min(self.workers, x.shape[0] * weight.size // MIN_PRODUCT_PER_CORE))
         if workers == 1:
             return ops.linear(x, weight, bias, out=y)
-        if len(x) >= workers * MIN_ROWS_PER_CORE_FOR_ROW_SPLIT and weight.shape[1] <= 4 * weight.shape[0]:
+        n_in, n_out = weight.shape
+        if len(x) >= workers * MIN_ROWS_PER_CORE_FOR_ROW_SPLIT and n_out <= MAX_WIDENING_FOR_ROW_SPLIT * n_in:
             over_groups(lambda rows: ops.linear(x[rows], weight, bias, out=y[rows]), len(x), workers)
         else:
             over_groups(lambda cols: ops.linear(x, weight[:, cols], None if bias is None else bias[cols],
-                                                out=y[:, cols]), weight.shape[1], workers)
+                                                out=y[:, cols]), n_out, workers)
         return y
 
     def by_rows(self, fn, x, *args):

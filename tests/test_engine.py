@@ -126,7 +126,8 @@ def test_linear_layers_split_by_columns_or_rows_give_the_product(workers, monkey
             if used <= 1:
                 assert splits == [], (n_in, n_out, T, splits)
                 continue
-            by_rows = T >= used * engine.MIN_ROWS_PER_CORE_FOR_ROW_SPLIT and n_out <= 4 * n_in
+            by_rows = (T >= used * engine.MIN_ROWS_PER_CORE_FOR_ROW_SPLIT
+                       and n_out <= engine.MAX_WIDENING_FOR_ROW_SPLIT * n_in)
             assert splits == [(T if by_rows else n_out, used)], (n_in, n_out, T, splits)
 
 
@@ -179,11 +180,11 @@ def test_arrays_of_a_dropped_trace_are_reused_and_a_kept_one_is_never_written(mo
         for name, value in kept.items():
             assert np.array_equal(value, frozen[name]), name
 
-    view = kept["blocks.0.attn.hook_pattern"][1]          # a view keeps its array, not the trace
-    view_before = view.copy()
     def owned(acts):                                  # arrays with memory of their own, by address
         return {a.__array_interface__["data"][0]: a for a in acts.values() if a.flags.owndata}
 
+    view = kept["blocks.0.attn.hook_pattern"][1]          # a view keeps its array, not the trace
+    view_before = view.copy()
     kept_memory = owned(kept)
     assert view.base is kept["blocks.0.attn.hook_pattern"]
     del kept
@@ -222,7 +223,9 @@ def test_an_array_someone_holds_is_never_taken_for_reuse():
     spares = [base]
     del base
     assert engine.unshared(spares, engine.FREE_COUNT) is None                     # the view holds it
-    assert view.base is not None
+    spares = [view.base]
+    del view
+    assert engine.unshared(spares, engine.FREE_COUNT) is not None                 # free once it is gone
 
 
 def test_passes_in_two_threads_each_get_their_own_arrays(models):
