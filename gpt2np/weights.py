@@ -4,7 +4,7 @@ The result is a plain dict keyed exactly as in the official GPT-2 file (`wte.wei
 `h.3.attn.c_attn.weight`, ...), float32, memory-mapped where the file stores float32 (loading
 copies nothing; pages are read when the forward pass first touches them).
 
-Accepted variants found in the wild (see ../shared/gpt2/REFERENCE.md for the official layout):
+Accepted variants found in the wild (the official layout: tests/data/gpt2/README.md):
 a `transformer.` key prefix; an explicit `lm_head.weight` (must equal `wte.weight`: GPT-2 ties
 them); the `h.N.attn.bias` causal-mask buffers and `h.N.attn.masked_bias` scalars (dropped: the
 forward pass builds its own mask); F16 and BF16 tensors (converted to float32).

@@ -1,4 +1,4 @@
-"""Shared fixtures: model directories built for the tests (no download), the shared GPT-2 files,
+"""Shared fixtures: model directories built for the tests (no download), GPT-2's tokenizer and config (tests/data/gpt2),
 a stand-in Hugging Face Hub on 127.0.0.1 (localhub.py), and the Chromium the browser tests drive
 (their other support is in browser.py)."""
 
@@ -8,24 +8,17 @@ import pytest
 from browser import CHROMIUM, CHROMIUM_ARGS
 from hostile import install_summary
 from localhub import LocalHub, use_hub
-from modelfiles import GOOD_WEIGHTS_CONFIG, SHARED, small_config, write_model_dir
+from modelfiles import GOOD_WEIGHTS_CONFIG, GPT2_FILES, small_config, write_model_dir
 
 
 def pytest_configure(config):
     install_summary(config)        # the hostile-input tally, printed after the run (hostile.py)
 
 
-def pytest_report_header(config):
-    return f"gpt2np shared GPT-2 files: {SHARED} ({'found' if SHARED.is_dir() else 'MISSING'})"
-
-
 @pytest.fixture(scope="session")
-def shared_gpt2():
-    """../shared/gpt2: the real tokenizer files, config.json and REFERENCE.md."""
-    if not SHARED.is_dir():
-        pytest.fail(f"{SHARED} not found: the tests need ../shared/gpt2 beside the repository "
-                    "(or GPT2NP_SHARED pointing at the folder that contains gpt2/).")
-    return SHARED
+def gpt2_files():
+    """tests/data/gpt2: GPT-2's real tokenizer files and config.json (its README: licence, facts)."""
+    return GPT2_FILES
 
 
 @pytest.fixture(scope="session")
@@ -52,7 +45,7 @@ def good_weights_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def gpt2_layout_dir(tmp_path_factory, shared_gpt2):
+def gpt2_layout_dir(tmp_path_factory, gpt2_files):
     """GPT-2 small's exact shapes and official file layout (the twelve mask buffers, no prefix,
     no lm_head, F32), random weights, the real config.json and tokenizer. About 548 MB."""
     path, _ = write_model_dir(tmp_path_factory.mktemp("gpt2layout") / "gpt2-layout-random", seed=2)
@@ -123,7 +116,7 @@ def pytest_terminal_summary(terminalreporter):
 
 
 @pytest.fixture(scope="session")
-def small_text_model_dir(tmp_path_factory, shared_gpt2):
+def small_text_model_dir(tmp_path_factory, gpt2_files):
     """2 layers × 4 heads × 64 dims, context 64, GPT-2's vocabulary and real tokenizer: a cheap
     model that takes text."""
     cfg = small_config(n_layer=2, n_head=4, n_embd=64, n_positions=64, vocab_size=50257)

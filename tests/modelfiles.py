@@ -1,19 +1,18 @@
 """Build model directories for the tests: random GPT-2 weights in the layouts found in the wild.
 
 `write_model_dir` writes config.json + model.safetensors (+ the real GPT-2 tokenizer, copied from
-../shared/gpt2 into the temporary directory, when the vocabulary is GPT-2's). The default layout is
+tests/data/gpt2 into the temporary directory, when the vocabulary is GPT-2's). The default layout is
 exactly the official checkpoint's: no `transformer.` prefix, no lm_head, the twelve `h.N.attn.bias`
 causal-mask buffers [1, 1, n_positions, n_positions], F32. Options produce the other variants.
 """
 
 import json
-import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 
-SHARED = Path(os.environ.get("GPT2NP_SHARED", Path(__file__).resolve().parents[2] / "shared")) / "gpt2"
+GPT2_FILES = Path(__file__).resolve().parent / "data" / "gpt2"     # GPT-2's tokenizer and config (MIT, OpenAI)
 GPT2_VOCAB = 50257
 
 
@@ -31,7 +30,7 @@ GOOD_WEIGHTS_CONFIG = small_config(n_layer=2, n_head=2, n_embd=32, n_positions=1
 
 
 def gpt2_small_config():
-    return json.loads((SHARED / "config.json").read_text())
+    return json.loads((GPT2_FILES / "config.json").read_text())
 
 
 def random_params(cfg, seed=0):
@@ -63,7 +62,7 @@ def random_params(cfg, seed=0):
 
 
 def scaled_like_gpt2(params, cfg, mlp_write=80.0, massive=3000.0):
-    """Random weights rescaled so that activations have real GPT-2's magnitudes (REFERENCE.md):
+    """Random weights rescaled so that activations have real GPT-2's magnitudes (tests/data/gpt2/README.md):
     each MLP writes values of order `mlp_write` into the residual stream, so that it grows into the
     hundreds, and position 0 carries one very large activation (`massive`, in dimension 0) from the
     position embedding on. A bound relative to the reference's magnitude then means what it would
@@ -95,7 +94,7 @@ def write_model_dir(path, cfg=None, seed=0, dtype="F32", prefix="", masks=True,
                     lm_head=False, masked_bias=False, tokenizer=None, params=None, gpt2_scale=False):
     """Write a model directory; returns (path, params as float32 in checkpoint names).
 
-    tokenizer: None -> the real GPT-2 files from ../shared/gpt2 when vocab_size is 50257.
+    tokenizer: None -> the real GPT-2 files from tests/data/gpt2 when vocab_size is 50257.
     gpt2_scale: rescale the random weights to real GPT-2's activation magnitudes (scaled_like_gpt2).
     """
     path = Path(path)
@@ -119,5 +118,5 @@ def write_model_dir(path, cfg=None, seed=0, dtype="F32", prefix="", masks=True,
     if tokenizer is None and cfg["vocab_size"] == GPT2_VOCAB:
         tokenizer = "tokenizer.json"
     for name in {"tokenizer.json": ["tokenizer.json"], "bpe": ["vocab.json", "merges.txt"]}.get(tokenizer, []):
-        shutil.copy(SHARED / name, path / name)
+        shutil.copy(GPT2_FILES / name, path / name)
     return path, params

@@ -109,7 +109,7 @@ def scores_float64(q, k):
 # position. Patterns are probabilities (≤ 1): their bound is absolute.
 RANDOM_BOUNDS = {"default": 1e-5, "pattern": 1e-5}
 
-# The official checkpoint (REFERENCE.md, "Tolerances on the real weights"): the residual stream and
+# The official checkpoint (tests/data/gpt2/README.md, "Tolerances on the real weights"): the residual stream and
 # ln_final relative to each position's magnitude ≤ 1e-5, patterns ≤ 1e-4 absolute. The other
 # intermediates and the raw logits have no measured figure on the real file here: 1e-4 relative,
 # ten times the random models' bound (test_real_weights also checks log-softmax ≤ 1e-3).

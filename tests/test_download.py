@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 from localhub import closed_port, set_offline, use_hub
-from modelfiles import SHARED, small_config, write_model_dir
+from modelfiles import GPT2_FILES, small_config, write_model_dir
 from tokenizers import Tokenizer
 
 import gpt2np
@@ -118,9 +118,9 @@ def test_vocab_and_merges_when_the_repo_has_no_tokenizer_json(local_hub, tmp_pat
     assert ("HEAD", "tokenizer.json", 404) in local_hub.file_requests()
     assert not (target / "tokenizer.json").exists()
     for name in ("vocab.json", "merges.txt"):
-        assert (target / name).read_bytes() == (SHARED / name).read_bytes()
+        assert (target / name).read_bytes() == (GPT2_FILES / name).read_bytes()
     text = "The trophy doesn't fit in the suitcase."
-    assert model.encode(text) == Tokenizer.from_file(str(SHARED / "tokenizer.json")).encode(text).ids
+    assert model.encode(text) == Tokenizer.from_file(str(GPT2_FILES / "tokenizer.json")).encode(text).ids
 
 
 @pytest.mark.parametrize("fault, kind", [("404", "not found"), ("500", "server"),

@@ -27,7 +27,7 @@ PROMPT = "The quick brown fox"
 
 
 @pytest.fixture(scope="module")
-def gen_dir(tmp_path_factory, shared_gpt2):
+def gen_dir(tmp_path_factory, gpt2_files):
     """2 layers × 4 heads × 64 dims, context 128, GPT-2's vocabulary and tokenizer, weights scaled
     to GPT-2's activation magnitudes: its greedy continuations vary (unscaled random weights repeat
     one token), and the top-2 logit gap stays far above float32 rounding."""

@@ -88,13 +88,13 @@ def test_parity_gpt2_small_layout(gpt2_layout_dir, parity_record):
     """GPT-2 small's exact shapes and official file layout, real tokenizer, real sentences."""
     model, hf = gpt2np.load(gpt2_layout_dir), hf_model(gpt2_layout_dir)
     assert (model.config.n_layer, model.config.n_head, model.config.n_embd) == (12, 12, 768)
-    assert model.info.n_params == 124_439_808        # REFERENCE.md: learned parameters
+    assert model.info.n_params == 124_439_808        # tests/data/gpt2/README.md: learned parameters
     for text in SENTENCES:
         check(model, hf, model.encode(text), parity_record)
 
 
 @pytest.mark.slow
-def test_parity_gpt2_small_scaled_all_boundaries(tmp_path_factory, shared_gpt2, parity_record):
+def test_parity_gpt2_small_scaled_all_boundaries(tmp_path_factory, gpt2_files, parity_record):
     """GPT-2 small's shapes and official layout, weights scaled to real GPT-2's activation
     magnitudes, at every boundary length up to the full 1,024-token context."""
     directory, _ = write_model_dir(tmp_path_factory.mktemp("gpt2scaled") / "gpt2-scaled", seed=8,
@@ -107,17 +107,17 @@ def test_parity_gpt2_small_scaled_all_boundaries(tmp_path_factory, shared_gpt2, 
     assert resid[0].max() > 1000 and resid[1:].max() > 100, (resid[0].max(), resid[1:].max())
 
 
-def test_tokenizer_check_values(shared_gpt2, tmp_path):
-    """REFERENCE.md's check values; vocab.json + merges.txt give the same ids as tokenizer.json."""
+def test_tokenizer_check_values(gpt2_files, tmp_path):
+    """tests/data/gpt2/README.md's check values; vocab.json + merges.txt give the same ids as tokenizer.json."""
     import shutil
 
     from gpt2np.tokenizer import Tokenizer
-    tok = Tokenizer.from_dir(shared_gpt2)
+    tok = Tokenizer.from_dir(gpt2_files)
     assert tok.encode("The quick brown fox jumps over the lazy") == [
         464, 2068, 7586, 21831, 18045, 625, 262, 16931]
     assert tok.token_string(3290) == " dog"
     for name in ("vocab.json", "merges.txt"):
-        shutil.copy(shared_gpt2 / name, tmp_path / name)
+        shutil.copy(gpt2_files / name, tmp_path / name)
     from_bpe_files = Tokenizer.from_dir(tmp_path)
     for text in SENTENCES + ["<|endoftext|>Hello", " leading and  double  spaces "]:
         assert from_bpe_files.encode(text) == tok.encode(text), text

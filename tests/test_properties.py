@@ -14,8 +14,8 @@ SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[Heal
 
 
 @pytest.fixture(scope="module")
-def tokenizer(shared_gpt2):
-    return Tokenizer.from_dir(shared_gpt2)
+def tokenizer(gpt2_files):
+    return Tokenizer.from_dir(gpt2_files)
 
 
 @pytest.fixture(scope="module")

@@ -2,8 +2,8 @@
 
 The development and CI machines cannot reach the Hugging Face Hub, so these tests skip there
 (with that reason). On a machine with the file (python -m gpt2np download gpt2) they check the
-known values of REFERENCE.md and every named tensor against transformers with the real-weight
-tolerances of REFERENCE.md: the real model's residual stream reaches thousands at position 0, so
+known values of tests/data/gpt2/README.md and every named tensor against transformers with the real-weight
+tolerances of tests/data/gpt2/README.md: the real model's residual stream reaches thousands at position 0, so
 bounds are relative to each position's magnitude.
 """
 

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from browser import ARTIFACTS, WATCH_SCRIPT, cell_point, open_viewer, run_sentence, serving, shot, visible, watched_page
 from hostile import FIGURES, record
-from modelfiles import SHARED, random_params, small_config, write_model_dir
+from modelfiles import GPT2_FILES, random_params, small_config, write_model_dir
 
 pytestmark = pytest.mark.browser
 
@@ -52,7 +52,7 @@ def hostile_model_dir(tmp_path_factory):
         params["wte.weight"][50257 + r] = bias * (3.0 - 0.2 * r) / float(bias @ bias) * 10
     path, _ = write_model_dir(tmp_path_factory.mktemp("hostile-browser") / MODEL_NAME, cfg,
                               params=params, tokenizer="none")
-    tok = Tokenizer.from_file(str(SHARED / "tokenizer.json"))
+    tok = Tokenizer.from_file(str(GPT2_FILES / "tokenizer.json"))
     tok.add_tokens([AddedToken(p, normalized=False) for p in PAYLOADS])
     tok.save(str(path / "tokenizer.json"))
     return path
