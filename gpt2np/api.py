@@ -13,11 +13,11 @@ from . import generate as generation
 from . import model as reading_path
 from .config import GPT2Config
 from .errors import GPT2npError
+from .files.hub import resolve
+from .files.tokenizer import Tokenizer
+from .files.weights import count_params, load_params
 from .heads import check_head
-from .hub import resolve
-from .tokenizer import Tokenizer
 from .trace import Trace
-from .weights import count_params, load_params
 
 # Which code computes a run: "reference" is model.py's plain math, the code a learner reads and can
 # step through; "fast" is the same forward pass with engine.py's CPU kernels. Tests hold them equal.

@@ -12,11 +12,12 @@ import json
 import os
 import sys
 
-from . import analysis, interventions
+from . import analysis
+from .analysis import interventions
 from .api import DEFAULT_ENGINE, ENGINES, load
 from .errors import GPT2npError
+from .files.hub import KNOWN_MODELS, resolve
 from .heads import check_head
-from .hub import KNOWN_MODELS, resolve
 
 SHADES = " ·░▒▓█"   # text heatmap: weight 0 -> ' ', 1 -> '█'
 DEFAULT_MODEL = "gpt2"

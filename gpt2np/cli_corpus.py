@@ -9,7 +9,7 @@ line.
 import argparse
 import sys
 
-from . import corpus
+from .analysis import corpus
 from .cli import DEFAULT_MODEL, add_engine_option, show
 from .engine import N_CORES
 from .errors import GPT2npError

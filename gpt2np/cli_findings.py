@@ -17,11 +17,12 @@ import argparse
 import json
 import sys
 
-from . import analysis, findings, interventions
+from . import analysis
+from .analysis import findings, interventions
+from .analysis.findings import CANDIDATES, COREF_SENTENCE, PROBE_LENGTH, PROBE_SEED, PRONOUN, SENTENCE
 from .api import load
 from .cli import DEFAULT_MODEL, add_engine_option, show
 from .errors import GPT2npError
-from .findings import CANDIDATES, COREF_SENTENCE, PROBE_LENGTH, PROBE_SEED, PRONOUN, SENTENCE
 
 # -- printing ------------------------------------------------------------------------------------
 TYPE_STAT = {"induction": "induction", "previous-token": "previous", "self": "self", "sink": "sink",

@@ -9,8 +9,8 @@ import json
 
 from .api import load
 from .cli import DEFAULT_MODEL, UsageError, add_engine_option, read_stdin, show
+from .files.hub import KNOWN_MODELS
 from .generate import checked_prompt, decode, fresh_seed
-from .hub import KNOWN_MODELS
 
 SAMPLING_OPTIONS = ("temperature", "top_k", "top_p", "seed")
 

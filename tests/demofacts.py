@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from gpt2np.hub import DEMO_DIR
+from gpt2np.files.hub import DEMO_DIR
 
 CARD = json.loads((DEMO_DIR / "training.json").read_text())
 CONFIG = json.loads((DEMO_DIR / "config.json").read_text())

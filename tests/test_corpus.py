@@ -17,8 +17,14 @@ import pytest
 from modelfiles import small_config, write_model_dir
 
 import gpt2np
-from gpt2np import cli, corpus, findings
+from gpt2np import cli
 from gpt2np import engine as cpu_engine
+from gpt2np.analysis import corpus, findings
+from gpt2np.analysis.corpus import totals as corpus_totals
+from gpt2np.analysis.corpus.report import published_roles, wilson_interval
+from gpt2np.analysis.corpus.sources import read_sources
+from gpt2np.analysis.corpus.totals import Totals
+from gpt2np.analysis.corpus.window import N_BINS, PREDICTIONS, STATISTICS
 
 REPO = Path(__file__).resolve().parents[1]
 PARAGRAPHS = [
@@ -177,7 +183,7 @@ def test_predictions_match_a_per_window_reference(six_layer_dir, one_thread):
         k, n = sum(v), len(v)
         assert (rows[i]["holds"], rows[i]["windows"], rows[i]["not_applicable"]) == (k, n, 0), i
         assert rows[i]["share"] == pytest.approx(k / n)
-        assert rows[i]["interval"] == pytest.approx(corpus.wilson_interval(k, n))
+        assert rows[i]["interval"] == pytest.approx(wilson_interval(k, n))
     assert rows[3]["measured"]["mean_heads_with_sink_per_layer"] == pytest.approx(
         {str(L): np.mean(c) for L, c in sink_counts.items()})
 
@@ -191,14 +197,14 @@ def test_prediction_3_is_not_applicable_without_layers_4_to_8(small_text_model_d
 # -- streaming sums ------------------------------------------------------------------------------
 def fake_result(rng, L=2, H=3, k=2, T=6):
     """A window result with random numbers, in measure_window's layout."""
-    S = len(corpus.STATISTICS)
+    S = len(STATISTICS)
     values = rng.random((S, L, H))
     top_value = -np.sort(-rng.random((S, L, H, k)), axis=-1)
-    return {"values": values, "histogram": rng.integers(0, 5, (S, L, H, corpus.N_BINS)),
+    return {"values": values, "histogram": rng.integers(0, 5, (S, L, H, N_BINS)),
             "top_value": top_value, "top_position": rng.integers(1, T, (S, L, H, k)),
             "types": rng.integers(0, len(gpt2np.analysis.HEAD_TYPES), (L, H)),
             "verdicts": {i: findings.HOLDS if rng.random() < 0.5 else findings.FAILS
-                         for i in corpus.PREDICTIONS},
+                         for i in PREDICTIONS},
             "detail": {"above_diagonal": 0.0, "first_weight": 1.0, "first_entropy": 0.0,
                        "sink_heads": {}, "distinct_types": {0: int(rng.integers(1, 4))}}}
 
@@ -206,7 +212,7 @@ def fake_result(rng, L=2, H=3, k=2, T=6):
 def test_streaming_sums_equal_batch_numbers_and_survive_a_checkpoint():
     rng = np.random.default_rng(0)
     results = [fake_result(rng) for _ in range(9)]
-    totals = corpus.Totals(2, 3, top_k=2)
+    totals = Totals(2, 3, top_k=2)
     for i, r in enumerate(results):
         totals.add(i, r)
     values = np.stack([r["values"] for r in results])                  # [n, S, L, H]
@@ -221,15 +227,15 @@ def test_streaming_sums_equal_batch_numbers_and_survive_a_checkpoint():
         assert got == [(float(v), w, int(p)) for v, w, p in top(entries, 2)]
         windows = top([(values[i, s, layer, h], i, -1) for i in range(len(results))], 2)
         assert totals.top_windows[1][s, layer, h].tolist() == [w for _, w, _ in windows]
-    for i in corpus.PREDICTIONS:
+    for i in PREDICTIONS:
         assert totals.verdicts[i][findings.HOLDS] == sum(r["verdicts"][i] == findings.HOLDS
                                                         for r in results)
 
     # Checkpoint after 4 windows (through JSON), continue: the same bits as one pass.
-    first = corpus.Totals(2, 3, top_k=2)
+    first = Totals(2, 3, top_k=2)
     for i, r in enumerate(results[:4]):
         first.add(i, r)
-    resumed = corpus.Totals.from_state(json.loads(json.dumps(first.state())))
+    resumed = Totals.from_state(json.loads(json.dumps(first.state())))
     for i, r in enumerate(results[4:], start=4):
         resumed.add(i, r)
     assert json.dumps(resumed.state()) == json.dumps(totals.state())
@@ -242,9 +248,9 @@ def test_wilson_interval_against_published_values():
     for k, n, low, high in ((81, 263, 0.2553, 0.3662), (15, 148, 0.0624, 0.1605),
                             (0, 20, 0.0, 0.1611), (1, 29, 0.0061, 0.1718),
                             (29, 29, 0.8830, 1.0)):
-        got = corpus.wilson_interval(k, n)
+        got = wilson_interval(k, n)
         assert got == pytest.approx((low, high), abs=5e-5), (k, n)
-    assert corpus.wilson_interval(0, 0) is None
+    assert wilson_interval(0, 0) is None
 
 
 # -- checkpoints ---------------------------------------------------------------------------------
@@ -274,17 +280,17 @@ def test_resume_after_max_windows_and_after_an_interrupt(small_text_model_dir, t
         WITHOUT_RUN(json.loads((tmp_path / "whole.json").read_text()))
 
     # Ctrl+C (a real SIGINT) while a window is being folded: the window is folded whole first.
-    merge_top, calls = corpus.merge_top, []
+    merge_top, calls = corpus_totals.merge_top, []
 
     def merge_top_then_sigint(*args):
         calls.append(1)
         if len(calls) == 13:                 # window 6's first merge: mean, m2, histogram already in
             signal.raise_signal(signal.SIGINT)
         return merge_top(*args)
-    monkeypatch.setattr(corpus, "merge_top", merge_top_then_sigint)
+    monkeypatch.setattr(corpus_totals, "merge_top", merge_top_then_sigint)
     with pytest.raises(corpus.Interrupted) as stopped:
         run(tmp_path / "sigint.json")
-    monkeypatch.setattr(corpus, "merge_top", merge_top)
+    monkeypatch.setattr(corpus_totals, "merge_top", merge_top)
     assert stopped.value.done == 7
     assert WITHOUT_RUN(run(tmp_path / "sigint.json")) == WITHOUT_RUN(whole)
 
@@ -335,7 +341,7 @@ def test_cli_measures_a_directory_and_reports(small_text_model_dir, tmp_path, ca
     r = json.loads(out.read_text())
     assert [s["name"] for s in r["input"]["sources"]] == ["a.txt", "sub/b.txt"]
     assert r["input"]["documents"] == 3
-    same = corpus.measure(small_text_model_dir, corpus.read_sources(src), window=16, workers=0)
+    same = corpus.measure(small_text_model_dir, read_sources(src), window=16, workers=0)
     assert WITHOUT_RUN(r) == WITHOUT_RUN(json.loads(json.dumps(same)))
     holds = next(p for p in r["predictions"] if p["id"] == 1)
     assert f"holds in {holds['holds']} of {holds['windows']} windows" in text
@@ -435,7 +441,7 @@ def test_ctrl_c_saves_and_a_rerun_continues(small_text_model_dir, tmp_path):
     assert again.returncode == 0, again.stderr
     done = json.loads(out.read_text())
     assert done["complete"] and done["run"]["windows"] == done["input"]["windows"] - saved["windows_measured"]
-    whole = corpus.measure(small_text_model_dir, corpus.read_sources(tmp_path / "in.txt"),
+    whole = corpus.measure(small_text_model_dir, read_sources(tmp_path / "in.txt"),
                            window=8, workers=0)
     assert WITHOUT_RUN(done) == WITHOUT_RUN(json.loads(json.dumps(whole)))
 
@@ -443,22 +449,22 @@ def test_ctrl_c_saves_and_a_rerun_continues(small_text_model_dir, tmp_path):
 def test_published_roles_are_listed_for_gpt2_small_only():
     """GPT-2 small's shape lists every head of findings.PUBLISHED_ROLES with its corpus means."""
     heads = [{"head": f"{L}.{h}", "type": "mixed",
-              "stats": {s: {"mean": L + h / 100 + i / 1000} for i, s in enumerate(corpus.STATISTICS)}}
+              "stats": {s: {"mean": L + h / 100 + i / 1000} for i, s in enumerate(STATISTICS)}}
              for L in range(12) for h in range(12)]
     gpt2 = gpt2np.GPT2Config(n_layer=12, n_head=12, n_embd=768)
-    roles = corpus.published_roles(gpt2, heads)
+    roles = published_roles(gpt2, heads)
     assert roles["applicable"]
     listed = {h["head"]: h for role in roles["roles"] for h in role["heads"]}
     assert set(listed) == {name for _, names, _, _ in findings.PUBLISHED_ROLES for name in names}
     L, h = map(int, "4.11".split("."))
     assert listed["4.11"]["previous"] == L + h / 100 + 2 / 1000
-    assert not corpus.published_roles(gpt2np.GPT2Config(n_layer=4, n_head=8, n_embd=256), [])["applicable"]
+    assert not published_roles(gpt2np.GPT2Config(n_layer=4, n_head=8, n_embd=256), [])["applicable"]
 
 
 def test_standard_input_is_read_as_utf8():
     import io
-    assert corpus.read_sources("-", stdin=io.BytesIO("Ünïcode text".encode())) == \
+    assert read_sources("-", stdin=io.BytesIO("Ünïcode text".encode())) == \
         [("<stdin>", "Ünïcode text")]
     with pytest.raises(gpt2np.GPT2npError, match="standard input is not valid UTF-8: byte 0xff"):
-        corpus.read_sources("-", stdin=io.BytesIO(b"ok \xff"))
-    assert corpus.read_sources("-", "replace", stdin=io.BytesIO(b"ok \xff")) == [("<stdin>", "ok \ufffd")]
+        read_sources("-", stdin=io.BytesIO(b"ok \xff"))
+    assert read_sources("-", "replace", stdin=io.BytesIO(b"ok \xff")) == [("<stdin>", "ok \ufffd")]

@@ -11,7 +11,7 @@ from reference import check, hf_model
 
 import gpt2np
 from gpt2np import analysis
-from gpt2np.hub import DEMO_DIR
+from gpt2np.files.hub import DEMO_DIR
 
 # Public-domain sentences in Austen's style (not from the training split's wording).
 SENTENCES = [

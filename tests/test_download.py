@@ -14,7 +14,7 @@ from modelfiles import GPT2_FILES, small_config, write_model_dir
 from tokenizers import Tokenizer
 
 import gpt2np
-from gpt2np import hub
+from gpt2np.files import hub
 
 PINNED = "607a30d783dfa663caf39e06633721c8d4cfcd7e"    # openai-community/gpt2, as the README says
 TINY = small_config(n_layer=1, n_head=2, n_embd=16, n_positions=16, vocab_size=50257)

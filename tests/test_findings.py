@@ -12,7 +12,7 @@ from patterns import one_key
 
 import gpt2np
 from gpt2np import cli
-from gpt2np import findings as F
+from gpt2np.analysis import findings as F
 from gpt2np.trace import Trace
 
 

@@ -19,8 +19,8 @@ from reference import hf_model, tensor_relative_delta
 
 import gpt2np
 from gpt2np import GPT2Config, GPT2npError, model
+from gpt2np.files.hub import DEMO_DIR
 from gpt2np.generate import choose, distribution
-from gpt2np.hub import DEMO_DIR
 
 BOUND = 1e-5       # max|Δ| / max|ref| per tensor, cached step vs full forward pass
 PROMPT = "The quick brown fox"

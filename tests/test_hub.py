@@ -10,7 +10,7 @@ from localhub import closed_port, use_hub
 from modelfiles import small_config, write_model_dir
 
 import gpt2np
-from gpt2np import hub
+from gpt2np.files import hub
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import pytest
 from modelfiles import small_config, write_model_dir
 
 import gpt2np
-from gpt2np import interventions as I
+from gpt2np.analysis import interventions as I
 from gpt2np.errors import GPT2npError
 
 IDS = [5, 17, 42, 8, 99, 3, 17, 42, 64, 21, 7, 30]

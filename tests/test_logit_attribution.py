@@ -16,7 +16,7 @@ import pytest
 from reference import hf_model, hf_trace
 
 import gpt2np
-from gpt2np import interventions
+from gpt2np.analysis import interventions
 from gpt2np.errors import GPT2npError
 
 SENTENCE = "The trophy doesn't fit in the suitcase because it is too big."

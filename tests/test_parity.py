@@ -111,7 +111,7 @@ def test_tokenizer_check_values(gpt2_files, tmp_path):
     """tests/data/gpt2/README.md's check values; vocab.json + merges.txt give the same ids as tokenizer.json."""
     import shutil
 
-    from gpt2np.tokenizer import Tokenizer
+    from gpt2np.files.tokenizer import Tokenizer
     tok = Tokenizer.from_dir(gpt2_files)
     assert tok.encode("The quick brown fox jumps over the lazy") == [
         464, 2068, 7586, 21831, 18045, 625, 262, 16931]

@@ -12,7 +12,7 @@ import pytest
 from reference import REAL_BOUNDS, check, hf_model, hf_trace, max_abs_delta
 
 import gpt2np
-from gpt2np import hub
+from gpt2np.files import hub
 
 REAL = hub.weights_dir() / "gpt2"
 pytestmark = pytest.mark.skipif(

@@ -15,7 +15,7 @@ import pytest
 from demofacts import card_head, head_name, multi_token_word, one_token_swap, single_token
 from modelfiles import small_config, write_model_dir
 
-from gpt2np import findings, interventions
+from gpt2np.analysis import findings, interventions
 from viewer import create_app
 from viewer.analysis import MAX_K
 from viewer.runs import MEMO_ENTRIES, run_handle

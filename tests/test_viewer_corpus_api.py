@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from gpt2np import corpus
+from gpt2np.analysis import corpus
 from viewer import create_app
 from viewer.cli import main as viewer_main
 

@@ -8,7 +8,7 @@ import json
 import pytest
 from browser import serving, shot, wait_head, watched_page
 
-from gpt2np import corpus
+from gpt2np.analysis import corpus
 
 pytestmark = pytest.mark.browser
 

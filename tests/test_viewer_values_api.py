@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from demofacts import multi_token_word, single_token
 
-from gpt2np import interventions
+from gpt2np.analysis import interventions
 from viewer import create_app
 from viewer.analysis import MAX_K
 

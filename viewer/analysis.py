@@ -17,7 +17,8 @@ created (`induction_probe`).
 import numpy as np
 from flask import Blueprint, current_app, jsonify, request
 
-from gpt2np import GPT2npError, analysis, findings, interventions
+from gpt2np import GPT2npError, analysis
+from gpt2np.analysis import findings, interventions
 from gpt2np.heads import parse_heads
 
 from .api import binary, forward_lock, get_run, layer_head, model, next_tokens, parse_run_body, run_input

@@ -7,8 +7,8 @@ import sys
 from werkzeug.serving import WSGIRequestHandler
 
 from gpt2np import GPT2npError
+from gpt2np.analysis.corpus import read_stats
 from gpt2np.api import ENGINES
-from gpt2np.corpus import read_stats
 
 from . import DEFAULTS, LOCAL_NAMES, create_app
 

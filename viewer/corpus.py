@@ -9,7 +9,7 @@ top examples of every head, each opening in the normal view at its position.
 
 from flask import Blueprint, current_app, jsonify, render_template
 
-from gpt2np.corpus import read_stats
+from gpt2np.analysis.corpus import read_stats
 
 from .api import model_summary
 from .errors import ApiError

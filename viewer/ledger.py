@@ -29,7 +29,8 @@ against hook_attn_out.
 
 import numpy as np
 
-from gpt2np import analysis, interventions
+from gpt2np import analysis
+from gpt2np.analysis import interventions
 
 from .wire import f32, f32_list
 

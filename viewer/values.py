@@ -13,7 +13,8 @@ again (`api.rerun`). The walk and the attribution are kept per run as JSON (`Run
 
 from flask import Blueprint, jsonify
 
-from gpt2np import GPT2npError, interventions
+from gpt2np import GPT2npError
+from gpt2np.analysis import interventions
 
 from .analysis import MAX_K, json_bytes, url_token
 from .api import forward_lock, get_run, layer_head, model, rerun

@@ -30,11 +30,11 @@ from difflib import SequenceMatcher
 
 import numpy as np
 
-from .analysis import head_output_weights, next_token_top_k, probabilities
-from .errors import GPT2npError
-from .heads import head_name, parse_heads
-from .ops import layer_norm
-from .trace import residual_stream_names
+from ..errors import GPT2npError
+from ..heads import head_name, parse_heads
+from ..ops import layer_norm
+from ..trace import residual_stream_names
+from .stats import head_output_weights, next_token_top_k, probabilities
 
 
 # -- small shared helpers ------------------------------------------------------------------------

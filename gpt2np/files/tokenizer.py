@@ -12,7 +12,7 @@ from pathlib import Path
 from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, pre_tokenizers
 
-from .errors import GPT2npError
+from ..errors import GPT2npError
 
 ENDOFTEXT = "<|endoftext|>"
 

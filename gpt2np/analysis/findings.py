@@ -15,10 +15,10 @@ import re
 
 import numpy as np
 
-from . import analysis
-from .analysis import THRESHOLDS
-from .errors import GPT2npError
-from .heads import head_name
+from .. import analysis
+from ..errors import GPT2npError
+from ..heads import head_name
+from .stats import THRESHOLDS
 
 SENTENCE = ("The trophy doesn't fit in the suitcase because it is too big. When Mary and John "
             "went to the store, John gave a drink to Mary. The quick brown fox jumps over the "

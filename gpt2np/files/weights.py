@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from safetensors import SafetensorError, safe_open
 
-from .errors import GPT2npError
+from ..errors import GPT2npError
 
 WEIGHTS_FILE = "model.safetensors"
 PREFIX = "transformer."

@@ -13,9 +13,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import GPT2npError
+from ..errors import GPT2npError
 
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parent.parent       # gpt2np/
 DEMO_DIR = PACKAGE_DIR / "demo"
 MODEL_FILES = ("config.json", "model.safetensors")
 
