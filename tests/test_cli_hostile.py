@@ -24,6 +24,7 @@ from hostile import (
 
 import gpt2np
 from gpt2np import cli
+from gpt2np.cli import run as run_command_module
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +35,7 @@ def model(small_text_model_dir):
 @pytest.fixture
 def run_cli(model, small_text_model_dir, capsys, monkeypatch):
     """run_cli(args, stdin=None) -> (status, out, err), in process, the model loaded once."""
-    monkeypatch.setattr(cli, "load", lambda name, **options: model)
+    monkeypatch.setattr(run_command_module, "load", lambda name, **options: model)
 
     def run(args, stdin=None):
         if stdin is not None:

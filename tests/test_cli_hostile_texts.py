@@ -9,6 +9,7 @@ import pytest
 from hostile import LONE_SURROGATES, hostile_texts
 
 from gpt2np import cli
+from gpt2np.cli import run as run_command_module
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +22,7 @@ def test_hostile_texts_in_process(model_arg, small_text_model_dir, capsys, monke
     other is refused (exit 2) for the reason it states: more tokens than the context."""
     import gpt2np
     model = gpt2np.load(small_text_model_dir)
-    monkeypatch.setattr(cli, "load", lambda name, **options: model)   # load once; everything else as run
+    monkeypatch.setattr(run_command_module, "load", lambda name, **options: model)   # load once; everything else as run
     texts = hostile_texts()
     outcomes = {0: 0, 2: 0}
     for text in texts:

@@ -1,7 +1,7 @@
 """The findings report as data: the original demo's predictions about attention, measured on a
 loaded model, every head's type, and GPT-2 small's published head roles.
 
-Every piece returns a JSON-ready dict or list (the command line prints them: `gpt2np/cli_findings.py`;
+Every piece returns a JSON-ready dict or list (the command line prints them: `gpt2np/cli/findings.py`;
 the viewer sends them):
     head_table(model, text_or_trace)      every head's statistics and type (see gpt2np.analysis)
     induction_scores(model)               the induction probe: scores [n_layer, n_head] and its trace

@@ -87,7 +87,7 @@ def next_token_top_k(logits, k=5, block=64):
     return ids.reshape(*logits.shape[:-1], k), probs.reshape(*logits.shape[:-1], k)
 
 
-# -- the original three (used by cli.py; top_keys also by the viewer and findings) --------------
+# -- the original three (used by cli/run.py; top_keys also by the viewer and findings) --------------
 def sink_mass(pattern):
     """Mean attention on key position 0 over queries 1..T-1. [..., T, T] -> [...]"""
     return sink_per_query(pattern).mean(axis=-1)

@@ -1,7 +1,7 @@
 """Corpus mode: head statistics and the original demo's predictions over many texts.
 
     stats = gpt2np.corpus.measure("demo", ["a text", "another text"], window=128, workers=2)
-    python -m gpt2np corpus FILE|DIR|- --model demo --out stats.json      (gpt2np/cli_corpus.py)
+    python -m gpt2np corpus FILE|DIR|- --model demo --out stats.json      (gpt2np/cli/corpus.py)
 
 The texts are cut into windows of `window` tokens (a window never spans two documents: every text
 is one, and so is every piece of a text between literal `<|endoftext|>` markers). Each window gets

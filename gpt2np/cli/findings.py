@@ -17,12 +17,12 @@ import argparse
 import json
 import sys
 
-from . import analysis
-from .analysis import findings, interventions
-from .analysis.findings import CANDIDATES, COREF_SENTENCE, PROBE_LENGTH, PROBE_SEED, PRONOUN, SENTENCE
-from .api import load
-from .cli import DEFAULT_MODEL, add_engine_option, show
-from .errors import GPT2npError
+from .. import analysis
+from ..analysis import findings, interventions
+from ..analysis.findings import CANDIDATES, COREF_SENTENCE, PROBE_LENGTH, PROBE_SEED, PRONOUN, SENTENCE
+from ..api import load
+from ..errors import GPT2npError
+from .options import add_bos_option, add_engine_option, add_model_option, show
 
 # -- printing ------------------------------------------------------------------------------------
 TYPE_STAT = {"induction": "induction", "previous-token": "previous", "self": "self", "sink": "sink",
@@ -159,13 +159,13 @@ def build_parser():
         prog="gpt2np findings",
         description="Check the original demo's predictions about attention on a model, with the "
                     "measured numbers; or run one tool: --lens, --ablate, --pair, --attribute.")
-    p.add_argument("--model", default=DEFAULT_MODEL, help=f"name or directory (default {DEFAULT_MODEL})")
+    add_model_option(p)
     p.add_argument("--sentence", default=SENTENCE, help="text for the per-head statistics")
     p.add_argument("--coref-sentence", default=COREF_SENTENCE, help="text for prediction 4")
     p.add_argument("--pronoun", default=PRONOUN, help=f"query word of prediction 4 (default {PRONOUN})")
     p.add_argument("--candidates", nargs=2, default=CANDIDATES, metavar=("REFERENT", "OTHER"),
                    help="the two words prediction 4 compares (default: trophy suitcase)")
-    p.add_argument("--bos", action="store_true", help="prepend <|endoftext|> to every text")
+    add_bos_option(p, "every text")
     add_engine_option(p)
     p.add_argument("--probe-length", type=int, default=PROBE_LENGTH,
                    help=f"random tokens per copy in the induction probe (default {PROBE_LENGTH})")

@@ -9,10 +9,10 @@ line.
 import argparse
 import sys
 
-from .analysis import corpus
-from .cli import DEFAULT_MODEL, add_engine_option, show
-from .engine import N_CORES
-from .errors import GPT2npError
+from ..analysis import corpus
+from ..engine import N_CORES
+from ..errors import GPT2npError
+from .options import add_bos_option, add_engine_option, add_model_option, show
 
 
 def build_parser():
@@ -24,14 +24,13 @@ def build_parser():
     p.add_argument("source", metavar="FILE|DIR|-",
                    help="a UTF-8 text file, a directory (every *.txt below it), or - for standard "
                         "input; the text <|endoftext|> separates documents")
-    p.add_argument("--model", default=DEFAULT_MODEL,
-                   help=f"a name or model directory, as for the main command (default {DEFAULT_MODEL})")
+    add_model_option(p)
     p.add_argument("--window", type=int, default=128,
                    help="tokens per forward pass, <|endoftext|> included with --bos (default 128)")
     p.add_argument("--stride", type=int,
                    help="text tokens from one window's start to the next (default: the window's "
                         "text tokens, so that windows tile the text)")
-    p.add_argument("--bos", action="store_true", help="start every window with <|endoftext|>")
+    add_bos_option(p, "every window")
     p.add_argument("--max-windows", type=int, metavar="N",
                    help="measure only the first N windows (a rerun with a larger N or without it "
                         "continues)")

@@ -7,10 +7,17 @@ error prints one line on stderr and exits with status 2 (through `cli.main`).
 import argparse
 import json
 
-from .api import load
-from .cli import DEFAULT_MODEL, UsageError, add_engine_option, read_stdin, show
-from .files.hub import KNOWN_MODELS
-from .generate import checked_prompt, decode, fresh_seed
+from ..api import load
+from ..generate import checked_prompt, decode, fresh_seed
+from .options import (
+    UsageError,
+    add_bos_option,
+    add_engine_option,
+    add_model_option,
+    add_text_argument,
+    read_stdin,
+    show,
+)
 
 SAMPLING_OPTIONS = ("temperature", "top_k", "top_p", "seed")
 
@@ -20,7 +27,7 @@ def build_parser():
         prog="gpt2np generate",
         description="Continue a text with GPT-2 (NumPy), one token at a time with a KV cache, "
                     "printing each token as it is made.")
-    p.add_argument("text", help="the prompt ('-' reads it from standard input)")
+    add_text_argument(p, "the prompt")
     p.add_argument("--tokens", type=int, default=20, help="new tokens at most (default 20)")
     p.add_argument("--temperature", type=float, help="divide the logits by this before softmax "
                    "(default 1; below 1 sharper, above 1 flatter)")
@@ -33,10 +40,8 @@ def build_parser():
                    help="print each step's table: top candidates, p before and after temperature, "
                         "what survives top-k and top-p, the choice")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON at the end")
-    p.add_argument("--model", default=DEFAULT_MODEL,
-                   help=f"a name ({', '.join(['demo', *KNOWN_MODELS])}), a Hub repo id, or a "
-                        f"model directory (default: {DEFAULT_MODEL})")
-    p.add_argument("--bos", action="store_true", help="prepend <|endoftext|> to the prompt")
+    add_model_option(p)
+    add_bos_option(p, "the prompt")
     add_engine_option(p)
     return p
 

@@ -1,26 +1,30 @@
-"""Command line: `python -m gpt2np "sentence"`, `python -m gpt2np download [NAME]`, and the
-dispatch to `python -m gpt2np findings ...` (its parsing and printing: `gpt2np/cli_findings.py`),
-`python -m gpt2np generate ...` (`gpt2np/cli_generate.py`), `corpus ...` (`gpt2np/cli_corpus.py`)
-and `export ...` (`gpt2np/cli_export.py`).
+"""`python -m gpt2np "sentence"`: the default command. Runs the model on one text and prints its
+tokens, next-token predictions, a per-layer summary of the heads, and, on request, one head's
+pattern and a query's top keys (or all of it as --json, the arrays with --save).
 
 Only argument parsing and printing live here; the work is done by `gpt2np.load`, `Model.run` and
-`gpt2np.analysis`. Every user error prints one line on stderr and exits with status 2.
+`gpt2np.analysis`.
 """
 
 import argparse
 import json
-import os
-import sys
 
-from . import analysis
-from .analysis import interventions
-from .api import DEFAULT_ENGINE, ENGINES, load
-from .errors import GPT2npError
-from .files.hub import KNOWN_MODELS, resolve
-from .heads import check_head
+from .. import analysis
+from ..analysis import interventions
+from ..api import load
+from ..errors import GPT2npError
+from ..heads import check_head
+from .options import (
+    UsageError,
+    add_bos_option,
+    add_engine_option,
+    add_model_option,
+    add_text_argument,
+    read_stdin,
+    show,
+)
 
 SHADES = " ·░▒▓█"   # text heatmap: weight 0 -> ' ', 1 -> '█'
-DEFAULT_MODEL = "gpt2"
 
 
 def build_parser():
@@ -29,29 +33,17 @@ def build_parser():
         description="Run GPT-2 (NumPy) on a sentence and show its tokens, next-token predictions "
                     "and attention. Subcommands: `gpt2np download [NAME]`, `gpt2np findings`, "
                     "`gpt2np corpus FILE`, `gpt2np export`, `gpt2np generate TEXT`.")
-    p.add_argument("text", help="the sentence to run ('-' reads it from standard input)")
-    p.add_argument("--model", default=DEFAULT_MODEL,
-                   help=f"a name ({', '.join(['demo', *KNOWN_MODELS])}), a Hub repo id, or a "
-                        f"model directory (default: {DEFAULT_MODEL}; 'demo' needs no download)")
+    add_text_argument(p, "the sentence to run")
+    add_model_option(p)
     p.add_argument("--layer", type=int, help="show this layer's attention pattern (with --head)")
     p.add_argument("--head", type=int, help="show this head's attention pattern (with --layer)")
     p.add_argument("--query", type=int, help="list the top keys of this query position (with --layer/--head)")
     p.add_argument("--top-k", type=int, default=5, help="how many predictions / keys to list (default 5)")
     p.add_argument("--save", metavar="FILE.npz", help="save every trace array plus tokens and ids")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON instead of text")
-    p.add_argument("--bos", action="store_true", help="prepend <|endoftext|> to the tokens")
+    add_bos_option(p, "the tokens")
     add_engine_option(p)
     return p
-
-
-def add_engine_option(p):
-    p.add_argument("--engine", choices=list(ENGINES), default=DEFAULT_ENGINE,
-                   help="'fast': the CPU schedule of engine.py; 'reference': model.py's plain math, "
-                        f"to step through in a debugger; the same numbers (default: {DEFAULT_ENGINE})")
-
-
-class UsageError(GPT2npError):
-    pass
 
 
 def check_options(args, model, T):
@@ -80,11 +72,6 @@ def layer_summary(trace):
     return rows
 
 
-def show(s):
-    """A token as printed: repr-like quotes so leading spaces and control characters show."""
-    return json.dumps(s, ensure_ascii=False)
-
-
 def text_heatmap(pattern, tokens, width=12):
     labels = [show(t)[:width].ljust(width) for t in tokens]
     lines = [" " * (width + 6) + "keys →  (shade: weight 0 ' ' … 1 '█'; masked '-')"]
@@ -93,15 +80,6 @@ def text_heatmap(pattern, tokens, width=12):
                         for j, w in enumerate(row))
         lines.append(f"{i:4d} {labels[i]} |{cells}|")
     return "\n".join(lines)
-
-
-def read_stdin():
-    data = sys.stdin.buffer.read()
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise GPT2npError(f"Standard input is not valid UTF-8: byte 0x{data[e.start]:02x} at offset "
-                          f"{e.start}. Save the text as UTF-8.") from None
 
 
 def save_trace(trace, path):
@@ -173,54 +151,3 @@ def run_command(argv):
     return 0
 
 
-def download_command(argv):
-    p = argparse.ArgumentParser(prog="gpt2np download",
-                                description="Download a model's files ahead of time.")
-    p.add_argument("name", nargs="?", default=DEFAULT_MODEL,
-                   help=f"{', '.join(KNOWN_MODELS)} or a Hub repo id (default {DEFAULT_MODEL})")
-    args = p.parse_args(argv)
-    source = resolve(args.name)
-    print(f"{args.name}: ready in {source.directory}")
-    return 0
-
-
-def findings_command(argv):
-    from .cli_findings import findings_command  # imported here: cli_findings imports this module
-    return findings_command(argv)
-
-
-def generate_command(argv):
-    from .cli_generate import main as generate_main  # its parsing and printing, in its own module
-    return generate_main(argv)
-
-
-def corpus_command(argv):
-    from .cli_corpus import corpus_command  # imported here: cli_corpus imports this module
-    return corpus_command(argv)
-
-
-def export_command(argv):
-    from .cli_export import export_command  # imported here: cli_export imports this module
-    return export_command(argv)
-
-
-SUBCOMMANDS = {"download": download_command, "findings": findings_command, "corpus": corpus_command,
-               "export": export_command, "generate": generate_command}
-
-
-def main(argv=None):
-    argv = sys.argv[1:] if argv is None else list(argv)
-    command = SUBCOMMANDS.get(argv[0]) if argv else None
-    try:
-        return command(argv[1:]) if command else run_command(argv)
-    except GPT2npError as e:
-        print(f"gpt2np: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:      # the reader left early (`| head`): stop quietly, as `cat` does
-        try:
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
-        except (OSError, ValueError):
-            pass
-        return 141               # 128 + SIGPIPE, what a shell reports for such a pipe

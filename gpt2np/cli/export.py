@@ -10,9 +10,9 @@ opens from disk in a browser with no server and no network; it says what it hold
 
 import argparse
 
-from .api import load
-from .cli import DEFAULT_MODEL, UsageError, add_engine_option, read_stdin
-from .html import save_html
+from ..api import load
+from ..html import save_html
+from .options import UsageError, add_bos_option, add_engine_option, add_model_option, add_text_argument, read_stdin
 
 
 def build_parser():
@@ -21,11 +21,9 @@ def build_parser():
         prog="gpt2np export",
         description="Run a sentence and save the viewer's page for it as one HTML file that opens "
                     "from disk: heatmaps of every head, top-5 keys, the Q·K panel and ledger, all heads.")
-    p.add_argument("text", help="the sentence to run ('-' reads it from standard input)")
+    add_text_argument(p, "the sentence to run")
     p.add_argument("--html", required=True, metavar="FILE.html", help="the file to write")
-    p.add_argument("--model", default=DEFAULT_MODEL,
-                   help=f"a name, a Hub repo id or a model directory (default: {DEFAULT_MODEL}; "
-                        "'demo' needs no download)")
+    add_model_option(p)
     p.add_argument("--layer", type=int, default=0, help="the layer the page opens at (default 0)")
     p.add_argument("--head", type=int, default=0, help="the head the page opens at (default 0)")
     p.add_argument("--query", type=int, help="the query position the page opens at (default: the last token)")
@@ -41,7 +39,7 @@ def build_parser():
     p.add_argument("--max-mb", type=float, default=DEFAULT_MAX_MB,
                    help="size bound of the file in MB; heads that would pass it are left out "
                         f"(default {DEFAULT_MAX_MB})")
-    p.add_argument("--bos", action="store_true", help="prepend <|endoftext|> to the tokens")
+    add_bos_option(p, "the tokens")
     add_engine_option(p)
     return p
 

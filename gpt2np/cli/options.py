@@ -1,0 +1,52 @@
+"""What every subcommand of `python -m gpt2np` shares, defined once: the text argument (or - for
+standard input), --model, --bos and --engine; reading standard input; the user error that exits
+with status 2; how a token is printed."""
+
+import json
+import sys
+
+from ..api import DEFAULT_ENGINE, ENGINES
+from ..errors import GPT2npError
+from ..files.hub import KNOWN_MODELS
+
+DEFAULT_MODEL = "gpt2"
+
+
+def add_text_argument(p, what):
+    """The positional text: `what` (e.g. "the sentence to run"), or '-' for standard input."""
+    p.add_argument("text", help=f"{what} ('-' reads it from standard input)")
+
+
+def add_model_option(p):
+    p.add_argument("--model", default=DEFAULT_MODEL,
+                   help=f"a name ({', '.join(['demo', *KNOWN_MODELS])}), a Hub repo id, or a "
+                        f"model directory (default: {DEFAULT_MODEL}; 'demo' needs no download)")
+
+
+def add_bos_option(p, to):
+    """--bos: prepend <|endoftext|> to `to` (e.g. "the tokens", "every window")."""
+    p.add_argument("--bos", action="store_true", help=f"prepend <|endoftext|> to {to}")
+
+
+def add_engine_option(p):
+    p.add_argument("--engine", choices=list(ENGINES), default=DEFAULT_ENGINE,
+                   help="'fast': the CPU schedule of engine.py; 'reference': model.py's plain math, "
+                        f"to step through in a debugger; the same numbers (default: {DEFAULT_ENGINE})")
+
+
+class UsageError(GPT2npError):
+    pass
+
+
+def show(s):
+    """A token as printed: repr-like quotes so leading spaces and control characters show."""
+    return json.dumps(s, ensure_ascii=False)
+
+
+def read_stdin():
+    data = sys.stdin.buffer.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise GPT2npError(f"Standard input is not valid UTF-8: byte 0x{data[e.start]:02x} at offset "
+                          f"{e.start}. Save the text as UTF-8.") from None
