@@ -4,7 +4,7 @@ every time is only checked to be a measured figure (finite, positive), never aga
 import json
 import math
 
-from gpt2np import bench
+from benchmarks import bench
 
 
 def measured(x):

@@ -346,8 +346,8 @@ def test_cli_bad_values_exit_2_with_one_line(gen_dir, args, message):
 
 @pytest.mark.slow
 def test_generation_benchmark_runs_and_reports(tmp_path, capsys):
-    """gpt2np/bench_generate.py end to end on GPT-2 small's shapes; no timing is judged."""
-    from gpt2np import bench_generate
+    """benchmarks/bench_generate.py end to end on GPT-2 small's shapes; no timing is judged."""
+    from benchmarks import bench_generate
     out = tmp_path / "bench.json"
     assert bench_generate.main(["--context", "16", "--new", "3", "--repeats", "1", "--json", str(out)]) == 0
     result = json.loads(out.read_text())

@@ -1,7 +1,7 @@
 """Benchmark: gpt2np's full-trace forward pass against transformers' eager forward, each in its own process.
 
-    python -m gpt2np.bench                  # T = 16, 64, 256, 1024; about 10 minutes on 2 cores
-    python -m gpt2np.bench --tokens 16 64 --repeats 3 --json bench.json
+    python -m benchmarks.bench                  # T = 16, 64, 256, 1024; about 10 minutes on 2 cores
+    python -m benchmarks.bench --tokens 16 64 --repeats 3 --json bench.json
 
 Needs no download: it saves a randomly initialised GPT-2 small (transformers' GPT2LMHeadModel,
 124M parameters) to a temporary directory, and every implementation loads that one file.
@@ -121,7 +121,7 @@ def matrix_products(params, config, library):
                     inputs[w.shape[0]] @ w + b
                 inputs[head.shape[0]] @ head
         elif library == "engine":
-            from .engine import CPU, one_blas_thread
+            from gpt2np.engine import CPU, one_blas_thread
 
             def run():
                 with one_blas_thread():
@@ -176,7 +176,7 @@ class Worker:
 
     def __init__(self, impl, directory, env):
         self.impl = impl
-        self.proc = subprocess.Popen([sys.executable, "-m", "gpt2np.bench", "--worker", impl, str(directory)],
+        self.proc = subprocess.Popen([sys.executable, "-m", "benchmarks.bench", "--worker", impl, str(directory)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
         self.info = self.receive()
 
@@ -351,7 +351,7 @@ def print_table(results, phase):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m gpt2np.bench", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m benchmarks.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--tokens", type=int, nargs="+", default=[16, 64, 256, 1024])
     p.add_argument("--repeats", type=int, default=7,
                    help="timed rounds per length (each runs every implementation once)")

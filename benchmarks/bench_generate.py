@@ -1,8 +1,8 @@
 """Benchmark of generation: one KV-cached step against a full forward pass, and tokens per second
 against transformers' `generate`.
 
-    python -m gpt2np.bench_generate                     # about 3 minutes on 2 cores
-    python -m gpt2np.bench_generate --context 200 --new 50 --repeats 3 --json out.json
+    python -m benchmarks.bench_generate                     # about 3 minutes on 2 cores
+    python -m benchmarks.bench_generate --context 200 --new 50 --repeats 3 --json out.json
 
 Needs no download: a randomly initialised GPT-2 small (124M parameters) is saved by transformers
 to a temporary directory and loaded from there. Measured:
@@ -38,8 +38,7 @@ def step_versus_forward(directory, context, repeats):
     """Median seconds of a full forward pass over `context` tokens (fast engine) and of one cached
     step after them (fast engine, and model.py's plain kernels), measured in turn in this process."""
     import gpt2np
-
-    from . import model
+    from gpt2np import model
     m = gpt2np.load(directory)
     ids = prompt_ids(context)
     cache = model.kv_cache(m.run(ids), m.config)
@@ -81,14 +80,14 @@ def generation_child(which, directory, context, new):
 
 
 def in_own_process(which, directory, args):
-    code = (f"from gpt2np.bench_generate import generation_child; print(generation_child("
+    code = (f"from benchmarks.bench_generate import generation_child; print(generation_child("
             f"{which!r}, {str(directory)!r}, {args.context}, {args.new}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m gpt2np.bench_generate", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m benchmarks.bench_generate", description=__doc__.split("\n\n")[0])
     p.add_argument("--context", type=int, default=200, help="tokens already seen (default 200)")
     p.add_argument("--new", type=int, default=50, help="tokens generated per timed run (default 50)")
     p.add_argument("--repeats", type=int, default=5, help="timed runs of each measure (default 5)")
