@@ -6,9 +6,11 @@
     gpt2np.show(trace, layer=5, head=1)          # in a notebook: the page in an iframe
     trace                                        # (last line of a cell) the same, at head 0.0
 
-The page is the viewer's own (viewer/export.py builds it from viewer/templates and
-viewer/static); it is imported here only when called, so `import gpt2np` needs neither Flask nor
-the viewer, and IPython is used only when it is already running. Options, for all of them:
+The page is the viewer's own: viewer/export/ builds it from viewer/templates and viewer/static.
+`page_builder` below is the one door from gpt2np up to the viewer (a test walks the imports and
+allows no other): it imports viewer.export when first called, so `import gpt2np` needs neither
+Flask nor the viewer, and viewer.export itself imports no Flask, so rendering a trace never loads
+Flask either. IPython is used only when it is already running. Options, for all of them:
 
     layer, head, query   where the view opens (default 0, 0 and the last token)
     layers, heads        whose heatmaps go in: "0-3,7", [0, 5] or "all" (default every head)
@@ -26,18 +28,23 @@ import os
 from .errors import GPT2npError
 
 
+def page_builder():
+    """The viewer's page builder, the module `viewer.export` (its `page`, `iframe` and size bounds),
+    imported when first needed. The one place gpt2np imports the viewer; it imports no Flask."""
+    import viewer.export
+    return viewer.export
+
+
 def to_html(trace, model=None, **options):
     """The page as an HTML string."""
-    from viewer.export import page
-    html, _ = page(trace, model, **options)
+    html, _ = page_builder().page(trace, model, **options)
     return html
 
 
 def save_html(trace, path, model=None, **options):
     """Write the page to `path` (UTF-8). Returns what went in: {"path", "bytes", "heatmaps",
     "exact", "values", "holds"} (heads as "L.H")."""
-    from viewer.export import page
-    html, snapshot = page(trace, model, **options)
+    html, snapshot = page_builder().page(trace, model, **options)
     data = html.encode("utf-8")
     try:
         with open(path, "wb") as f:
@@ -54,13 +61,13 @@ class NotebookView:
     """A page for a notebook: `_repr_html_` is an <iframe srcdoc> holding the whole page."""
 
     def __init__(self, trace, model=None, height=None, **options):
-        from viewer.export import IFRAME_HEIGHT, NOTEBOOK_MAX_MB, iframe, page
-        options.setdefault("max_mb", NOTEBOOK_MAX_MB)
-        self.html, self.snapshot = page(trace, model, **options)
+        export = page_builder()
+        options.setdefault("max_mb", export.NOTEBOOK_MAX_MB)
+        self.html, self.snapshot = export.page(trace, model, **options)
         name = trace.model_name or "model"
         caption = (f"gpt2np viewer · {name} · {trace.n_tokens} tokens. No view below? This notebook's "
                    "outputs are not trusted here: run the cell again (or trust the notebook).")
-        self._iframe = iframe(self.html, caption, height or IFRAME_HEIGHT)
+        self._iframe = export.iframe(self.html, caption, height or export.IFRAME_HEIGHT)
 
     def _repr_html_(self):
         return self._iframe

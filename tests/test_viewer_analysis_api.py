@@ -1,4 +1,4 @@
-"""The analysis panels' endpoints (viewer/analysis.py) through Flask's test_client: every number is
+"""The analysis panels' endpoints (viewer/routes/analysis.py) through Flask's test_client: every number is
 checked against a direct call of the gpt2np function the endpoint wraps, and every error is JSON.
 
 Models: the bundled demo model (learned attention, its own tokenizer; its shape, heads and
@@ -17,9 +17,9 @@ from modelfiles import small_config, write_model_dir
 
 from gpt2np.analysis import findings, interventions
 from viewer import create_app
-from viewer.analysis import MAX_K
-from viewer.runs import MEMO_ENTRIES, run_handle
-from viewer.wire import quantize
+from viewer.answers.runs import MEMO_ENTRIES, run_handle
+from viewer.answers.wire import quantize
+from viewer.routes.analysis import MAX_K
 
 SENTENCE = "The trophy doesn't fit in the suitcase because it is too big."
 SMALL = "The trophy doesn't fit in the suitcase because it is too small."
@@ -277,9 +277,9 @@ def test_ablate_errors(client, ran, demo):
 
 
 def test_results_are_kept_per_run_within_a_bound(demo_app, client, monkeypatch):
-    import viewer.runs
+    import viewer.answers.runs
     assert MEMO_ENTRIES == 16
-    monkeypatch.setattr(viewer.runs, "MEMO_ENTRIES", 3)
+    monkeypatch.setattr(viewer.answers.runs, "MEMO_ENTRIES", 3)
     handle = client.post("/api/run", json={"text": DARCY}).get_json()["handle"]
     run = demo_app.extensions["gpt2np.runs"].get(handle)
     arrays = run.nbytes()

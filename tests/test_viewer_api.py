@@ -17,8 +17,8 @@ from demofacts import CARD, is_name
 
 import gpt2np
 from viewer import create_app
+from viewer.answers.wire import quantize
 from viewer.cli import main as cli_main
-from viewer.wire import quantize
 
 SENTENCE = "The trophy doesn't fit in the suitcase because it is too big."
 STATIC = Path(__file__).resolve().parents[1] / "viewer" / "static"
@@ -320,10 +320,10 @@ def test_unknown_handle_route_method_and_size_errors(app, client):
 
 
 def test_unexpected_errors_are_a_plain_json_500(app, client, ran, monkeypatch):
-    import viewer.api
+    import viewer.routes.api
     def boom(*a, **k):
         raise RuntimeError("secret internals")
-    monkeypatch.setattr(viewer.api, "query_panel", boom)
+    monkeypatch.setattr(viewer.routes.api, "query_panel", boom)
     msg = error_of(client.get(f"/api/runs/{ran[0]['handle']}/query?layer=0&head=0&query=0"), 500)
     assert "secret internals" not in msg and "RuntimeError" in msg
 

@@ -26,8 +26,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from viewer import create_app
-from viewer.runs import RunCache
-from viewer.wire import lower_triangle_bytes
+from viewer.answers.runs import RunCache
+from viewer.answers.wire import lower_triangle_bytes
 
 FUZZ = settings(max_examples=300, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

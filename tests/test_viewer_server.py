@@ -22,9 +22,9 @@ import pytest
 from demofacts import CONFIG as DEMO
 from hostile import FIGURES, record
 
-from viewer.ledger import pattern_row, query_panel
-from viewer.runs import Run, run_handle
-from viewer.wire import f32, lower_triangle_bytes
+from viewer.answers.ledger import pattern_row, query_panel
+from viewer.answers.runs import Run, run_handle
+from viewer.answers.wire import f32, lower_triangle_bytes
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts"

@@ -1,4 +1,4 @@
-"""The value side's endpoints (viewer/values.py) through Flask's test_client: the value ledger, the
+"""The value side's endpoints (viewer/routes/values.py) through Flask's test_client: the value ledger, the
 walk through one block and the logit attribution, on the bundled demo model.
 
 Every number is checked against the trace gpt2np gives in this process for the same text: values
@@ -16,7 +16,7 @@ from demofacts import multi_token_word, single_token
 
 from gpt2np.analysis import interventions
 from viewer import create_app
-from viewer.analysis import MAX_K
+from viewer.routes.analysis import MAX_K
 
 SENTENCE = "Mr. Darcy and Miss Bennet walked in the garden."
 COREF = "The trophy doesn't fit in the suitcase because it is too big."

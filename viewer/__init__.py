@@ -5,27 +5,27 @@
     python -m viewer --model demo         # or: flask --app viewer run
 
 The model is loaded once, here in the factory, and the induction probe of the heads table runs
-once for it. Five blueprints: `api.py` (page, static files, the JSON API of runs and heads),
-`analysis.py` (the analysis panels' endpoints), `values.py` (the value ledger, the walk through
-a block, the logit attribution), `generation.py` (the sampling ledger and Generate) and
-`corpus.py` (the page of a `gpt2np corpus` results file, config CORPUS). `args.py` reads and checks request arguments;
-`runs.py` holds the bounded cache of recent runs; `wire.py` the compact formats sent to the
-browser; `ledger.py` the Q·K and value numbers read from the trace; `walk.py` one token's steps
-through a block; `errors.py` turns every error into
-JSON. The page itself is `templates/index.html` + `static/*.js` (vanilla JS, no build, no CDN).
+once for it. The blueprints and the rest of Flask are imported inside the factory, so that
+`import viewer` (and viewer.export, which gpt2np's `to_html` uses) loads no Flask.
+
+    routes/    Flask: five blueprints, `api.py` (page, static files, the JSON API of runs and heads),
+               `analysis.py` (the analysis panels' endpoints), `values.py` (the value ledger, the
+               walk through a block, the logit attribution), `generation.py` (the sampling ledger
+               and Generate) and `corpus.py` (the page of a `gpt2np corpus` results file, config
+               CORPUS); `args.py` reads and checks request arguments, `errors.py` turns every error
+               into JSON, `host.py` refuses foreign Host headers
+    answers/   no Flask: what the API and the exported file both give (runs.py, describe.py,
+               ledger.py, walk.py, wire.py)
+    export/    no Flask: one run as one HTML file (choose, snapshot, bundle, page)
+    cli.py     `python -m viewer`
+The page itself is `templates/index.html` + `static/*.js` (vanilla JS, no build, no CDN).
 """
 
 import os
 import threading
 
-from flask import Flask, current_app, request
-
 import gpt2np
 from gpt2np.api import DEFAULT_ENGINE
-
-from . import analysis, api, corpus, generation, values
-from .errors import ApiError, register_error_handlers
-from .runs import RunCache
 
 LOCAL_NAMES = ("localhost", "127.0.0.1", "[::1]")   # this machine, as a Host header names it
 
@@ -47,6 +47,13 @@ def create_app(config=None):
     ALLOWED_HOSTS, ...).
     With no MODEL given, $GPT2NP_MODEL is used, else "demo".
     """
+    from flask import Flask
+
+    from .answers.runs import RunCache
+    from .routes import analysis, api, corpus, generation, values
+    from .routes.errors import register_error_handlers
+    from .routes.host import refuse_foreign_host
+
     app = Flask(__name__, static_folder=None)
     app.config.update(DEFAULTS)
     if os.environ.get("GPT2NP_MODEL"):
@@ -67,27 +74,3 @@ def create_app(config=None):
     app.register_blueprint(generation.bp)
     register_error_handlers(app)
     return app
-
-
-# -- the Host check ------------------------------------------------------------------------------
-# A page on another site can point its own domain name at 127.0.0.1 and then read the viewer as
-# if it were that site (DNS rebinding); its requests carry that domain in the Host header. So a
-# request is served only when its Host names this machine (ALLOWED_HOSTS, any port), unless the
-# viewer was started with --host ADDRESS to serve other machines (ALLOWED_HOSTS None).
-def host_name(host):
-    """The name part of a Host header, lower case: "LocalHost:8765" -> "localhost",
-    "[::1]:8765" -> "[::1]"."""
-    host = host.lower()
-    return host[: host.find("]") + 1] if host.startswith("[") else host.partition(":")[0]
-
-
-def refuse_foreign_host():
-    """403 for a request whose Host header is not one of ALLOWED_HOSTS (the port is not checked)."""
-    allowed = current_app.config["ALLOWED_HOSTS"]
-    if allowed is None or host_name(request.host) in allowed:
-        return
-    port = request.environ.get("SERVER_PORT", "8765")
-    raise ApiError(f"Host {request.host or '(missing or invalid)'!r} is not this viewer's address: "
-                   f"it answers only {', '.join(allowed)} (a guard against DNS rebinding). Open "
-                   f"http://localhost:{port}/ instead, or start the viewer with "
-                   "`python -m viewer --host ADDRESS` to serve other machines.", 403)

@@ -4,7 +4,7 @@
         [--heads 0,5] [--qk 5.1,5.5|all|none] [--values 5.1|all|none] [--max-mb 50]
         [--layer L --head H] [--query Q]
 
-Parsing and printing only: the page is made by gpt2np.save_html (viewer/export.py). The file
+Parsing and printing only: the page is made by gpt2np.save_html (viewer/export/). The file
 opens from disk in a browser with no server and no network; it says what it holds.
 """
 

@@ -12,25 +12,29 @@
     GET  /api/runs/<handle>/next?position               next-token top-5
     GET  /api/runs/<handle>/trace.npz                   the whole trace
 
-Views only parse arguments (args.py) and pick numbers; the numbers come from runs.py and
-ledger.py. The analysis panels' endpoints are the second blueprint, analysis.py.
+Views only parse arguments (args.py) and pick numbers; the numbers come from viewer/answers/
+(Flask-free, shared with the exported file). The analysis panels' endpoints are the second
+blueprint, analysis.py.
 """
 
 import os
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 from flask import Blueprint, current_app, jsonify, render_template, send_file
 
+from ..answers.describe import describe_run, model_summary, next_tokens, overview_bytes, pattern_bytes, wire_headers
+from ..answers.ledger import ledger, pattern_row, query_panel
+from ..answers.runs import Run, run_handle
 from .args import flag_arg, json_object, refuse_unknown_fields, whole_number
 from .errors import ApiError
-from .ledger import ledger, pattern_row, query_panel, token_ref
-from .runs import Run, run_handle
-from .wire import ENCODING, THUMB_ENCODING, f32, lower_triangle_bytes
+
+VIEWER_DIR = str(Path(__file__).resolve().parent.parent)     # static/ and templates/ are there
 
 bp = Blueprint("viewer", __name__, static_folder="static", static_url_path="/static",
-               template_folder="templates")
+               template_folder="templates", root_path=VIEWER_DIR)
 
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
        "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
@@ -75,32 +79,14 @@ def get_run(handle):
 
 
 # -- page and model -------------------------------------------------------------------------------
-ENGINE_ABOUT = {"fast": "the CPU schedule of gpt2np/engine.py: the forward pass of model.py with faster kernels",
-                "reference": "gpt2np/model.py's plain math itself: set a breakpoint there to see these numbers"}
-
-
-def model_summary(m=None, engine=None):
-    """The model as the page's header and GET /api/model describe it: the app's model, or `m`
-    (a saved file, export.py), with the engine that computed its runs (default: its own)."""
-    m = model() if m is None else m
-    engine = m.engine if engine is None else engine
-    cfg = m.config
-    return {"name": m.info.name, "origin": m.info.origin, "n_params": m.info.n_params,
-            "describe": m.info.describe(), "kind": m.info.kind, "engine": engine,
-            "engine_about": ENGINE_ABOUT[engine],
-            "has_tokenizer": m.tokenizer is not None,
-            "n_layer": cfg.n_layer, "n_head": cfg.n_head, "d_head": cfg.d_head, "n_embd": cfg.n_embd,
-            "n_positions": cfg.n_positions, "vocab_size": cfg.vocab_size}
-
-
 @bp.get("/")
 def index():
-    return render_template("index.html", model=model_summary())
+    return render_template("index.html", model=model_summary(model()))
 
 
 @bp.get("/api/model")
 def api_model():
-    return jsonify(model_summary())
+    return jsonify(model_summary(model()))
 
 
 # -- runs -----------------------------------------------------------------------------------------
@@ -123,21 +109,6 @@ def parse_run_body():
     if not isinstance(body["text"], str):
         raise ApiError('"text" must be a string.')
     return body["text"], bos
-
-
-def describe_run(run, m, engine):
-    """What the page is told of a run: tokens, ids, shapes, the next-token top-5 at the last
-    position. run_summary adds the cache's state; a saved file (export.py) says it is one."""
-    cfg = m.config
-    T, last = run.n_tokens, run.n_tokens - 1
-    return {"handle": run.handle, "model": m.info.name, "n_tokens": T,
-            "tokens": run.tokens, "ids": [int(i) for i in run.ids], "bos": run.bos,
-            "n_layer": cfg.n_layer, "n_head": cfg.n_head, "d_head": cfg.d_head,
-            "shapes": {"hook_pattern": [cfg.n_head, T, T], "hook_attn_scores": [cfg.n_head, T, T],
-                       "hook_q": [T, cfg.n_head, cfg.d_head], "hook_k": [T, cfg.n_head, cfg.d_head],
-                       "logits": [T, cfg.vocab_size]},
-            "next_token": next_tokens(run, last, m), "elapsed_ms": round(run.elapsed * 1000, 1),
-            "engine": engine, "encoding": ENCODING}
 
 
 def run_summary(run, cached):
@@ -178,30 +149,12 @@ def api_run_summary(handle):
     return jsonify(run_summary(get_run(handle), cached=True))
 
 
-def wire_headers(**headers):
-    """The headers that describe a binary answer: X-Gpt2np-Tokens, X-Gpt2np-Encoding, ..."""
-    return {"X-Gpt2np-" + name.replace("_", "-").title(): str(value) for name, value in headers.items()}
-
-
 def binary(data, headers=None, **named):
     """A binary answer; its headers given as made by wire_headers, or by name (tokens=T, ...)."""
     response = current_app.response_class(data, mimetype="application/octet-stream")
     response.headers["Cache-Control"] = "no-store"
     response.headers.update({**(headers or {}), **wire_headers(**named)})
     return response
-
-
-def pattern_bytes(run, layer, head):
-    """One head's heatmap: (bytes, headers) as GET .../pattern sends them."""
-    return lower_triangle_bytes(run.patterns[layer][head]), wire_headers(
-        tokens=run.n_tokens, encoding=ENCODING, layer=layer, head=head)
-
-
-def overview_bytes(run):
-    """Every head's thumbnail: (bytes, headers) as GET .../overview sends them."""
-    data, size = run.overview()
-    return data, wire_headers(tokens=run.n_tokens, encoding=THUMB_ENCODING, size=size,
-                              layers=len(run.patterns), heads=run.patterns[0].shape[0])
 
 
 @bp.get("/api/runs/<handle>/pattern")
@@ -241,20 +194,10 @@ def api_ledger(handle):
     return jsonify(ledger(run, layer, head, query, key))
 
 
-def next_tokens(run, position, m=None):
-    """The next-token top-5 at `position`, with the token strings of the app's model (or `m`)."""
-    m = model() if m is None else m
-    ids = run.next_ids[position]
-    strings = m.token_strings(ids)
-    return {**token_ref(run, position),
-            "top": [{"id": int(i), "token": s, "p": f32(p)}
-                    for i, s, p in zip(ids, strings, run.next_probs[position])]}
-
-
 @bp.get("/api/runs/<handle>/next")
 def api_next(handle):
     run = get_run(handle)
-    return jsonify(next_tokens(run, whole_number("position", 0, run.n_tokens - 1, "position")))
+    return jsonify(next_tokens(run, whole_number("position", 0, run.n_tokens - 1, "position"), model()))
 
 
 def rerun(run):

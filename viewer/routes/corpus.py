@@ -11,7 +11,8 @@ from flask import Blueprint, current_app, jsonify, render_template
 
 from gpt2np.analysis.corpus import read_stats
 
-from .api import model_summary
+from ..answers.describe import model_summary
+from .api import model
 from .errors import ApiError
 
 bp = Blueprint("corpus", __name__, template_folder="templates")
@@ -19,7 +20,7 @@ bp = Blueprint("corpus", __name__, template_folder="templates")
 
 @bp.get("/corpus")
 def page():
-    return render_template("corpus.html", model=model_summary(),
+    return render_template("corpus.html", model=model_summary(model()),
                            has_corpus=bool(current_app.config.get("CORPUS")))
 
 

@@ -16,12 +16,12 @@ from flask import Blueprint, jsonify
 from gpt2np import GPT2npError
 from gpt2np.analysis import interventions
 
+from ..answers.ledger import value_ledger
+from ..answers.walk import walk
 from .analysis import MAX_K, json_bytes, url_token
 from .api import forward_lock, get_run, layer_head, model, rerun
 from .args import whole_number
 from .errors import ApiError
-from .ledger import value_ledger
-from .walk import walk
 
 bp = Blueprint("values", __name__)
 

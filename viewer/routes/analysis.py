@@ -21,11 +21,12 @@ from gpt2np import GPT2npError, analysis
 from gpt2np.analysis import findings, interventions
 from gpt2np.heads import parse_heads
 
-from .api import binary, forward_lock, get_run, layer_head, model, next_tokens, parse_run_body, run_input
+from ..answers.describe import next_tokens
+from ..answers.runs import finite
+from ..answers.wire import ENCODING, lower_triangle_bytes
+from .api import binary, forward_lock, get_run, layer_head, model, parse_run_body, run_input
 from .args import json_object, refuse_unknown_fields, whole_number
 from .errors import ApiError
-from .runs import finite
-from .wire import ENCODING, lower_triangle_bytes
 
 bp = Blueprint("analysis", __name__)
 
@@ -172,7 +173,7 @@ def api_ablate(handle):
 # -- minimal pairs --------------------------------------------------------------------------------
 def pair_side(run):
     return {"handle": run.handle, "tokens": run.tokens, "ids": [int(i) for i in run.ids],
-            "next": next_tokens(run, run.n_tokens - 1)["top"]}
+            "next": next_tokens(run, run.n_tokens - 1, model())["top"]}
 
 
 @bp.post("/api/runs/<handle>/pair")
