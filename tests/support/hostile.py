@@ -43,7 +43,7 @@ JSON_LONE_SURROGATES = ['"\\ud800"', '"abc\\udfff"', '"\\udc00\\ud800"', '"x\\ud
 
 
 def one_megabyte_text():
-    """1,000,000 characters of ordinary prose (the issue's '1 MB of text')."""
+    """1,000,000 characters of ordinary prose ('1 MB of text')."""
     line = "The trophy doesn't fit in the suitcase because it is too big. "
     return (line * (1_000_000 // len(line) + 1))[:1_000_000]
 
@@ -91,7 +91,7 @@ class _Summary:
             tr.write_line(f"  TOTAL {channel:<48} " + "  ".join(f"{k} {v}" for k, v in totals[channel].items()))
         for name, value in FIGURES.items():
             tr.write_line(f"  {name}: {_json.dumps(value, ensure_ascii=False)}")
-        out = _Path(__file__).resolve().parents[1] / "test-artifacts"
+        out = _Path(__file__).resolve().parents[2] / "test-artifacts"
         out.mkdir(exist_ok=True)
         (out / "hardening.json").write_text(_json.dumps(
             {"tally": {f"{c}/{k}": v for (c, k), v in sorted(TALLY.items())},
@@ -105,8 +105,8 @@ def install_summary(config):
         config.pluginmanager.register(_Summary(), "gpt2np-hardening-summary")
 
 
-def issue_text_cases(n_ctx):
-    """The issue's text cases by name: (text, None) when it must run, (text, phrase) when it must
+def named_text_cases(n_ctx):
+    """The named hostile text cases: (text, None) when it must run, (text, phrase) when it must
     be refused with a message containing phrase. `n_ctx` is the model's context."""
     over = "word " * (n_ctx + 10)
     return {

@@ -18,7 +18,7 @@ from hostile import (
     JSON_LONE_SURROGATES,
     LONE_SURROGATES,
     hostile_texts,
-    issue_text_cases,
+    named_text_cases,
     one_megabyte_text,
     record,
 )
@@ -91,7 +91,7 @@ def post_json(client, body, content_type="application/json"):
 
 # -- hostile text through POST /api/run -------------------------------------------------------------
 def test_hostile_texts_through_the_api(client, model):
-    """The ~210 hostile texts of tests/hostile.py, with and without <|endoftext|> first: each runs
+    """The ~210 hostile texts of tests/support/hostile.py, with and without <|endoftext|> first: each runs
     (tokens and ids are the tokenizer's, the heatmap bytes are the trace's) or is refused because
     it has more tokens than the context (the message gives the count and the limit)."""
     n_ctx, L, H = model.config.n_positions, model.config.n_layer, model.config.n_head
@@ -546,11 +546,11 @@ def test_cache_size_can_be_read_while_another_request_adds_runs():
     assert errors == []
 
 
-def test_the_issues_text_cases_by_name(client, model):
-    """Each text case the issue names, through POST /api/run: runs with the tokenizer's tokens, or
+def test_named_text_cases(client, model):
+    """Each named hostile text case, through POST /api/run: runs with the tokenizer's tokens, or
     a 400 that gives the reason. 1 MB of text is over the 256 KB body limit: a 413."""
     outcomes, lines = [], []
-    for name, (text, phrase) in issue_text_cases(model.config.n_positions).items():
+    for name, (text, phrase) in named_text_cases(model.config.n_positions).items():
         def check():
             r = post_json(client, {"text": text})
             v = verdict(r)
@@ -568,5 +568,5 @@ def test_the_issues_text_cases_by_name(client, model):
             lines.append(f"  {name:<30} {r.status_code}  {r.get_json().get('error', '')[:90]}")
             return v
         outcomes.append(outcome(check))
-    print("\nthe issue's text cases through POST /api/run:\n" + "\n".join(lines))
-    tally("api", "the issue's text cases, by name", outcomes)
+    print("\nthe named hostile text cases through POST /api/run:\n" + "\n".join(lines))
+    tally("api", "the named hostile text cases", outcomes)

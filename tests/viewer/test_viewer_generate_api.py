@@ -9,9 +9,9 @@ new run is checked against `demo.generate` with the same settings and seed.
 
 import numpy as np
 import pytest
+from apierrors import error_of
 
 from gpt2np.generate import distribution
-from viewer import create_app
 
 SENTENCE = "It is a truth universally acknowledged that a single man"
 SETTINGS = [dict(temperature=1.0), dict(temperature=0.7, top_k=5), dict(temperature=1.3, top_p=0.6),
@@ -19,8 +19,8 @@ SETTINGS = [dict(temperature=1.0), dict(temperature=0.7, top_k=5), dict(temperat
 
 
 @pytest.fixture(scope="module")
-def app():
-    return create_app({"MODEL": "demo"})
+def app(demo_app):
+    return demo_app
 
 
 @pytest.fixture(scope="module")
@@ -31,13 +31,6 @@ def client(app):
 @pytest.fixture(scope="module")
 def run(client):
     return client.post("/api/run", json={"text": SENTENCE}).get_json()
-
-
-def error_of(response, status=400):
-    assert response.status_code == status, response.data[:300]
-    body = response.get_json()
-    assert body["status"] == status and body["error"] and "Traceback" not in body["error"]
-    return body["error"]
 
 
 def query(settings):

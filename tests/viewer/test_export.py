@@ -32,7 +32,7 @@ import gpt2np
 from gpt2np.html import NotebookView, save_html
 from viewer.export import MB, ExportError, bundle
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SENTENCE = "The trophy doesn't fit in the suitcase because it is too big."
 SIZES = {}                      # tokens -> bytes of GPT-2 small's file, written to test-artifacts
 
@@ -388,6 +388,24 @@ except gpt2np.GPT2npError as e:
     assert r.returncode == 0, r.stderr
     assert "show: gpt2np.show displays the view in a notebook" in r.stdout
 
+
+def test_rendering_a_trace_to_html_imports_no_flask(small_text_model_dir):
+    """to_html, save_html and _repr_html_ reach the page builder through gpt2np.html.page_builder
+    (viewer.export), which needs jinja2 but never Flask nor the viewer's blueprints."""
+    code = f"""
+import sys, tempfile, os
+import gpt2np
+t = gpt2np.load({str(small_text_model_dir)!r}).run("A short sentence.")
+html = t.to_html()
+gpt2np.save_html(t, os.path.join(tempfile.mkdtemp(), "view.html"))
+t._repr_html_()
+assert "viewer.export" in sys.modules and "<!doctype html>" in html.lower()
+loaded = sorted(n for n in sys.modules if n == "flask" or n.startswith(("flask.", "werkzeug", "viewer.routes")))
+print("loaded:", loaded)
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "loaded: []" in r.stdout, r.stdout
 
 def test_example_notebook_runs_and_shows_the_viewer(tmp_path, monkeypatch):
     """examples/gpt2np_tour.ipynb, executed by nbclient in a fresh kernel: no errors, and the

@@ -12,6 +12,7 @@ from urllib.parse import quote
 
 import numpy as np
 import pytest
+from apierrors import error_of
 from demofacts import card_head, head_name, multi_token_word, one_token_swap, single_token
 from modelfiles import small_config, write_model_dir
 
@@ -26,15 +27,6 @@ SMALL = "The trophy doesn't fit in the suitcase because it is too small."
 DARCY = "Mr. Darcy and Miss Bennet walked in the garden."
 
 
-def error_of(response, status):
-    assert response.status_code == status, response.data[:300]
-    assert response.is_json, response.data[:300]
-    body = response.get_json()
-    assert body["status"] == status and isinstance(body["error"], str) and body["error"]
-    assert "Traceback" not in body["error"]
-    return body["error"]
-
-
 def as_json(data):
     """What a dict of Python values looks like after a trip through JSON (tuples -> lists)."""
     return json.loads(json.dumps(data))
@@ -42,11 +34,6 @@ def as_json(data):
 
 def without(d, *keys):
     return {k: v for k, v in d.items() if k not in keys}
-
-
-@pytest.fixture(scope="module")
-def demo_app():
-    return create_app({"MODEL": "demo"})
 
 
 @pytest.fixture(scope="module")
@@ -101,6 +88,7 @@ def test_heads_table_is_computed_once_per_run(client, ran, monkeypatch):
     assert client.get(f"/api/runs/{handle}/heads").data == first
 
 
+@pytest.mark.slow
 def test_heads_table_of_a_gpt2_layout_model_has_144_rows(gpt2_layout_dir):
     app = create_app({"MODEL": str(gpt2_layout_dir)})
     model = app.extensions["gpt2np.model"]

@@ -1,6 +1,6 @@
 """gpt2np against Hugging Face transformers, every named tensor, on the same safetensors file.
 
-The reference is read from transformers' own modules with forward hooks (tests/reference.py), so
+The reference is read from transformers' own modules with forward hooks (tests/support/reference.py), so
 each name of the Trace — q, k, v, scores, pattern, z, the sublayer outputs, both LayerNorms, the MLP
 before and after GELU, every residual stream, ln_final and logits — is held against the tensor
 transformers computes at that point. Bounds are relative to the reference's magnitude at each

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from apierrors import error_of
 from demofacts import CARD, is_name
 
 import gpt2np
@@ -21,7 +22,7 @@ from viewer.answers.wire import quantize
 from viewer.cli import main as cli_main
 
 SENTENCE = "The trophy doesn't fit in the suitcase because it is too big."
-STATIC = Path(__file__).resolve().parents[1] / "viewer" / "static"
+STATIC = Path(__file__).resolve().parents[2] / "viewer" / "static"
 
 
 @pytest.fixture(scope="module")
@@ -49,15 +50,6 @@ def ran(app):
     """A run of SENTENCE: (response JSON, the trace gpt2np gives for the same text)."""
     body = app.test_client().post("/api/run", json={"text": SENTENCE}).get_json()
     return body, app.extensions["gpt2np.model"].run(SENTENCE)
-
-
-def error_of(response, status):
-    assert response.status_code == status, response.data[:300]
-    assert response.is_json, response.data[:300]
-    body = response.get_json()
-    assert body["status"] == status and isinstance(body["error"], str) and body["error"]
-    assert "Traceback" not in body["error"]
-    return body["error"]
 
 
 # -- page and model ---------------------------------------------------------------------------------
@@ -377,7 +369,7 @@ def test_command_line(capsys, small_model_dir):
 def test_flask_cli_finds_the_app(small_model_dir):
     env = {"GPT2NP_MODEL": str(small_model_dir), "PATH": ""}
     r = subprocess.run([sys.executable, "-m", "flask", "--app", "viewer", "routes"], env=env,
-                       capture_output=True, text=True, timeout=120, cwd=Path(__file__).parents[1])
+                       capture_output=True, text=True, timeout=120, cwd=Path(__file__).parents[2])
     assert r.returncode == 0, r.stderr
     assert "/api/run" in r.stdout and "/api/runs/<handle>/ledger" in r.stdout
 
@@ -385,11 +377,6 @@ def test_flask_cli_finds_the_app(small_model_dir):
 # -- the bundled demo model (gpt2np/demo) -------------------------------------------------------------
 DEMO_SENTENCE = ("Mr. Darcy and Miss Bingley were walking in the garden when Elizabeth came in, "
                  "and her sister followed.")
-
-
-@pytest.fixture(scope="module")
-def demo_app():
-    return create_app({"MODEL": "demo"})
 
 
 def test_demo_model_is_labelled_not_gpt2(demo_app):

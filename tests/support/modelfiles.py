@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-GPT2_FILES = Path(__file__).resolve().parent / "data" / "gpt2"     # GPT-2's tokenizer and config (MIT, OpenAI)
+GPT2_FILES = Path(__file__).resolve().parents[1] / "data" / "gpt2"     # GPT-2's tokenizer and config (MIT, OpenAI)
 GPT2_VOCAB = 50257
 
 

@@ -1,4 +1,4 @@
-"""Hardening of the command line: the issue's text cases by name, every hostile text with three
+"""Hardening of the command line: the named hostile text cases, every hostile text with three
 sets of options, hostile option values, invalid UTF-8 on argv and stdin, 1 MB of text, a closed
 pipe, an unwritable --save path. Always exit 0 with a correct answer, or exit 2 with one line on
 stderr that says what is wrong; never a traceback. Counts go to the end-of-run summary.
@@ -17,7 +17,7 @@ from hostile import (
     INVALID_UTF8,
     LONE_SURROGATES,
     hostile_texts,
-    issue_text_cases,
+    named_text_cases,
     one_megabyte_text,
     record,
 )
@@ -72,12 +72,12 @@ def tally(category, outcomes):
     return len(outcomes)
 
 
-def test_the_issues_text_cases_by_name(run_cli, model):
-    """Each text case the issue names, through the CLI: runs with the tokenizer's ids, or is
+def test_named_text_cases(run_cli, model):
+    """Each named hostile text case, through the CLI: runs with the tokenizer's ids, or is
     refused with the reason (the limit and the count for too many tokens)."""
     n_ctx = model.config.n_positions
     outcomes, lines = [], []
-    for name, (text, phrase) in issue_text_cases(n_ctx).items():
+    for name, (text, phrase) in named_text_cases(n_ctx).items():
         status, out, err = run_cli(["--json", "--", text])
         o = judge(status, err, phrase)
         if phrase is None and o == "refused":
@@ -94,8 +94,8 @@ def test_the_issues_text_cases_by_name(run_cli, model):
         outcomes.append(o)
         said = err.strip()[:90] or f"ran: {len(json.loads(out)['ids'])} tokens"
         lines.append(f"  {name:<30} exit {status}  {said}")
-    print("\nthe issue's text cases through the CLI:\n" + "\n".join(lines))
-    tally("the issue's text cases, by name", outcomes)
+    print("\nthe named hostile text cases through the CLI:\n" + "\n".join(lines))
+    tally("the named hostile text cases", outcomes)
 
 
 OPTION_SETS = {

@@ -26,7 +26,7 @@ from viewer.answers.ledger import pattern_row, query_panel
 from viewer.answers.runs import Run, run_handle
 from viewer.answers.wire import f32, lower_triangle_bytes
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
 HOST = "127.0.0.1"
 CLIENTS, REQUESTS = 8, 50

@@ -1,11 +1,11 @@
-"""Hardening of loading: every corrupt-weights case of the issue, each through three doors.
+"""Hardening of loading: every named corrupt-weights case, each through three doors.
 
 For each case a fresh copy of a good model directory is broken, then:
   gpt2np.load      -> GPT2npError, one line, naming the file (its full path) and the problem;
   python -m gpt2np -> exit 2, one line 'gpt2np: error: ...' on stderr, no traceback;
   python -m viewer -> exit 2, 'error: ...' on stderr (the viewer refuses to start).
-tests/test_weights.py holds the detailed checks of each message; this file makes sure the issue's
-whole list is covered, adds the cases it lacks (more cut points, header fields out of bounds,
+tests/files/test_weights.py holds the detailed checks of each message; this file makes sure the named list
+is covered whole, adds the cases it lacks (more cut points, header fields out of bounds,
 a directory without a tokenizer through the CLI), and counts them.
 """
 
@@ -98,7 +98,7 @@ def wrong_dtype(dtype):
     return tensor_edit(lambda t: t.__setitem__("wte.weight", t["wte.weight"].astype(dtype)))
 
 
-# (issue's name, case, file, phrase in the message, breaker)
+# (the case's name, case, file, phrase in the message, breaker)
 CASES = [
     ("missing file", "no model.safetensors", WEIGHTS, "file not found",
      lambda d: (d / WEIGHTS).unlink()),
@@ -167,8 +167,8 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("issue_case, case, file, phrase, breaker", CASES, ids=[f"{c[0]}: {c[1]}" for c in CASES])
-def test_corrupt_weights_case(good_weights_dir, tmp_path, capsys, issue_case, case, file, phrase, breaker):
+@pytest.mark.parametrize("named_case, case, file, phrase, breaker", CASES, ids=[f"{c[0]}: {c[1]}" for c in CASES])
+def test_corrupt_weights_case(good_weights_dir, tmp_path, capsys, named_case, case, file, phrase, breaker):
     d = shutil.copytree(good_weights_dir, tmp_path / "m")
     breaker(d)
     with pytest.raises(gpt2np.GPT2npError) as info:
@@ -187,16 +187,16 @@ def test_corrupt_weights_case(good_weights_dir, tmp_path, capsys, issue_case, ca
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and err == f"error: {message}\n"
     record("weights", "corrupt weights (load, CLI, viewer)", refused=1)
-    FIGURES.setdefault("corrupt_weights_cases", {}).setdefault(issue_case, 0)
-    FIGURES["corrupt_weights_cases"][issue_case] += 1
+    FIGURES.setdefault("corrupt_weights_cases", {}).setdefault(named_case, 0)
+    FIGURES["corrupt_weights_cases"][named_case] += 1
 
 
-def test_every_case_of_the_issue_is_covered():
-    issue = {"missing file", "empty file", "truncated file", "corrupted header JSON",
+def test_every_named_corrupt_case_is_covered():
+    named = {"missing file", "empty file", "truncated file", "corrupted header JSON",
              "header points outside the file", "wrong dtype", "wrong shape", "missing tensor",
              "extra unknown tensor", "config disagrees with the tensors", "directory without a tokenizer"}
     covered = {c[0] for c in CASES} | {"directory without a tokenizer"}     # + the test below
-    assert covered == issue
+    assert covered == named
     assert sum(c[0] == "truncated file" for c in CASES) >= 5
 
 

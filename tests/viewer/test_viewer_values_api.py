@@ -12,10 +12,10 @@ from urllib.parse import quote
 
 import numpy as np
 import pytest
+from apierrors import error_of
 from demofacts import multi_token_word, single_token
 
 from gpt2np.analysis import interventions
-from viewer import create_app
 from viewer.routes.analysis import MAX_K
 
 SENTENCE = "Mr. Darcy and Miss Bennet walked in the garden."
@@ -27,16 +27,9 @@ def f32_text(values):
     return [str(v) for v in np.asarray(values, dtype=np.float32).ravel()]
 
 
-def error_of(response, status):
-    assert response.status_code == status, response.data[:300]
-    body = response.get_json()
-    assert body["status"] == status and body["error"] and "Traceback" not in body["error"]
-    return body["error"]
-
-
 @pytest.fixture(scope="module")
-def app():
-    return create_app({"MODEL": "demo"})
+def app(demo_app):
+    return demo_app
 
 
 @pytest.fixture(scope="module")

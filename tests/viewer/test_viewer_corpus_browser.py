@@ -1,7 +1,7 @@
 """The corpus page in a real Chromium (`python -m viewer --corpus FILE`): the predictions' shares
 and every head's means with their intervals as the results file holds them, a head's top examples,
 one of which opens the normal view at that head and query position; the load button.
-Same servers, browser and checks as the other browser tests (tests/browser.py)."""
+Same servers, browser and checks as the other browser tests (tests/support/browser.py)."""
 
 import json
 

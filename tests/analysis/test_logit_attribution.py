@@ -1,7 +1,7 @@
 """gpt2np.interventions.logit_attribution: the parts sum to the model's logit, and each part equals the
 one computed from transformers' own tensors.
 
-The reference decomposition is built here, in float64, from `tests/reference.py`'s `hf_trace` (every
+The reference decomposition is built here, in float64, from `tests/support/reference.py`'s `hf_trace` (every
 tensor taken from transformers' modules) and the weights as transformers loaded them: a head's write
 is its slice of the c_proj *input* (hook_z) with the other heads zeroed, times the whole c_proj
 weight — no reshaping into heads — and the final LayerNorm's scale is 1/√(var + ε) of transformers'

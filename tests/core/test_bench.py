@@ -4,6 +4,8 @@ every time is only checked to be a measured figure (finite, positive), never aga
 import json
 import math
 
+import pytest
+
 from benchmarks import bench
 
 
@@ -11,6 +13,7 @@ def measured(x):
     return isinstance(x, float) and math.isfinite(x) and x > 0
 
 
+@pytest.mark.slow
 def test_bench_runs_and_reports(tmp_path, capsys):
     out = tmp_path / "bench.json"
     assert bench.main(["--tokens", "16", "--repeats", "1", "--json", str(out)]) == 0

@@ -1,6 +1,6 @@
 """The analysis panels in a real Chromium: heads table, ablation, logit lens, minimal pair, findings.
 
-Same servers, browser and checks as tests/test_viewer_browser.py (from tests/browser.py): the bundled
+Same servers, browser and checks as tests/viewer/test_viewer_browser.py (from tests/support/browser.py): the bundled
 demo model where learned structure matters, the GPT-2-layout model (12 × 12) for the 144-row
 table and GPT-2 small's published roles. Each test compares what the page shows with the API's
 numbers and ends with zero console errors, zero failed requests, no request to another host.

@@ -26,7 +26,7 @@ from gpt2np.analysis.corpus.sources import read_sources
 from gpt2np.analysis.corpus.totals import Totals
 from gpt2np.analysis.corpus.window import N_BINS, PREDICTIONS, STATISTICS
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PARAGRAPHS = [
     "It was a bright cold day in April, and the clocks were striking thirteen. The hallway smelt "
     "of boiled cabbage and old rag mats.",
@@ -376,7 +376,7 @@ def test_cli_long_line_and_replace_errors(small_text_model_dir, tmp_path, capsys
     ("stride", "--stride 0"), ("workers", "--workers must be"), ("not-ours", "not a gpt2np corpus file"),
     ("other-run", "another model, input or settings"), ("scheduler", "Cannot reach the Dask scheduler"),
 ])
-def test_cli_bad_input_is_one_line_and_exit_2(case, expected, small_text_model_dir, tmp_path, capsys):
+def test_cli_bad_input_is_one_line_and_exit_2(case, expected, small_text_model_dir, tmp_path, capsys, monkeypatch):
     good = tmp_path / "good.txt"
     good.write_text(PARAGRAPHS[0])
     kept = tmp_path / "kept.json"                        # results of an earlier run
@@ -386,6 +386,11 @@ def test_cli_bad_input_is_one_line_and_exit_2(case, expected, small_text_model_d
     files = {"empty": b"", "blank": b" \n\t\n", "binary": b"\x7fELF\x02\x01\x01\x00\x00",
              "latin1": "Café".encode("latin-1")}
     source, options = good, ["--window", "8"]
+    if case == "scheduler":             # nothing listens there: connect for 1 s, not the command's 10 s
+        import distributed
+        client = distributed.Client
+        monkeypatch.setattr(distributed, "Client",
+                            lambda address, timeout=None, **kw: client(address, timeout="1s", **kw))
     if case in files:
         source = tmp_path / f"{case}.txt"
         source.write_bytes(files[case])
