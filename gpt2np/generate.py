@@ -8,7 +8,7 @@ The prompt runs once through `Model.run`; its trace holds every layer's keys and
 cache (`model.kv_cache`). Each new token then takes one `Model.forward_step` (model.py's
 `forward_step`, with the engine's kernels): q, k, v for that token alone, its query attending over
 the cache. The logits it gives for the next
-token are those of a full forward pass over the whole sequence (tests/test_generate.py holds them
+token are those of a full forward pass over the whole sequence (tests/core/test_generate.py holds them
 equal). The sequence never grows past the model's context: there is no sliding window.
 
 How a token is chosen from the logits [V] of the last position (in transformers' order:

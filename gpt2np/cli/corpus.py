@@ -1,4 +1,4 @@
-"""`python -m gpt2np corpus FILE|DIR|- [options]`: head statistics over many texts (gpt2np.corpus).
+"""`python -m gpt2np corpus FILE|DIR|- [options]`: head statistics over many texts (gpt2np.analysis.corpus).
 
 Only argument parsing and printing live here. A progress bar (tqdm, on standard error) shows
 windows/s and the time left; the results file is rewritten as the work goes, so Ctrl+C (exit 130,

@@ -9,7 +9,7 @@
 The report prints, for each prediction of the original demo, the measured number next to
 "holds" / "does not hold" ("not applicable" when the model lacks the layers a prediction is
 about), then every head's type, then — for a model with GPT-2 small's shape — the published roles
-of its heads, measured. The numbers come from `gpt2np.findings` and `gpt2np.interventions`;
+of its heads, measured. The numbers come from `gpt2np.analysis.findings` and `gpt2np.analysis.interventions`;
 `--json` prints their dicts as they are. User errors reach `cli.main`, which prints one line.
 """
 

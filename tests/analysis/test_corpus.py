@@ -1,4 +1,4 @@
-"""gpt2np.corpus and `python -m gpt2np corpus`: every statistic against a float64 reference computed
+"""gpt2np.analysis.corpus and `python -m gpt2np corpus`: every statistic against a float64 reference computed
 here on the same windows, the predictions against their own per-window reference, streaming sums
 against batch numbers, the Wilson interval against published values, checkpoints and resuming,
 local workers and a Dask cluster giving identical results, and bad input refused in one line."""

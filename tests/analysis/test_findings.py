@@ -1,4 +1,4 @@
-"""gpt2np.findings: the prediction checks on constructed input, the head table on planted
+"""gpt2np.analysis.findings: the prediction checks on constructed input, the head table on planted
 patterns, and the report end to end (small text model, GPT-2-layout model, demo model if present)."""
 
 import json

@@ -1,4 +1,4 @@
-"""gpt2np.interventions: head ablation against transformers, logit lens, minimal pairs.
+"""gpt2np.analysis.interventions: head ablation against transformers, logit lens, minimal pairs.
 
 transformers 5.x no longer has `head_mask` on GPT2LMHeadModel (checked below), so the reference
 ablation is a torch forward pre-hook on each block's `attn.c_proj` that overwrites the head's

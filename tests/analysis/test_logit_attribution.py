@@ -1,4 +1,4 @@
-"""gpt2np.interventions.logit_attribution: the parts sum to the model's logit, and each part equals the
+"""gpt2np.analysis.interventions.logit_attribution: the parts sum to the model's logit, and each part equals the
 one computed from transformers' own tensors.
 
 The reference decomposition is built here, in float64, from `tests/support/reference.py`'s `hf_trace` (every

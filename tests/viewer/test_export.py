@@ -1,4 +1,4 @@
-"""The viewer as one HTML file (viewer/export.py, gpt2np/html.py, `python -m gpt2np export`).
+"""The viewer as one HTML file (viewer/export/, gpt2np/html.py, `python -m gpt2np export`).
 
 Without a browser: the page is one file with a Content-Security-Policy that forbids every request;
 its snapshot holds exactly the answers the live API gives for the same run (the Flask test

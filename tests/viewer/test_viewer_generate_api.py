@@ -1,4 +1,4 @@
-"""Generation in the viewer (viewer/generation.py) through Flask's test_client, on the bundled demo
+"""Generation in the viewer (viewer/routes/generation.py) through Flask's test_client, on the bundled demo
 model: the sampling ledger and Generate.
 
 The ledger's numbers are checked against `gpt2np.generate.distribution` applied here to the logits

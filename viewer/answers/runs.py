@@ -84,7 +84,7 @@ class Run:
         return sum(a.nbytes for a in arrays) + (len(self._overview[0]) if self._overview else 0) + memo
 
     def trace(self):
-        """The kept arrays as a gpt2np Trace (no copies) for gpt2np.findings / interventions:
+        """The kept arrays as a gpt2np Trace (no copies) for gpt2np.analysis.findings / interventions:
         blocks.L.attn.hook_q/k/v/attn_scores/pattern/z, blocks.L.hook_attn_out/mlp_out, the
         residual stream, hook_embed, hook_pos_embed and ln_final.hook_normalized; no logits."""
         arrays = {**self.resid, **self.ends}

@@ -7,7 +7,7 @@
     POST /api/runs/<h>/pair    {"text"|"ids"}            minimal pair: heads ranked by change
     GET  /api/runs/<h>/pair/<h_b>/diff?layer&head        |A − B| of one head on aligned tokens, bytes
 
-Every number comes from gpt2np.findings and gpt2np.interventions, called on the arrays the run
+Every number comes from gpt2np.analysis.findings and gpt2np.analysis.interventions, called on the arrays the run
 kept (`Run.trace()`: no second forward pass) or, for ablation and the findings, on fresh forward
 passes of the same model. Results are kept per run as JSON (`Run.memo`), so asking again is free;
 the induction probe, which does not depend on the sentence, runs once per model when the app is

@@ -1,6 +1,6 @@
 """Corpus mode: head statistics and the original demo's predictions over many texts.
 
-    stats = gpt2np.corpus.measure("demo", ["a text", "another text"], window=128, workers=2)
+    stats = gpt2np.analysis.corpus.measure("demo", ["a text", "another text"], window=128, workers=2)
     python -m gpt2np corpus FILE|DIR|- --model demo --out stats.json      (gpt2np/cli/corpus.py)
 
 The texts are cut into windows of `window` tokens (a window never spans two documents: every text
@@ -20,7 +20,7 @@ They are kept as streaming sums, folded in window order (no trace is kept):
   - a histogram of the single queries' values, on fixed bins;
   - the `top_k` windows (largest window mean) and the `top_k` positions (largest single value);
   - each head's type in each window (analysis.classify_head, with the induction probe's scores).
-And per window, the original demo's predictions that apply to any text, with gpt2np.findings'
+And per window, the original demo's predictions that apply to any text, with gpt2np.analysis.findings'
 checks and numbers: 1 exact causal mask, 2 first token on itself, 3 sinks in layers 4–8, 5 ≥ 3 head
 types by layer 4 — reported as the share of windows where each holds, with a 95% Wilson interval.
 
