@@ -6,6 +6,23 @@
 import { readSaved } from "./snapshot.js";
 
 const saved = readSaved();
+
+// Only the newest request of one kind may change the page: `const current = latest.begin()` before
+// awaiting an answer, `if (!current()) return;` after it. Every begin() or cancel() makes the
+// requests begun before it stale, so a slow answer never overwrites a newer one.
+export class Latest {
+  constructor() { this.n = 0; }
+  begin() {
+    const n = ++this.n;
+    return () => n === this.n;
+  }
+  cancel() { this.n++; }
+  // The same check for what the request begun last goes on to do, without beginning another.
+  watch() {
+    const n = this.n;
+    return () => n === this.n;
+  }
+}
 const request = saved ? (url, options) => saved.fetch(url, options) : (url, options) => fetch(url, options);
 
 export class ApiError extends Error {

@@ -4,6 +4,7 @@
 // z·W_O^h into the residual stream, every head's write size, the check against hook_attn_out,
 // and the tokens the write would push up and down. Numbers are the server's float32 text.
 
+import { Latest } from "./api.js";
 import { el, tokenSpan } from "./text.js";
 import { maxAbsOf, vectorView } from "./vectors.js";
 
@@ -18,7 +19,7 @@ function tokenList(tokens) {
 export class ValuePanel {
   constructor(ctx) {
     this.ctx = ctx;                   // { S, api, onRun, setLayerHead }
-    this.seq = 0;
+    this.latest = new Latest();
   }
 
   async refresh() {
@@ -26,13 +27,13 @@ export class ValuePanel {
     if (!S.run || S.query == null) return;
     const { layer, head, query } = S, key = [S.run.handle, layer, head, query].join("|");
     if (key === this.key) return;                 // already shown, or on its way
-    const seq = ++this.seq;
+    const current = this.latest.begin();
     this.key = key;
     try {
       const data = await this.ctx.onRun((h) => this.ctx.api.value(h, layer, head, query));
-      if (seq === this.seq) this.render(data);
+      if (current()) this.render(data);
     } catch (e) {
-      if (seq !== this.seq) return;
+      if (!current()) return;
       this.key = null;
       $("value-body").replaceChildren(el("div", { className: "error small", text: e.message }));
     }
