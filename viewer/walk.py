@@ -61,7 +61,7 @@ def ln_step(ln_name, x, y, label, layer, params, eps, source):
 def walk(model, trace, layer, head, query):
     """The twelve steps of block `layer` for token `query`, head `head` in the attention steps.
     -> {"layer", "head", "query", "d_head", "steps": [{"id", "op", "formula", "detail",
-        "scalars": [{"label", "value"}], "vectors": [{"label", "name", "values"}, p·V's also "token"],
+        "scalars": [{"label", "value"}], "vectors": [{"label", "name", "values"}] (p·V's both also "token"),
         "checks": [{"what", "max_abs_diff", "relative"}]}]}"""
     cfg, params = model.config, model.params
     d, dh, eps, q = cfg.n_embd, cfg.d_head, cfg.layer_norm_epsilon, query
@@ -122,7 +122,8 @@ def walk(model, trace, layer, head, query):
          "formula": "p_j · v_j",
          "detail": f"each key's value vector scaled by its weight: the top {len(pv)} of the {q + 1} keys "
                    f"(the other {value['others']['n']} hold p = {value['others']['p']} together)",
-         "scalars": [scalar(f"p  key {k['position']}", np.float32(k["p"])) for k in value["keys"]],
+         "scalars": [{**scalar(f"p  key {k['position']}", np.float32(k["p"])), "token": k["token"]}
+                     for k in value["keys"]],
          "vectors": pv, "checks": []},
         {"id": "z", "op": "z",
          "formula": "z = Σ_j p_j · v_j",

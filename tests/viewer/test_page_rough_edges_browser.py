@@ -69,6 +69,11 @@ def test_walk_prints_no_null_and_names_the_keys_of_p_v(page, demo_server):
                 label = heads.nth(r).locator("b").inner_text()          # "p·v  key 7"
                 position = int(label.split()[-1])
                 assert heads.nth(r).locator(".vec-token").inner_text() == visible(tokens[position])
+            scalars = page.locator("#walk-body .walk-scalar")              # "p key 7 ␣Darcy = 0.25"
+            assert scalars.count() == heads.count()
+            for r in range(scalars.count()):
+                position = int(scalars.nth(r).inner_text().split("=")[0].split()[2])
+                assert scalars.nth(r).locator(".vec-token").inner_text() == visible(tokens[position])
     assert seen_pv
 
 

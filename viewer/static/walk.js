@@ -109,7 +109,8 @@ export class WalkPanel {
       el("button", { className: "walk-chip" + (i === this.step ? " on" : "") + (i < this.step ? " done" : ""),
         testid: `walk-chip-${i}`, text: t.op, title: t.formula, onclick: () => this.go(i) }))));
     const scalars = s.scalars.map((x, i) => el("span", { className: "walk-scalar" },
-      `${x.label} = `, el("b", { testid: `walk-scalar-${i}`, text: x.value })));
+      x.label, ...(x.token != null ? [" ", tokenSpan(x.token, "tok vec-token")] : []), " = ",
+      el("b", { testid: `walk-scalar-${i}`, text: x.value })));
     const vectors = s.vectors.map((v, i) => vectorView(v.values,
       { label: v.label, token: v.token, name: v.name, testid: `walk-vector-${i}` }));
     const checks = s.checks.map((c, i) => el("div", { className: "check-line ok", testid: `walk-check-${i}`,
