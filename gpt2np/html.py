@@ -65,9 +65,20 @@ class NotebookView:
         options.setdefault("max_mb", export.NOTEBOOK_MAX_MB)
         self.html, self.snapshot = export.page(trace, model, **options)
         name = trace.model_name or "model"
+        view = self.snapshot.data["view"]
+        self.model_name, self.n_tokens = name, trace.n_tokens
+        self.opening = (view["layer"], view["head"], trace.n_tokens - 1 if view["q"] is None else view["q"])
         caption = (f"gpt2np viewer · {name} · {trace.n_tokens} tokens. No view below? This notebook's "
                    "outputs are not trusted here: run the cell again (or trust the notebook).")
         self._iframe = export.iframe(self.html, caption, height or export.IFRAME_HEIGHT)
+
+    def __repr__(self):
+        """What a notebook shows where HTML is not displayed (text/plain), and what print shows."""
+        layer, head, query = self.opening
+        n = self.n_tokens
+        return (f"<gpt2np viewer page: {self.model_name}, {n} token{'s' * (n != 1)}, opening at head "
+                f"{layer}.{head}, query {query}; {len(self.html.encode()) / 2**20:.1f} MB of HTML, shown "
+                "as HTML in a notebook; .save('view.html') writes it to a file>")
 
     def _repr_html_(self):
         return self._iframe

@@ -76,18 +76,23 @@ def interval(iv, fmt="{:.3f}"):
     return "[" + ", ".join(fmt.format(x) for x in iv) + "]" if iv else "[—]"
 
 
+def count(n, noun):
+    """'1 document', '2 documents', '1,024 tokens'."""
+    return f"{n:,} {noun}{'s' * (n != 1)}"
+
+
 def print_report(r, out=None):
     p = lambda *a: print(*a, file=out or sys.stdout)  # noqa: E731
     m, inp, s = r["model"], r["input"], r["settings"]
     p(f"model: {m['name']} — {m['n_layer']} layers × {m['n_head']} heads — {m['origin']} — "
       f"engine: {m['engine']}")
-    p(f"input: {len(inp['sources'])} source{'s' * (len(inp['sources']) != 1)}, "
-      f"{inp['documents']} documents, {inp['tokens']:,} tokens -> {inp['windows']} windows of "
+    p(f"input: {count(len(inp['sources']), 'source')}, {count(inp['documents'], 'document')}, "
+      f"{count(inp['tokens'], 'token')} -> {count(inp['windows'], 'window')} of "
       f"{s['window']} tokens (stride {s['stride']}{', <|endoftext|> first' if s['bos'] else ''})"
-      + (f"; {inp['skipped_windows']} window{'s' * (inp['skipped_windows'] != 1)} of one token "
+      + (f"; {count(inp['skipped_windows'], 'window')} of one token "
          "skipped" if inp["skipped_windows"] else ""))
     done = r["windows_measured"]
-    p(f"measured: {done} of {inp['windows']} windows" + ("" if r["complete"] else " (not all)"))
+    p(f"measured: {done} of {count(inp['windows'], 'window')}" + ("" if r["complete"] else " (not all)"))
     p(f"\nPredictions of the original demo, per window ({r['intervals']['share']}):")
     for pr in r["predictions"]:
         if pr["windows"]:

@@ -87,6 +87,12 @@ class Stream:
         self.printed = text
 
 
+def running_sum(c):
+    """The running Σ column: the sum top-p reads, over what top-k kept; none on a row top-k cut
+    (the viewer's sampling ledger shows the same)."""
+    return f"{c.running_sum:.4f}" if c.top_k else "—"
+
+
 def step_table(step, greedy, n_prompt):
     """A step's sampling table, as lines of text."""
     header = (f"  {'rank':>4}  {'token':<18} {'logit':>9} {'p':>8} {'p(temp)':>8}  {'top-k':>5} "
@@ -95,7 +101,7 @@ def step_table(step, greedy, n_prompt):
 
     def row(c):
         return (f"  {c.rank:>4}  {show(c.token)[:18]:<18} {c.logit:>9.3f} {c.p:>8.4f} "
-                f"{c.p_temperature:>8.4f}  {'yes' if c.top_k else 'no':>5} {c.running_sum:>9.4f}  "
+                f"{c.p_temperature:>8.4f}  {'yes' if c.top_k else 'no':>5} {running_sum(c):>9}  "
                 f"{'yes' if c.top_p else 'no':>5} {c.p_draw:>8.4f}")
     lines += [row(c) for c in step.candidates]
     c = step.chosen

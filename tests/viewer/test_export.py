@@ -577,8 +577,10 @@ def test_hostile_tokens_on_a_saved_page(browser, hostile_model_dir, tmp_path):
         "els => els.map(e => e.dataset.key)")]
     top = page.get_by_test_id("topk").locator("li[data-key] .tok").all_text_contents()
     assert top == [visible(tokens[j]) for j in keys]
-    panel = page.get_by_test_id("qk-panel").locator(".tok").all_text_contents()
+    panel = page.get_by_test_id("qk-panel").locator(".strips .tok, .qk-table .tok").all_text_contents()
     assert panel == [visible(tokens[T - 1])] + [visible(tokens[j]) for j in keys] * 2
+    whatif = page.get_by_test_id("qk-whatif").locator(".tok").all_text_contents()     # the two rows' top keys
+    assert len(whatif) == 2 and whatif[0] == visible(tokens[keys[0]]) and whatif[1] in map(visible, tokens)
     row = next(r for r, j in enumerate(keys) if tokens[j] in PAYLOADS)
     page.get_by_test_id(f"qk-row-{row}").click()
     page.wait_for_selector(f"#ledger[data-key='{keys[row]}']:not([hidden])")

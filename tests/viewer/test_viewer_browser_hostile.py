@@ -136,8 +136,10 @@ def test_hostile_tokens_show_literally_and_nothing_executes(page, server, tmp_pa
     check("top-5 keys", any(t in map(visible, PAYLOADS) for t in top), top)
 
     # Q·K panel: strip labels and table rows.
-    panel = page.get_by_test_id("qk-panel").locator(".tok").all_text_contents()
+    panel = page.get_by_test_id("qk-panel").locator(".strips .tok, .qk-table .tok").all_text_contents()
     check("Q·K panel", [visible(tokens[T - 1])] + [visible(k["token"]) for k in api["keys"]] * 2 == panel, panel)
+    whatif = page.get_by_test_id("qk-whatif").locator(".tok").all_text_contents()      # the √d what-if's top keys
+    check("Q·K panel", whatif == [visible(api["what_if"][s]["top_token"]) for s in ("real", "unscaled")], whatif)
 
     # Ledger of a cell whose key is a payload.
     row = next(r for r, k in enumerate(api["keys"]) if k["token"] in PAYLOADS)

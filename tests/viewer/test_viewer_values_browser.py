@@ -197,7 +197,8 @@ def test_attribution_table_sorts_opens_heads_and_takes_a_pair(page, demo_server,
     card.scroll_into_view_if_needed()
     page.wait_for_selector(f"#attribution-card[data-handle='{handle}'][data-position='{T - 1}']")
     api = api_get(demo_server, f"/api/runs/{handle}/attribution?position={T - 1}")
-    rows = page.locator("[data-testid=attr-table] tbody tr")
+    page.get_by_test_id("attr-show-all").click()                # the table opens at the 12 largest
+    rows = page.locator("[data-testid=attr-table] tbody tr[data-name]")
 
     def shown():
         return [(rows.nth(i).get_attribute("data-name"), float(rows.nth(i).get_attribute("data-value")))

@@ -60,6 +60,25 @@ def key_entry(run, layer, head, query, key):
             "p": f32(run.patterns[layer][head, query, key])}
 
 
+def row_summary(run, p):
+    """One attention row [n] -> its weights as float32 text, entropy in bits, top key and weight."""
+    top = int(np.argmax(p))
+    return {"p": f32_list(p), "entropy_bits": float(analysis.row_entropy(p)), "top_key": top,
+            "top_token": run.tokens[top], "top_p": f32(p[top])}
+
+
+def without_sqrt_d(run, layer, head, query):
+    """The √d what-if: the query's row as softmax(q·k_j) over keys 0..query WITHOUT ÷ √d_head, in
+    float64 from the trace's hook_q and hook_k, beside the model's own row (hook_pattern), each
+    with its entropy and top weight. The model never computes this row: it shows what ÷ √d_head
+    does (q·k grows like √d_head, and an unscaled softmax saturates toward one key)."""
+    q = run.q[layer][query, head].astype(np.float64)                 # [dh]
+    k = run.k[layer][: query + 1, head].astype(np.float64)           # [query+1, dh]
+    unscaled = analysis.probabilities(k @ q)                         # [query+1]: softmax(q·k), no ÷ √d_head
+    return {"real": row_summary(run, run.patterns[layer][head, query, : query + 1]),
+            "unscaled": row_summary(run, unscaled), "max_entropy_bits": float(np.log2(query + 1))}
+
+
 def query_panel(run, layer, head, query, ignore_sink=False, k=TOP_KEYS):
     """Top-k keys of one query with the Q·K numbers of each, for the top-5 list and the Q·K panel.
 
@@ -74,7 +93,8 @@ def query_panel(run, layer, head, query, ignore_sink=False, k=TOP_KEYS):
             "d_head": dh, "sqrt_d_head": f32(np.sqrt(dh)),
             "q": f32_list(run.q[layer][query, head]),
             "sink_p": f32(run.patterns[layer][head, query, 0]),
-            "keys": [key_entry(run, layer, head, query, j) for j in keys]}
+            "keys": [key_entry(run, layer, head, query, j) for j in keys],
+            "what_if": without_sqrt_d(run, layer, head, query)}
 
 
 def pattern_row(run, layer, head, query):

@@ -61,7 +61,7 @@ def ln_step(ln_name, x, y, label, layer, params, eps, source):
 def walk(model, trace, layer, head, query):
     """The twelve steps of block `layer` for token `query`, head `head` in the attention steps.
     -> {"layer", "head", "query", "d_head", "steps": [{"id", "op", "formula", "detail",
-        "scalars": [{"label", "value"}], "vectors": [{"label", "name", "values"}],
+        "scalars": [{"label", "value"}], "vectors": [{"label", "name", "values"}] (p·V's both also "token"),
         "checks": [{"what", "max_abs_diff", "relative"}]}]}"""
     cfg, params = model.config, model.params
     d, dh, eps, q = cfg.n_embd, cfg.d_head, cfg.layer_norm_epsilon, query
@@ -87,8 +87,8 @@ def walk(model, trace, layer, head, query):
     proj = post.astype(np.float64) @ params[f"h.{layer}.mlp.c_proj.weight"] + params[f"h.{layer}.mlp.c_proj.bias"]
     resid_post = t("hook_resid_post")[q]
     keys_text = f"keys 0…{q}"
-    pv = [{"label": f"p·v  key {k['position']}", "name": f"{b}attn.hook_pattern × hook_v", "values": k["pv"]}
-          for k in value["keys"]]
+    pv = [{"label": f"p·v  key {k['position']}", "token": k["token"], "name": f"{b}attn.hook_pattern × hook_v",
+           "values": k["pv"]} for k in value["keys"]]
 
     steps = [
         {"id": "resid_pre", "op": "residual stream in",
@@ -122,7 +122,8 @@ def walk(model, trace, layer, head, query):
          "formula": "p_j · v_j",
          "detail": f"each key's value vector scaled by its weight: the top {len(pv)} of the {q + 1} keys "
                    f"(the other {value['others']['n']} hold p = {value['others']['p']} together)",
-         "scalars": [scalar(f"p  key {k['position']}", np.float32(k["p"])) for k in value["keys"]],
+         "scalars": [{**scalar(f"p  key {k['position']}", np.float32(k["p"])), "token": k["token"]}
+                     for k in value["keys"]],
          "vectors": pv, "checks": []},
         {"id": "z", "op": "z",
          "formula": "z = Σ_j p_j · v_j",

@@ -3,6 +3,7 @@
 // the next-token top-5 at the selected position before and after, and one token's change.
 
 import { weightCss } from "./colors.js";
+import { Latest } from "./api.js";
 import { el, tokenSpan } from "./text.js";
 
 const $ = (id) => document.getElementById(id);
@@ -26,7 +27,7 @@ export class AblationPanel {
   constructor(ctx) {
     this.ctx = ctx;                   // { S, onRun, scale() }
     this.mode = "zero";
-    this.seq = 0;
+    this.latest = new Latest();
     $("ablate-current").addEventListener("click", () => this.addCurrent());
     $("ablate-zero").addEventListener("click", () => this.setMode("zero"));
     $("ablate-mean").addEventListener("click", () => this.setMode("mean"));
@@ -62,7 +63,7 @@ export class AblationPanel {
 
   // The result belongs to one run and one position: drop it when either changes.
   clear() {
-    this.seq++;
+    this.latest.cancel();
     $("ablate-body").replaceChildren();
     $("ablate-error").hidden = true;
     delete $("ablation").dataset.position;
@@ -71,7 +72,7 @@ export class AblationPanel {
   async run() {
     const S = this.ctx.S;
     if (!S.run || S.query == null) return;
-    const seq = ++this.seq, position = S.query;
+    const current = this.latest.begin(), position = S.query;
     if (!$("ablate-heads").value.trim()) this.addCurrent();      // nothing typed: the head on screen
     const body = { heads: $("ablate-heads").value, mode: this.mode, position, token: parseToken($("ablate-token").value) };
     $("ablate-error").hidden = true;
@@ -79,9 +80,9 @@ export class AblationPanel {
     $("ablate-body").replaceChildren(el("p", { className: "muted small", text: "running the model twice (as is, and ablated)…" }));
     try {
       const r = await this.ctx.onRun((h) => this.ctx.api.ablate(h, body));
-      if (seq === this.seq) this.render(r);
+      if (current()) this.render(r);
     } catch (e) {
-      if (seq === this.seq) {
+      if (current()) {
         $("ablate-body").replaceChildren();
         $("ablate-error").textContent = e.message;
         $("ablate-error").hidden = false;

@@ -9,7 +9,8 @@ import { renderFindings } from "./findings.js";
 import { HeadsTable } from "./headstable.js";
 import { LensPanel } from "./lens.js";
 import { PairPanel } from "./pair.js";
-import { el } from "./text.js";
+import { Latest } from "./api.js";
+import { el, loadingNote } from "./text.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -22,7 +23,7 @@ export function createAnalysis(ctx) {
   const ablation = new AblationPanel(ctx);
   const lens = new LensPanel(ctx);
   const pair = new PairPanel(ctx);
-  let headsSeq = 0, findingsSeq = 0;
+  const latestHeads = new Latest(), latestFindings = new Latest();
   let shown = { handle: null, query: null };     // what the panels show now
   // Panels loaded when they come near the viewport: {visible, stale, load} by card id.
   const lazy = {
@@ -33,6 +34,10 @@ export function createAnalysis(ctx) {
     const panel = lazy[id];
     panel.stale = !panel.visible;
     if (panel.visible) panel.load();
+    else if (id === "lens-card") {      // not blank meanwhile: say it comes when scrolled to
+      $("lens-body").replaceChildren(loadingNote("loading… (the logit lens is computed when this card comes into view)"));
+      $("lens-card").dataset.position = "";
+    }
   };
   const observer = new IntersectionObserver((entries) => {
     for (const entry of entries) {
@@ -44,7 +49,7 @@ export function createAnalysis(ctx) {
   for (const id of Object.keys(lazy)) observer.observe($(id));
 
   async function loadHeads() {
-    const seq = ++headsSeq, run = ctx.S.run;
+    const current = latestHeads.begin(), run = ctx.S.run;
     if (run.n_tokens < 2) {
       heads.clear("The statistics average over query positions 1…T−1: run a text of at least 2 tokens.");
       return;
@@ -52,14 +57,14 @@ export function createAnalysis(ctx) {
     heads.clear("computing every head's statistics…");
     try {
       const data = await ctx.onRun((h) => ctx.api.heads(h));
-      if (seq === headsSeq) heads.setData(data);
+      if (current()) heads.setData(data);
     } catch (e) {
-      if (seq === headsSeq) heads.clear(e.message);
+      if (current()) heads.clear(e.message);
     }
   }
 
   function resetFindings() {
-    findingsSeq++;
+    latestFindings.cancel();
     const can = ctx.S.model.has_tokenizer;
     $("findings-body").replaceChildren(el("p", { className: "muted", text: can
       ? "Press the button to check the original demo's predictions on this sentence."
@@ -69,19 +74,19 @@ export function createAnalysis(ctx) {
   }
 
   async function loadFindings() {
-    const seq = ++findingsSeq;
+    const current = latestFindings.begin();
     $("findings-run").disabled = true;
     $("findings-body").replaceChildren(el("p", { className: "muted", text:
       "running the probe, this sentence and the coreference sentence through the model…" }));
     try {
       const report = await ctx.onRun((h) => ctx.api.findings(h));
-      if (seq !== findingsSeq) return;
+      if (!current()) return;
       renderFindings($("findings-body"), report);
       $("findings-card").dataset.handle = report.handle;
     } catch (e) {
-      if (seq === findingsSeq) $("findings-body").replaceChildren(el("div", { className: "error", text: e.message }));
+      if (current()) $("findings-body").replaceChildren(el("div", { className: "error", text: e.message }));
     } finally {
-      if (seq === findingsSeq) $("findings-run").disabled = false;
+      if (current()) $("findings-run").disabled = false;
     }
   }
   $("findings-run").addEventListener("click", loadFindings);

@@ -1,11 +1,28 @@
 // The viewer's API client: JSON in and out, attention as bytes. Errors become ApiError with the
 // server's own message (the server always answers errors as JSON, see viewer/errors.py).
-// Two data sources, one client: the live server, or — in a saved file (viewer/export.py) — the
+// Two data sources, one client: the live server, or — in a saved file (viewer/export/) — the
 // answers embedded in the page (snapshot.js), which answers the same requests the same way.
 
 import { readSaved } from "./snapshot.js";
 
 const saved = readSaved();
+
+// Only the newest request of one kind may change the page: `const current = latest.begin()` before
+// awaiting an answer, `if (!current()) return;` after it. Every begin() or cancel() makes the
+// requests begun before it stale, so a slow answer never overwrites a newer one.
+export class Latest {
+  constructor() { this.n = 0; }
+  begin() {
+    const n = ++this.n;
+    return () => n === this.n;
+  }
+  cancel() { this.n++; }
+  // The same check for what the request begun last goes on to do, without beginning another.
+  watch() {
+    const n = this.n;
+    return () => n === this.n;
+  }
+}
 const request = saved ? (url, options) => saved.fetch(url, options) : (url, options) => fetch(url, options);
 
 export class ApiError extends Error {
@@ -85,7 +102,7 @@ export const api = {
   walk: (handle, layer, head, query) => getJson(runUrl(handle, "walk", { layer, head, query })),
   attribution: (handle, position, token, versus) => getJson(runUrl(handle, "attribution",
     { position, ...tokenParam("token", token), ...tokenParam("versus", versus) })),
-  // Generation (viewer/generation.py): the sampling ledger of the next token, and Generate.
+  // Generation (viewer/routes/generation.py): the sampling ledger of the next token, and Generate.
   // settings: { temperature, top_k, top_p, seed, greedy }, null ones left out.
   sample: (handle, settings) => getJson(runUrl(handle, "sample", samplingParams(settings))),
   generate: (handle, tokens, settings) => postJson(runUrl(handle, "generate"), { tokens, ...settings }),

@@ -5,7 +5,7 @@
 
 import { createAnalysis } from "./analysis.js";
 import { GeneratePanel } from "./generate.js";
-import { api } from "./api.js";
+import { Latest, api } from "./api.js";
 import { codeToP } from "./colors.js";
 import { Heatmap, drawLegend } from "./heatmap.js";
 import { markOverview, renderOverview } from "./overview.js";
@@ -20,7 +20,7 @@ const S = {
   model: null, run: null, input: null,
   layer: 0, head: 0, query: null, key: null, ignoreSink: false, scale: "linear",
   heads: new Map(), headBytes: 0, rows: new Map(), overview: null,
-  seq: { head: 0, query: 0, ledger: 0, run: 0 },
+  latest: { head: new Latest(), query: new Latest(), ledger: new Latest(), run: new Latest(), overview: new Latest() },
 };
 const HEAD_CACHE_BYTES = 64 << 20;
 const heatmap = new Heatmap($("heatmap"));
@@ -35,6 +35,18 @@ function showError(message) {
   $("error").hidden = !message;
 }
 const setStatus = (text) => { $("status").textContent = text; };
+
+// After an input error the page still shows the previous run: dim it and say so until a run succeeds.
+function markStale(stale) {
+  const main = document.querySelector("main");
+  if (!stale || !S.run) {
+    delete main.dataset.stale;
+    return;
+  }
+  main.dataset.stale = "1";
+  const T = S.run.n_tokens;
+  setStatus(`Not of the text above: the tokens and panels below are still the previous run's (${T} token${T === 1 ? "" : "s"}), dimmed until Run succeeds.`);
+}
 
 // A request on the current run; if the server evicted it, run the sentence again and retry once.
 async function onRun(request) {
@@ -72,28 +84,31 @@ async function runSentence(restore = null, given = null) {
   try {
     input = given ?? readInput();
   } catch (e) {
+    S.latest.run.cancel();               // a run still on its way belongs to the text before
     showError(e.message);
+    markStale(true);
     return;
   }
   showError("");
-  const seq = ++S.seq.run, t0 = performance.now();
+  const current = S.latest.run.begin(), t0 = performance.now();
   $("run").disabled = true;
   setStatus("running the model…");
   let run;
   try {
     run = await api.run(input.payload);
   } catch (e) {
-    if (seq === S.seq.run) { showError(e.message); setStatus(""); }
+    if (current()) { showError(e.message); markStale(true); }
     return;
   } finally {
     $("run").disabled = false;
   }
-  if (seq !== S.seq.run) return;
+  if (!current()) return;
   if (S.run && S.run.handle !== run.handle) {      // another sentence: its lists are not ours
     $("topk").replaceChildren();
     $("next-token").replaceChildren();
   }
   S.run = run;
+  markStale(false);
   S.input = input.payload;
   S.inputView = input.view;
   S.overview = null;
@@ -158,7 +173,7 @@ async function headData(layer, head) {
 
 async function showHead() {
   if (!S.run) return;
-  const seq = ++S.seq.head, { layer, head } = S;
+  const current = S.latest.head.begin(), { layer, head } = S;
   $("layer").value = layer;
   $("head").value = head;
   $("layer-value").textContent = layer;
@@ -175,9 +190,9 @@ async function showHead() {
     return;
   } finally {
     clearTimeout(spinner);
-    if (seq === S.seq.head) $("heatmap-loading").hidden = true;
+    if (current()) $("heatmap-loading").hidden = true;
   }
-  if (seq !== S.seq.head) return;
+  if (!current()) return;
   heatmap.query = S.query;
   heatmap.key = S.key;
   heatmap.setData({ ...data, tokens: S.run.tokens, layer, head });
@@ -211,7 +226,7 @@ function selectQuery(i, keepKey = false) {
 
 async function refreshQuery() {
   if (!S.run || S.query == null) return;
-  const seq = ++S.seq.query, { layer, head, query, ignoreSink } = S;
+  const current = S.latest.query.begin(), { layer, head, query, ignoreSink } = S;
   let panel, next;
   try {
     [panel, next] = await Promise.all([
@@ -222,12 +237,12 @@ async function refreshQuery() {
     showError(e.message);
     return;
   }
-  if (seq !== S.seq.query) return;
+  if (!current()) return;
   $("query-label").replaceChildren(el("span", { className: "pos", text: String(query) }), tokenSpan(panel.query.token));
   $("next-pos").textContent = String(query);
   renderTopK($("topk"), panel, S.scale, (k) => openLedger(k));
   renderNext($("next-token"), next, S.scale, (t) => analysis.followToken(t));
-  renderQK($("qk-body"), panel, S.key, (k) => openLedger(k));
+  renderQK($("qk-body"), panel, S.key, (k) => openLedger(k), S.scale);
   Object.assign($("topk").dataset, { layer, head, query, ignoreSink: ignoreSink ? "1" : "0" });
   if (S.key != null) openLedger(S.key);
 }
@@ -248,7 +263,7 @@ async function openLedger(key) {
   heatmap.setSelection(S.query, key);
   for (const tr of $("qk-body").querySelectorAll("tr[data-key]")) tr.classList.toggle("selected", Number(tr.dataset.key) === key);
   writePermalink(view());
-  const seq = ++S.seq.ledger, { layer, head, query } = S;
+  const current = S.latest.ledger.begin(), { layer, head, query } = S;
   let data, row;
   try {
     [data, row] = await Promise.all([onRun((h) => api.ledger(h, layer, head, query, key)), exactRow(layer, head, query)]);
@@ -256,7 +271,7 @@ async function openLedger(key) {
     showError(e.message);
     return;
   }
-  if (seq !== S.seq.ledger) return;
+  if (!current()) return;
   const cellP = key <= query ? row.p[key] : "0.0";
   renderLedger($("ledger-title"), $("ledger-body"), data, cellP);
   Object.assign($("ledger").dataset, { layer, head, query, key, cellP });
@@ -307,10 +322,10 @@ function showTooltip(event) {
 
 // -- overview -----------------------------------------------------------------------------------------
 async function loadOverview() {
-  const handle = S.run.handle;
+  const current = S.latest.overview.begin();
   try {
     const data = await onRun((h) => api.overview(h));
-    if (!S.run || S.run.handle !== handle) return;
+    if (!current()) return;
     S.overview = data;
     renderOverview($("overview"), data, S.scale, S, setLayerHead);
   } catch (e) {

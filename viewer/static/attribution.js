@@ -5,11 +5,13 @@
 // open it; each row lists the tokens that part pushes up and down most.
 
 import { parseToken } from "./ablation.js";
-import { el, tokenSpan } from "./text.js";
+import { Latest } from "./api.js";
+import { el, loadingNote, tokenSpan } from "./text.js";
 
 const $ = (id) => document.getElementById(id);
 const fmt = (v) => (v >= 0 ? "+" : "−") + Math.abs(v).toFixed(4);
 const inModelOrder = (a, b) => a.order - b.order;
+const SHOWN = 12;                      // rows shown before "show all", as the CLI prints 12 (cli_findings)
 
 // Tokens a part pushes, with the change of their logit on hover.
 const tokenList = (tokens) => el("span", { className: "push-list" }, ...tokens.map((t) =>
@@ -24,10 +26,11 @@ const COLUMNS = [
 export class AttributionPanel {
   constructor(ctx) {
     this.ctx = ctx;                   // { S, api, onRun, setLayerHead }
-    this.seq = 0;
+    this.latest = new Latest();
     this.data = null;
     this.sortKey = "abs";
     this.sortDir = -1;
+    this.showAll = false;
     for (const id of ["attr-token", "attr-versus"]) {
       $(id).addEventListener("change", () => this.refresh());
       $(id).addEventListener("keydown", (e) => { if (e.key === "Enter") { e.preventDefault(); this.refresh(); } });
@@ -45,25 +48,41 @@ export class AttributionPanel {
     $("attribution-card").dataset.handle = "";
   }
 
+  // Not on screen yet: not blank meanwhile, unless it already shows this run and position.
+  waiting() {
+    const S = this.ctx.S, d = this.data;
+    if (d && S.run && d.handle === S.run.handle && d.position === S.query) return;
+    this.data = null;
+    this.key = null;
+    this.latest.cancel();
+    $("attr-body").replaceChildren(loadingNote("loading… (the attribution is computed when this card comes into view)"));
+    $("attribution-card").dataset.handle = "";
+  }
+
   async refresh() {
     const S = this.ctx.S;
     if (!S.run || S.query == null) return;
     const position = S.query, token = parseToken($("attr-token").value), versus = parseToken($("attr-versus").value);
     const key = JSON.stringify([S.run.handle, position, token, versus]);
     if (key === this.key) return;                 // already shown, or on its way
-    const seq = ++this.seq;
+    const current = this.latest.begin();
     this.key = key;
+    if (!this.data || this.data.handle !== S.run.handle || this.data.position !== position)
+      $("attr-body").replaceChildren(loadingNote("loading the attribution…"));
+    $("attr-body").dataset.loading = "1";
     try {
       const data = await this.ctx.onRun((h) => this.ctx.api.attribution(h, position, token, versus));
-      if (seq !== this.seq) return;
+      if (!current()) return;
       this.data = data;
       this.render();
     } catch (e) {
-      if (seq === this.seq) {
+      if (current()) {
         this.data = null;
         this.key = null;
         $("attr-body").replaceChildren(el("div", { className: "error small", testid: "attr-error", text: e.message }));
       }
+    } finally {
+      if (current()) delete $("attr-body").dataset.loading;
     }
   }
 
@@ -98,7 +117,8 @@ export class AttributionPanel {
       th.setAttribute("aria-sort", sorted ? (this.sortDir > 0 ? "ascending" : "descending") : "none");
       return th;
     }), el("th", { text: "pushes up most" }), el("th", { text: "pushes down most" }));
-    const body = this.rows().map((p) => {
+    const all = this.rows(), n = all.length, shown = this.showAll ? all : all.slice(0, SHOWN);
+    const body = shown.map((p) => {
       const isHead = p.kind === "head";
       const fill = el("span", { className: "attr-fill " + (p.value >= 0 ? "pos-v" : "neg-v") });
       fill.style.width = `${(Math.abs(p.value) / top) * 50}%`;
@@ -113,8 +133,20 @@ export class AttributionPanel {
       el("td", { className: "num", text: p.abs.toFixed(4) }),
       el("td", {}, tokenList(p.up)), el("td", {}, tokenList(p.down)));
     });
+    const which = (k) => ({ abs: `${k} largest`, value: `${k} ${this.sortDir < 0 ? "most positive" : "most negative"}`,
+      order: `${this.sortDir > 0 ? "first" : "last"} ${k}` })[this.sortKey];
+    const count = el("p", { className: "attr-count", testid: "attr-count", text: shown.length < n
+      ? `the ${which(shown.length)} parts of ${n} (heads L.H, MLPs, embeddings, biases); ${n - shown.length} more below the cut`
+      : `all ${n} parts (heads L.H, MLPs, embeddings, biases)` });
+    if (shown.length < n || n > SHOWN) {
+      const toggle = el("button", { className: "ghost-text", testid: "attr-show-all",
+        text: shown.length < n ? `show all ${n} parts` : `show the ${which(SHOWN)} only`,
+        onclick: () => { this.showAll = !this.showAll; this.render(); } });
+      body.push(el("tr", { className: "attr-cut", testid: "attr-cut" }, el("td", { colSpan: COLUMNS.length + 2 },
+        shown.length < n ? `··· ${n - shown.length} more parts, smaller in this order ··· ` : "", toggle)));
+    }
     const table = el("table", { className: "attr-table", testid: "attr-table" }, el("thead", {}, header), el("tbody", {}, ...body));
-    $("attr-body").replaceChildren(summary, el("div", { className: "attr-scroll" }, table));
+    $("attr-body").replaceChildren(summary, count, el("div", { className: "attr-scroll" }, table));
     Object.assign($("attribution-card").dataset, { handle: d.handle, position: String(d.position),
       target: String(d.target.id), versus: v ? String(v.id) : "", sort: `${this.sortKey}:${this.sortDir > 0 ? "asc" : "desc"}` });
   }

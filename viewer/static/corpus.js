@@ -5,7 +5,7 @@
 
 import { api } from "./api.js";
 import { permalink } from "./permalink.js";
-import { el, tokenSpan } from "./text.js";
+import { count, el, tokenSpan } from "./text.js";
 
 const $ = (id) => document.getElementById(id);
 const FORMAT = "gpt2np-corpus-stats";
@@ -68,8 +68,8 @@ function render(data) {
   $("source").textContent = "· " + inp.sources.map((s) => s.name).join(", ");
   $("summary").replaceChildren(
     el("span", { text: `model ${m.name} (${m.n_layer} layers × ${m.n_head} heads, engine ${m.engine})` }),
-    el("span", { text: `${inp.documents} documents, ${inp.tokens.toLocaleString()} tokens` }),
-    el("span", { text: `${data.windows_measured} of ${inp.windows} windows of ${st.window} tokens, stride ${st.stride}${st.bos ? ", <|endoftext|> first" : ""}` }),
+    el("span", { text: `${count(inp.sources.length, "source")}, ${count(inp.documents, "document")}, ${count(inp.tokens, "token")}` }),
+    el("span", { text: `${data.windows_measured} of ${count(inp.windows, "window")} of ${st.window} tokens, stride ${st.stride}${st.bos ? ", <|endoftext|> first" : ""}` }),
     el("span", { className: data.complete ? "" : "warn-text", text: data.complete ? "complete" : "not complete: rerun the same command to continue" }),
   );
   const here = $("viewer-model").dataset.name;
@@ -116,7 +116,7 @@ function renderHeads(data) {
     const row = el("tr", { dataset: { head: h.head }, tabIndex: 0, onclick: () => showExamples(h.head) },
       el("td", { className: "head-name", text: h.head }),
       el("td", { className: "type", text: h.type ? `${h.type} ${share == null ? "" : Math.round(100 * share) + "%"}` : "—",
-        title: Object.entries(h.types).map(([t, c]) => `${t}: ${c} windows`).join("\n") }),
+        title: Object.entries(h.types).map(([t, c]) => `${t}: ${count(c, "window")}`).join("\n") }),
       ...cells);
     row.addEventListener("keydown", (e) => { if (e.key === "Enter") showExamples(h.head); });
     return row;

@@ -1,14 +1,18 @@
-// The Generate panel (GET .../sample and POST .../generate = viewer/generation.py): the sampling
+// The Generate panel (GET .../sample and POST .../generate = viewer/routes/generation.py): the sampling
 // settings, the ledger of how the next token is drawn (logit → ÷T → softmax → top-k cut → top-p cut
 // on the running sum → p draw → the draw), asked again of the server as the controls move (it reads
 // the run's kept numbers: the model does not run again), and Generate 1 / Generate N, which append
 // tokens and hand the new run to app.js to load as any run. Numbers are the server's; nothing is
 // sampled here.
 
+import { Latest } from "./api.js";
 import { el, tokenSpan } from "./text.js";
 
 const $ = (id) => document.getElementById(id);
 const fixed = (x, n) => (x == null ? "—" : Number(x).toFixed(n));
+// The running Σ is what top-p reads: the sum over what top-k kept, so a row top-k cut has none
+// ("—"), as `python -m gpt2np generate --show-steps` prints it (cli_generate.step_table).
+const runningSum = (c) => (c.top_k ? fixed(c.running_sum, 4) : "—");
 const FIELDS = { temperature: "temperature", top_k: "top-k", top_p: "top-p", seed: "seed" };   // setting -> input id
 const DEFAULTS = { temperature: "1", top_k: "", top_p: "", seed: "" };
 
@@ -16,10 +20,11 @@ export class GeneratePanel {
   // ctx: { S, api, onRun, loadRun(result), changed() }
   constructor(ctx) {
     this.ctx = ctx;
-    this.seq = 0;
+    this.latest = new Latest();
     this.timer = null;
     for (const id of [...Object.values(FIELDS), "greedy"])
       $(id).addEventListener("input", () => { this.ctx.changed(); this.schedule(); });
+    $("greedy").addEventListener("change", () => this.showGreedy());
     $("generate").addEventListener("click", () => this.generate(1));
     $("generate-n").addEventListener("click", () => this.generate(Number($("gen-n").value) || 1));
     if (ctx.api.saved) {
@@ -45,6 +50,18 @@ export class GeneratePanel {
   restore(sampling) {
     for (const [name, id] of Object.entries(FIELDS)) $(id).value = sampling?.[name] ?? DEFAULTS[name];
     $("greedy").checked = Boolean(sampling?.greedy);
+    this.showGreedy();
+  }
+
+  // Greedy takes the largest logit at ÷1: temperature, top-k, top-p and seed do not apply, so
+  // their inputs are off (greyed) while it is on; they keep their values for when it is off.
+  showGreedy() {
+    const greedy = $("greedy").checked;
+    for (const id of Object.values(FIELDS)) {
+      $(id).disabled = greedy;
+      $(id).closest("label").classList.toggle("off", greedy);
+      $(id).title = greedy ? "greedy ignores it: untick greedy to sample" : "";
+    }
   }
 
   runChanged() { this.refresh(); }
@@ -57,12 +74,12 @@ export class GeneratePanel {
   async refresh() {
     const S = this.ctx.S;
     if (!S.run) return;
-    const seq = ++this.seq, settings = this.settings();
+    const current = this.latest.begin(), settings = this.settings();
     try {
       const data = await this.ctx.onRun((h) => this.ctx.api.sample(h, settings));
-      if (seq === this.seq) this.render(data);
+      if (current()) this.render(data);
     } catch (e) {
-      if (seq === this.seq) $("sample-ledger").replaceChildren(el("div", { className: "error small", text: e.message }));
+      if (current()) $("sample-ledger").replaceChildren(el("div", { className: "error small", text: e.message }));
     }
   }
 
@@ -78,13 +95,13 @@ export class GeneratePanel {
       el("td", { className: "num", text: fixed(c.logit_t, 3) }),
       el("td", { className: "num", text: fixed(c.p_temperature, 4) }),
       yes(c.top_k),
-      el("td", { className: "num", text: c.top_k ? fixed(c.running_sum, 4) : "" }),
+      el("td", { className: "num", text: runningSum(c) }),
       yes(c.top_p),
       el("td", { className: "num strong", text: fixed(c.p_draw, 4) }));
     const rows = d.candidates.map((c, r) => row(c, `sample-row-${r}`));
     if (d.chosen && !d.candidates.some((c) => c.id === d.chosen.id)) rows.push(row(d.chosen, "sample-row-drawn"));
-    const head = ["rank", "token", "logit", `logit ÷ ${T}`, "softmax (p_T)", s.greedy ? "top-1" : `top-k ${s.top_k ?? "off"}`,
-      "running sum", s.greedy ? "" : `top-p ${s.top_p ?? "off"}`, "p draw"];
+    const head = ["rank", "token", "logit", `logit ÷ ${T}`, "softmax (p_T)", s.greedy ? "top-k 1 (greedy)" : `top-k ${s.top_k ?? "off"}`,
+      "running Σ", `top-p ${s.greedy ? "off" : s.top_p ?? "off"}`, "p draw"];
     const table = el("table", { className: "sample-table" },
       el("thead", {}, el("tr", {}, ...head.map((h) => el("th", { text: h })))), el("tbody", {}, ...rows));
     const kept = `${d.n_kept.toLocaleString()} of ${d.vocab_size.toLocaleString()} tokens survive the cuts; p draw is their softmax renormalised to 1.`;

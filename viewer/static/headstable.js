@@ -91,17 +91,18 @@ export class HeadsTable {
       if (c.key === "head") return el("td", { className: "head-name", text: r.head });
       if (c.key === "type")
         return el("td", {}, el("span", { className: `type-pill type-${r.type}`, text: r.type, title: d.type_rules[r.type] }));
-      const td = el("td", { className: "num stat" });
+      // the bar in a track of its own, left of the digits: never under them
+      const track = el("span", { className: "cellbar-track" });
       if (c.bar && r[c.bar] != null) {
         const fill = el("span", { className: "cellbar" });
         fill.style.width = `${Math.max(0, Math.min(1, r[c.bar])) * 100}%`;
-        td.append(fill);
+        track.append(fill);
       }
-      if (c.key === "top_column_share")
-        td.append(el("span", { className: "topcol" }, el("span", { className: "pos", text: String(r.top_column) }),
-          tokenSpan(r.top_column_token)), " ", el("span", { className: "v", text: fmt(r.top_column_share) }));
-      else td.append(el("span", { className: "v", text: fmt(r[c.key], c.digits) }));
-      return td;
+      const value = c.key === "top_column_share"
+        ? [el("span", { className: "topcol" }, el("span", { className: "pos", text: String(r.top_column) }),
+          tokenSpan(r.top_column_token)), el("span", { className: "v", text: fmt(r.top_column_share) })]
+        : [el("span", { className: "v", text: fmt(r[c.key], c.digits) })];
+      return el("td", { className: "num stat" }, el("span", { className: "stat-cell" }, track, ...value));
     });
     const pick = () => this.onPick(r.layer, r.index);
     return el("tr", {

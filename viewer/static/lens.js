@@ -4,7 +4,8 @@
 
 import { parseToken } from "./ablation.js";
 import { weightCss } from "./colors.js";
-import { el, tokenSpan } from "./text.js";
+import { Latest } from "./api.js";
+import { el, loadingNote, tokenSpan } from "./text.js";
 
 const $ = (id) => document.getElementById(id);
 const p3 = (p) => (p >= 0.001 ? Number(p).toFixed(3) : Number(p).toExponential(1));
@@ -13,7 +14,7 @@ const short = (s) => (s.layer < 0 ? "embed" : `L${s.layer}`);
 export class LensPanel {
   constructor(ctx) {
     this.ctx = ctx;                   // { S, api, onRun, scale() }
-    this.seq = 0;
+    this.latest = new Latest();
     this.target = null;               // null: the model's own top-1 at that position
     $("lens-target").addEventListener("change", () => this.setTarget(parseToken($("lens-target").value)));
     $("lens-reset").addEventListener("click", () => this.setTarget(null));
@@ -29,13 +30,19 @@ export class LensPanel {
   async refresh() {
     const S = this.ctx.S;
     if (!S.run || S.query == null) return;
-    const seq = ++this.seq, position = S.query, target = this.target;
+    const current = this.latest.begin(), position = S.query, target = this.target;
+    const shown = $("lens-card").dataset;
+    if (shown.handle !== S.run.handle || shown.position !== String(position))
+      $("lens-body").replaceChildren(loadingNote("loading the logit lens…"));
+    $("lens-body").dataset.loading = "1";
     try {
       const data = await this.ctx.onRun((h) => this.ctx.api.lens(h, position, 5, target));
-      if (seq === this.seq) this.render(data);
+      if (current()) this.render(data);
     } catch (e) {
-      if (seq !== this.seq) return;
+      if (!current()) return;
       $("lens-body").replaceChildren(el("div", { className: "error small", text: e.message }));
+    } finally {
+      if (current()) delete $("lens-body").dataset.loading;
     }
   }
 
@@ -56,7 +63,8 @@ export class LensPanel {
         cell.style.backgroundColor = weightCss(Math.min(1, t.p) * 0.5, scale);   // light: the text stays readable
         return cell;
       })));
-    const follow = el("tr", { className: "follow" }, el("th", {}, tokenSpan(d.target.token)), ...d.streams.map((s, depth) =>
+    const follow = el("tr", { className: "follow" }, el("th", { className: "follow-label", testid: "lens-follow-label",
+      title: `following ${JSON.stringify(d.target.token)} (#${targetId})` }, tokenSpan(d.target.token)), ...d.streams.map((s, depth) =>
       el("td", { testid: `lens-target-${depth}`, dataset: { p: String(s.target_p), rank: String(s.target_rank) } },
         el("span", { className: "lp", text: p3(s.target_p) }), el("span", { className: "rank", text: `#${s.target_rank}` }))));
     const table = el("table", { className: "lens-table", testid: "lens-table" }, el("thead", {}, head), el("tbody", {}, ...rows, follow));

@@ -5,6 +5,7 @@
 
 import { Heatmap } from "./heatmap.js";
 import { PAIR_PRESETS } from "./presets.js";
+import { Latest } from "./api.js";
 import { el, tokenSpan } from "./text.js";
 
 const $ = (id) => document.getElementById(id);
@@ -16,7 +17,7 @@ export class PairPanel {
     this.data = null;
     this.selected = null;
     this.showAll = false;
-    this.seq = 0;
+    this.latest = new Latest();
     this.maps = ["a", "b", "diff"].map((id) => new Heatmap($(`pair-map-${id}`)));
     $("pair-run").addEventListener("click", () => this.compare());
     $("pair-b").addEventListener("keydown", (e) => {
@@ -53,7 +54,7 @@ export class PairPanel {
   }
 
   clear(message = "") {
-    this.seq++;
+    this.latest.cancel();
     this.data = null;
     this.selected = null;
     $("pair-note").textContent = message;
@@ -66,19 +67,19 @@ export class PairPanel {
   async compare() {
     const S = this.ctx.S;
     if (!S.run) return;
-    const seq = ++this.seq;
+    const current = this.latest.begin();
     $("pair-error").hidden = true;
     $("pair-run").disabled = true;
     $("pair-note").textContent = "running sentence B and comparing every head…";
     try {
       const data = await this.ctx.onRun((h) => this.ctx.api.pair(h, this.input()));
-      if (seq !== this.seq) return;
+      if (!current()) return;
       this.data = data;
       this.showAll = false;
       this.render();
       await this.select(data.heads[0]);
     } catch (e) {
-      if (seq !== this.seq) return;
+      if (!current()) return;
       this.clear();
       $("pair-error").textContent = e.message;
       $("pair-error").hidden = false;
@@ -124,7 +125,7 @@ export class PairPanel {
 
   // The three heatmaps of one head: A, B, and |A − B| on the aligned tokens.
   async select(h) {
-    const d = this.data, seq = this.seq, { layer, index: head } = h;
+    const d = this.data, current = this.latest.watch(), { layer, index: head } = h;
     this.selected = h.head;
     for (const li of $("pair-ranking").querySelectorAll("li[data-head]")) li.classList.toggle("selected", li.dataset.head === h.head);
     const api = this.ctx.api;
@@ -133,10 +134,10 @@ export class PairPanel {
       [a, b, diff] = await Promise.all([api.pattern(d.a.handle, layer, head), api.pattern(d.b.handle, layer, head),
         api.pairDiff(d.a.handle, d.b.handle, layer, head)]);
     } catch (e) {
-      if (!e.expired || seq !== this.seq) throw e;
+      if (!e.expired || !current()) throw e;
       return this.compare();           // A or B left the server's cache: run the pair again
     }
-    if (seq !== this.seq) return;
+    if (!current()) return;
     const pairs = d.alignment.pairs;
     const label = ([i, j]) => (d.a.tokens[i] === d.b.tokens[j] ? d.a.tokens[i] : `${d.a.tokens[i]}/${d.b.tokens[j]}`);
     $("pair-maps").hidden = false;

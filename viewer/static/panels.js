@@ -58,7 +58,7 @@ function strip(values, maxAbs, label, testid) {
   return el("div", { className: "strip", testid }, ...cells);
 }
 
-export function renderQK(box, data, selectedKey, onKey) {
+export function renderQK(box, data, selectedKey, onKey, scale = "linear") {
   const vectors = [data.q, ...data.keys.map((k) => k.k)];
   const maxAbs = Math.max(1e-9, ...vectors.flat().map((v) => Math.abs(Number(v))));
   const q = data.query;
@@ -82,7 +82,37 @@ export function renderQK(box, data, selectedKey, onKey) {
   el("td", { className: "num strong", testid: `qk-p-${r}`, text: k.p })));
   const scaleNote = el("p", { className: "muted small", text:
     `d_head = ${data.d_head} numbers per vector; colours from −${maxAbs.toPrecision(3)} (blue) to +${maxAbs.toPrecision(3)} (red). Hover a cell for its value.` });
-  box.replaceChildren(strips, scaleNote, el("table", { className: "qk-table" }, el("thead", {}, head), el("tbody", {}, ...rows)));
+  box.replaceChildren(strips, scaleNote, el("table", { className: "qk-table" }, el("thead", {}, head), el("tbody", {}, ...rows)),
+    whatIf(data, scale));
+}
+
+// The √d what-if (viewer/answers/ledger.py without_sqrt_d): the query's row as the model computed it, and
+// the same row had the scores not been divided by √d_head, one cell per key, each with its entropy
+// and top weight. Labelled as what it is: a row the model never computes.
+function whatIf(data, scale) {
+  const w = data.what_if, q = data.query;
+  const row = (r, name, label, testid) => {
+    const cells = r.p.map((p, j) => {
+      const cell = el("i", { title: `key ${j}: p = ${p}` });
+      cell.style.backgroundColor = weightCss(Number(p), scale);
+      return cell;
+    });
+    return el("div", { className: `whatif-row ${name}`, testid },
+      el("div", { className: "whatif-label" }, ...label),
+      el("div", { className: "whatif-cells" }, ...cells),
+      el("div", { className: "whatif-stats" },
+        "entropy ", el("b", { testid: `${testid}-entropy`, text: r.entropy_bits.toFixed(3) }), ` of ${w.max_entropy_bits.toFixed(2)} bits · top weight `,
+        el("b", { testid: `${testid}-top`, text: Number(r.top_p).toFixed(4) }), " at key ",
+        el("span", { className: "pos", text: String(r.top_key) }), tokenSpan(r.top_token)));
+  };
+  return el("div", { className: "whatif", testid: "qk-whatif" },
+    el("h3", { text: `Why ÷ √${data.d_head}? The row of query ${q.position}, with and without it` }),
+    row(w.real, "real", [el("b", { text: "the model" }), ` softmax(q·k ÷ √${data.d_head})`], "whatif-real"),
+    row(w.unscaled, "unscaled", [el("b", { text: "what if" }), " softmax(q·k), no ÷ √d"], "whatif-unscaled"),
+    el("p", { className: "muted small whatif-note", testid: "whatif-note", text:
+      `What-if: the model never computes the second row. It is softmax of the trace's q·k over keys 0…${q.position} ` +
+      `without ÷ √${data.d_head}, in float64 on the server. q·k grows with d_head; undivided, the softmax saturates ` +
+      "toward its largest score (lower entropy, a larger top weight)." }));
 }
 
 // q·k -> ÷√d_head -> + mask -> − row max -> exp -> ÷ row sum -> p, each with its operand.

@@ -1,4 +1,4 @@
-// The page's second data source: a saved file (viewer/export.py) holds the answers of the API
+// The page's second data source: a saved file (viewer/export/) holds the answers of the API
 // calls its page makes, keyed by request path, in <script id="gpt2np-snapshot">. `fetch` here
 // answers api.js's requests from them as Responses, like the server would, and with a
 // "not in this file" error for the rest. No number is made here: every answer was made by the

@@ -53,6 +53,12 @@ export function el(tag, props = {}, ...children) {
   return node;
 }
 
+// "1 document", "2 documents", "1,024 tokens".
+export const count = (n, noun) => `${n.toLocaleString("en")} ${noun}${n === 1 ? "" : "s"}`;
+
+// The note a panel shows while its numbers are on their way (or until it comes into view).
+export const loadingNote = (text = "loading…") => el("p", { className: "muted loading-note", text });
+
 // XML-escape for the SVG export (attribute- and text-safe).
 export function xmlEscape(s) {
   return String(s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&apos;" })[c])

@@ -1,9 +1,10 @@
-// The value ledger beside the Q·K panel (GET /api/runs/<h>/value = viewer/ledger.py value_ledger):
+// The value ledger beside the Q·K panel (GET /api/runs/<h>/value = viewer/answers/ledger.py value_ledger):
 // what the selected head moves at the selected query. The top keys' v and p·v as strips on one
 // colour scale (so a small p fades its v), z = Σ p·v with the check against hook_z, the head's write
 // z·W_O^h into the residual stream, every head's write size, the check against hook_attn_out,
 // and the tokens the write would push up and down. Numbers are the server's float32 text.
 
+import { Latest } from "./api.js";
 import { el, tokenSpan } from "./text.js";
 import { maxAbsOf, vectorView } from "./vectors.js";
 
@@ -18,7 +19,7 @@ function tokenList(tokens) {
 export class ValuePanel {
   constructor(ctx) {
     this.ctx = ctx;                   // { S, api, onRun, setLayerHead }
-    this.seq = 0;
+    this.latest = new Latest();
   }
 
   async refresh() {
@@ -26,13 +27,13 @@ export class ValuePanel {
     if (!S.run || S.query == null) return;
     const { layer, head, query } = S, key = [S.run.handle, layer, head, query].join("|");
     if (key === this.key) return;                 // already shown, or on its way
-    const seq = ++this.seq;
+    const current = this.latest.begin();
     this.key = key;
     try {
       const data = await this.ctx.onRun((h) => this.ctx.api.value(h, layer, head, query));
-      if (seq === this.seq) this.render(data);
+      if (current()) this.render(data);
     } catch (e) {
-      if (seq !== this.seq) return;
+      if (!current()) return;
       this.key = null;
       $("value-body").replaceChildren(el("div", { className: "error small", text: e.message }));
     }

@@ -18,6 +18,7 @@ export function createValueSide(ctx) {
   const refreshAttribution = () => {
     lazy.stale = !lazy.visible;
     if (lazy.visible) attribution.refresh();
+    else attribution.waiting();
   };
   new IntersectionObserver((entries) => {
     lazy.visible = entries.some((e) => e.isIntersecting);

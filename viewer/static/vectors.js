@@ -3,7 +3,7 @@
 // and the numbers themselves, folded, exactly as the server sent them (viewer/wire.py f32).
 
 import { divergingCss } from "./colors.js";
-import { el } from "./text.js";
+import { el, tokenSpan } from "./text.js";
 
 const STRIP_MAX = 128;        // longer vectors are drawn as a grid, GRID_COLUMNS cells a row
 const GRID_COLUMNS = 64;
@@ -37,14 +37,15 @@ function grid(values, maxAbs, label) {
   return canvas;
 }
 
-// opts: { label, name (the trace name it comes from), maxAbs, testid }
+// opts: { label, token (a token string shown after the label), name (the trace name it comes from), maxAbs, testid }
 export function vectorView(values, opts) {
-  const { label, name = "", maxAbs = maxAbsOf(values), testid } = opts;
+  const { label, token = null, name = "", maxAbs = maxAbsOf(values), testid } = opts;
   const picture = values.length <= STRIP_MAX ? strip(values, maxAbs, label) : grid(values, maxAbs, label);
   const numbers = el("details", { className: "vec-numbers" },
     el("summary", { text: `the ${values.length} numbers` }),
     el("pre", { className: "nums", ...(testid ? { testid: `${testid}-numbers` } : {}), text: values.join(" ") }));
   return el("div", { className: "vec", ...(testid ? { testid } : {}), dataset: { n: String(values.length) } },
-    el("div", { className: "vec-head" }, el("b", { text: label }), name ? el("span", { className: "muted", text: ` ${name}` }) : null),
+    el("div", { className: "vec-head" }, el("b", { text: label }), token != null ? " " : null,
+      token != null ? tokenSpan(token, "tok vec-token") : null, name ? el("span", { className: "muted", text: ` ${name}` }) : null),
     picture, numbers);
 }

@@ -1,11 +1,13 @@
-// Walk one token through one block (GET /api/runs/<h>/walk = viewer/walk.py): the selected query
+// Walk one token through one block (GET /api/runs/<h>/walk = viewer/answers/walk.py): the selected query
 // of the selected layer, step by step — ln_1 → q, k, v → scores → softmax → p·V → z → W_O →
 // + residual → ln_2 → MLP → + residual — each with its formula, the trace's numbers, and the
 // check of the step redone on the server. Each step also highlights the panel whose numbers it
-// comes from (the Q·K panel, the value ledger, the token). Back / next, or autoplay; any key or
-// click stops autoplay. The walk costs the server a forward pass, so it is asked for
+// comes from (the Q·K panel, the value ledger, the token). Back / next, or autoplay (autoplay.js);
+// any key or click stops autoplay. The walk costs the server a forward pass, so it is asked for
 // only once the card is (nearly) on screen.
 
+import { Latest } from "./api.js";
+import { Autoplay } from "./autoplay.js";
 import { el, tokenSpan } from "./text.js";
 import { vectorView } from "./vectors.js";
 
@@ -19,20 +21,16 @@ const AUTOPLAY_MS = 1800;
 export class WalkPanel {
   constructor(ctx) {
     this.ctx = ctx;                   // { S, api, onRun }
-    this.seq = 0;
+    this.latest = new Latest();
     this.data = null;
     this.step = 0;
-    this.timer = null;
     this.visible = false;
     this.stale = true;
-    this.stopOnInput = (e) => {
-      const t = e.target instanceof Element ? e.target : null;
-      if (t && t.closest("#walk-play") && (e.type === "pointerdown" || e.key === "Enter" || e.key === " ")) return;  // its own click
-      this.stopAutoplay();
-    };
+    this.auto = new Autoplay({ button: "walk-play", tick: () => this.tick(),
+      show: (on) => { $("walk-play").textContent = on ? "■ stop" : "autoplay"; } });
     $("walk-back").addEventListener("click", () => this.go(this.step - 1));
     $("walk-next").addEventListener("click", () => this.go(this.step + 1));
-    $("walk-play").addEventListener("click", () => (this.timer ? this.stopAutoplay() : this.autoplay()));
+    $("walk-play").addEventListener("click", () => (this.auto.playing ? this.stopAutoplay() : this.autoplay()));
     new IntersectionObserver((entries) => {
       this.visible = entries.some((e) => e.isIntersecting);
       if (this.visible && this.stale) this.refresh();
@@ -52,22 +50,23 @@ export class WalkPanel {
     this.stale = false;
     const { layer, head, query } = S, key = [S.run.handle, layer, head, query].join("|");
     if (key === this.key) return;                 // already shown, or on its way
-    const seq = ++this.seq;
+    const current = this.latest.begin();
     this.key = key;
     $("walk-body").dataset.loading = "1";
+    if (!this.data) $("walk-body").replaceChildren(el("p", { className: "muted loading-note", text: "loading the walk…" }));
     try {
       const data = await this.ctx.onRun((h) => this.ctx.api.walk(h, layer, head, query));
-      if (seq !== this.seq) return;
+      if (!current()) return;
       this.data = data;
       this.render();
     } catch (e) {
-      if (seq !== this.seq) return;
+      if (!current()) return;
       this.key = null;
       this.data = null;
       this.focus();
       $("walk-body").replaceChildren(el("div", { className: "error small", text: e.message }));
     } finally {
-      if (seq === this.seq) delete $("walk-body").dataset.loading;
+      if (current()) delete $("walk-body").dataset.loading;
     }
   }
 
@@ -80,25 +79,15 @@ export class WalkPanel {
   autoplay() {
     if (!this.data) return;
     if (this.step >= this.data.steps.length - 1) this.go(0);
-    this.timer = setInterval(() => {
-      if (this.step >= this.data.steps.length - 1) this.stopAutoplay();
-      else this.go(this.step + 1);
-    }, AUTOPLAY_MS);
-    document.addEventListener("keydown", this.stopOnInput, true);
-    document.addEventListener("pointerdown", this.stopOnInput, true);
-    $("walk-play").textContent = "■ stop";
-    $("walk-play").dataset.playing = "1";
+    this.auto.start(AUTOPLAY_MS);
   }
 
-  stopAutoplay() {
-    if (!this.timer) return;
-    clearInterval(this.timer);
-    this.timer = null;
-    document.removeEventListener("keydown", this.stopOnInput, true);
-    document.removeEventListener("pointerdown", this.stopOnInput, true);
-    $("walk-play").textContent = "autoplay";
-    $("walk-play").dataset.playing = "0";
+  tick() {
+    if (this.step >= this.data.steps.length - 1) this.stopAutoplay();
+    else this.go(this.step + 1);
   }
+
+  stopAutoplay() { this.auto.stop(); }
 
   // Highlight what the current step comes from, while the walk is on screen.
   focus() {
@@ -120,14 +109,17 @@ export class WalkPanel {
       el("button", { className: "walk-chip" + (i === this.step ? " on" : "") + (i < this.step ? " done" : ""),
         testid: `walk-chip-${i}`, text: t.op, title: t.formula, onclick: () => this.go(i) }))));
     const scalars = s.scalars.map((x, i) => el("span", { className: "walk-scalar" },
-      `${x.label} = `, el("b", { testid: `walk-scalar-${i}`, text: x.value })));
-    const vectors = s.vectors.map((v, i) => vectorView(v.values, { label: v.label, name: v.name, testid: `walk-vector-${i}` }));
+      x.label, ...(x.token != null ? [" ", tokenSpan(x.token, "tok vec-token")] : []), " = ",
+      el("b", { testid: `walk-scalar-${i}`, text: x.value })));
+    const vectors = s.vectors.map((v, i) => vectorView(v.values,
+      { label: v.label, token: v.token, name: v.name, testid: `walk-vector-${i}` }));
     const checks = s.checks.map((c, i) => el("div", { className: "check-line ok", testid: `walk-check-${i}`,
       text: `${c.what}: largest difference ${c.max_abs_diff} (relative ${c.relative})` }));
+    // (replaceChildren would write a null as the text "null": a step without scalars adds nothing)
     $("walk-body").replaceChildren(
       el("div", { className: "walk-head" }, el("span", { className: "walk-op", text: s.op }), el("code", { className: "formula", text: s.formula })),
       el("p", { className: "muted small", text: s.detail }),
-      scalars.length ? el("div", { className: "walk-scalars" }, ...scalars) : null,
+      ...(scalars.length ? [el("div", { className: "walk-scalars" }, ...scalars)] : []),
       el("div", { className: "walk-vectors" }, ...vectors), ...checks);
     Object.assign($("walk-body").dataset, { step: String(this.step), id: s.id, layer: String(d.layer),
       head: String(d.head), query: String(d.query.position), handle: d.handle });
