@@ -90,14 +90,14 @@ export const api = {
   ledger: (handle, layer, head, query, key) => getJson(runUrl(handle, "ledger", { layer, head, query, key })),
   next: (handle, position) => getJson(runUrl(handle, "next", { position })),
   traceUrl: (handle) => runUrl(handle, "trace.npz"),
-  // The analysis panels (viewer/analysis.py).
+  // The analysis panels (viewer/routes/analysis.py).
   heads: (handle) => getJson(runUrl(handle, "heads")),
   findings: (handle) => getJson(runUrl(handle, "findings")),
   lens: (handle, position, k, target) => getJson(runUrl(handle, "lens",
     { position, k, ...(target == null ? {} : typeof target === "number" ? { target_id: target } : { target }) })),
   ablate: (handle, body) => postJson(runUrl(handle, "ablate"), body),
   pair: (handle, body) => postJson(runUrl(handle, "pair"), body),
-  // The value side and the output (viewer/values.py).
+  // The value side and the output (viewer/routes/values.py).
   value: (handle, layer, head, query) => getJson(runUrl(handle, "value", { layer, head, query })),
   walk: (handle, layer, head, query) => getJson(runUrl(handle, "walk", { layer, head, query })),
   attribution: (handle, position, token, versus) => getJson(runUrl(handle, "attribution",

@@ -1,6 +1,6 @@
 // Colour scales. Attention weights: cream (0) -> orange -> magenta (1); none of them is near
 // black, so masked cells (exactly black) can never be mistaken for a weight. Vectors: blue-white-red.
-// Weights arrive as bytes code = round(254·√p) (see viewer/wire.py); 255 = masked.
+// Weights arrive as bytes code = round(254·√p) (see viewer/answers/wire.py); 255 = masked.
 
 const STOPS = [
   [0.0, [253, 251, 240]], [0.12, [254, 232, 160]], [0.3, [253, 180, 98]],

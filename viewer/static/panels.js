@@ -1,6 +1,6 @@
 // The side panels and the token strip, built from API JSON with textContent only: token chips,
 // the top-5 keys, the next-token top-5, the Q·K panel and the ledger. Numbers are shown as the
-// float32 text the server sent (viewer/wire.py f32), never recomputed here.
+// float32 text the server sent (viewer/answers/wire.py f32), never recomputed here.
 
 import { divergingCss, weightCss } from "./colors.js";
 import { el, tokenSpan } from "./text.js";

@@ -1,6 +1,6 @@
 // One vector of float32 text as the value side and the walk show it: a colour strip (blue −,
 // red +, scaled by `maxAbs`), a grid of cells for long vectors (d = 768 values do not fit a strip),
-// and the numbers themselves, folded, exactly as the server sent them (viewer/wire.py f32).
+// and the numbers themselves, folded, exactly as the server sent them (viewer/answers/wire.py f32).
 
 import { divergingCss } from "./colors.js";
 import { el, tokenSpan } from "./text.js";
