@@ -63,8 +63,9 @@ def token_id(model, token):
     ids = model.encode(token)
     if len(ids) != 1:
         pieces = ", ".join(repr(s) for s in model.token_strings(ids))
+        from .examples import token_hint  # here: examples imports findings, which imports this module
         raise GPT2npError(f"{token!r} is {len(ids)} tokens ({pieces}), not one. Give a single "
-                          f"token (often with its leading space, e.g. ' big') or its id.")
+                          f"token (often with its leading space{token_hint(model)}) or its id.")
     return ids[0]
 
 
@@ -209,7 +210,8 @@ def attention_changes(trace_a, trace_b):
     Queries before the first difference see identical inputs and cannot change (causal
     attention), so each head's score is the mean TV distance (`row_changes`) over the aligned
     queries from the first difference on; its largest change and where it happens are reported.
-    -> {"alignment": {"mode", "pairs", "n_aligned", "first_difference", "note"},
+    -> {"alignment": {"mode", "pairs", "n_aligned", "first_difference", "note",
+                      "unaligned_a", "unaligned_b" (positions without a partner)},
         "heads": [{"head", "layer", "index", "mean_change", "max_change",
                    "max_query_a", "max_query_b", "max_query_token"}] sorted by mean_change}
     """
@@ -220,8 +222,9 @@ def attention_changes(trace_a, trace_b):
     if mode == "positional":
         note = f"same number of tokens ({Ta}): compared position by position"
     else:
-        note = (f"different numbers of tokens ({Ta} and {Tb}): compared on the {len(pairs)} "
-                f"tokens they share; weight on unshared tokens counts as changed")
+        note = (f"the two sentences tokenize to different lengths ({Ta} and {Tb} tokens): they are "
+                f"compared on the {len(pairs)} tokens they share, in order; weight on unshared tokens "
+                "counts as changed, and a position's change may come from the shift alone")
     if start == Ta == Tb:
         note += "; the two inputs are identical"
     heads = []
@@ -238,8 +241,11 @@ def attention_changes(trace_a, trace_b):
                           "max_query_a": qa, "max_query_b": qb,
                           "max_query_token": trace_a.tokens[qa]})
     heads.sort(key=lambda r: (-r["mean_change"], r["layer"], r["index"]))
+    aligned_a, aligned_b = {ia for ia, _ in pairs}, {ib for _, ib in pairs}
     return {"alignment": {"mode": mode, "pairs": [list(p) for p in pairs], "n_aligned": len(pairs),
-                          "first_difference": start, "note": note},
+                          "first_difference": start, "note": note,
+                          "unaligned_a": [i for i in range(Ta) if i not in aligned_a],
+                          "unaligned_b": [i for i in range(Tb) if i not in aligned_b]},
             "heads": heads}
 
 

@@ -1,7 +1,7 @@
 """The viewer's main blueprint: the page, its static files, and the JSON API of runs and heads.
 
     GET  /                                   the page
-    GET  /api/model                          model name, origin, parameters, shapes
+    GET  /api/model                          model name, origin, parameters, shapes, its examples
     POST /api/run        {"text"|"ids", "bos"}  run a sentence -> handle, tokens, ids, shapes
     GET  /api/runs/<handle>                  the same summary again (404 once evicted)
     GET  /api/runs/<handle>/pattern?layer&head          one head's heatmap, compact bytes
@@ -22,6 +22,8 @@ import time
 
 import numpy as np
 from flask import Blueprint, current_app, jsonify, render_template, send_file
+
+from gpt2np.examples import examples_for
 
 from .args import flag_arg, json_object, refuse_unknown_fields, whole_number
 from .errors import ApiError
@@ -90,7 +92,8 @@ def model_summary(m=None, engine=None):
             "engine_about": ENGINE_ABOUT[engine],
             "has_tokenizer": m.tokenizer is not None,
             "n_layer": cfg.n_layer, "n_head": cfg.n_head, "d_head": cfg.d_head, "n_embd": cfg.n_embd,
-            "n_positions": cfg.n_positions, "vocab_size": cfg.vocab_size}
+            "n_positions": cfg.n_positions, "vocab_size": cfg.vocab_size,
+            "examples": examples_for(m)}
 
 
 @bp.get("/")
