@@ -288,7 +288,8 @@ def test_findings_and_the_whole_page_on_the_demo(demo_page, demo_server):
     assert "not GPT-2 small: skipped" in page.get_by_test_id("findings-roles").inner_text()
     page.locator("details.finding-details summary").click()
     n_head = api_get(demo_server, "/api/model")["n_head"]
-    assert page.locator("details.finding-details tbody tr").count() == n_head     # the last layer's heads
+    sentences = report["predictions"][3]["measured"]["sentences"]                # prediction 4: both sentences
+    assert page.locator("details.finding-details tbody tr").count() == n_head * len(sentences) == n_head * 2
     # A new sentence: the report was for the old one.
     run_sentence(page, DARCY)
     assert page.locator("[data-testid=finding-1]").count() == 0
