@@ -18,22 +18,28 @@ import numpy as np
 from .. import analysis
 from ..errors import GPT2npError
 from ..heads import head_name
-from .stats import THRESHOLDS
+from .stats import THRESHOLDS, common_prefix
 
 SENTENCE = ("The trophy doesn't fit in the suitcase because it is too big. When Mary and John "
             "went to the store, John gave a drink to Mary. The quick brown fox jumps over the "
             "lazy dog.")
 COREF_SENTENCE = "The trophy doesn't fit in the suitcase because it is too big."
-PRONOUN, CANDIDATES = "it", ("trophy", "suitcase")      # the first candidate is the referent
+FLIP_SENTENCE = "The trophy doesn't fit in the suitcase because it is too small."
+PRONOUN, CANDIDATES = "it", ("trophy", "suitcase")      # the referent in COREF_SENTENCE, in FLIP_SENTENCE
 IOI_SENTENCE = "When Mary and John went to the store, John gave a drink to"
+IOI_CORRUPTED = "When Mary and John went to the store, Mary gave a drink to"   # the answer flips
 IOI_NAMES = ("Mary", "John")                            # indirect object, subject
 PROBE_LENGTH, PROBE_SEED = 30, 0
 SINK_SHARE = 0.3                # prediction 3: "≥ 30% mass on column 0"
 SINK_LAYERS = range(4, 9)       # prediction 3: layers 4–8
 SPECIALIZED_BY = 4              # prediction 5: by layer 4
 MIN_TYPES = 3                   # prediction 5: at least 3 distinct head types in a layer
+REFERENT_SHARE = 0.75           # prediction 4 holds when ≥ 3/4 of the heads follow the sentence,
+                                # and does not hold when ≤ 1/4 do; in between it is undecided
+REFERENT_MARGIN = 0.05          # ... and the weight margin (referent − other) must reach this to decide
 
 HOLDS, FAILS, NOT_APPLICABLE = "holds", "does not hold", "not applicable"
+UNDECIDED = "undecided"
 
 WANG = "Wang et al. 2022, Interpretability in the Wild (IOI), arXiv 2211.00593"
 MCDOUGALL = "McDougall et al. 2023, Copy Suppression, arXiv 2310.04625"
@@ -152,14 +158,37 @@ def check_sink_heads(sink, layers=SINK_LAYERS, share=SINK_SHARE, allowed=(1, 2))
     return (HOLDS if all(c in allowed for c in counts.values()) else FAILS), counts
 
 
-def check_referent(weights):
-    """Prediction 4. weights [n_head, 2]: each last-layer head's weight from the pronoun on the
-    referent (column 0) and the other candidate (column 1).
-    -> (verdict: holds when the referent gets more weight on average, mean weights [2],
-        heads where the referent wins)"""
-    weights = np.asarray(weights, dtype=np.float64)
-    mean = weights.mean(axis=0)
-    return (HOLDS if mean[0] > mean[1] else FAILS), mean, int((weights[:, 0] > weights[:, 1]).sum())
+def check_referent(tops, margins, share=REFERENT_SHARE, margin=REFERENT_MARGIN):
+    """Prediction 4: from the pronoun, each last-layer head's top key is the sentence's referent,
+    and it changes with the sentence ("too big" -> trophy, "too small" -> suitcase).
+
+    tops [S, H]: per sentence and head, what the top key is: 0 = the sentence's referent, 1 = the
+    other candidate, -1 = another word. margins [S, H]: weight on the referent − on the other.
+    A head *follows the sentence* when its top key is the referent in every sentence. With F of H
+    heads following and m the smaller of the sentences' mean margins:
+      holds           F ≥ ⌈share·H⌉ and m ≥ margin
+      does not hold   F ≤ ⌊(1 − share)·H⌋, or m ≤ −margin
+      undecided       anything else (a 4–4 split of 8 heads; a 0.003 difference)
+    -> (verdict, {"follow", "heads", "needs", "at_most", "margin", "min_margin", "decided_by"})
+    """
+    tops, margins = np.atleast_2d(tops), np.atleast_2d(np.asarray(margins, dtype=np.float64))
+    H = tops.shape[1]
+    follow = int(np.all(tops == 0, axis=0).sum())
+    needs, at_most = int(np.ceil(share * H)), int(np.floor((1 - share) * H))
+    m = float(margins.mean(axis=1).min())
+    counts = f"{follow} of {H} heads follow the sentence"
+    if follow >= needs and m >= margin:
+        verdict, why = HOLDS, f"{counts} (holds needs ≥ {needs}) and the smaller mean margin {m:+.3f} ≥ {margin}"
+    elif follow <= at_most:
+        verdict, why = FAILS, f"{counts} (does not hold at ≤ {at_most})"
+    elif m <= -margin:
+        verdict, why = FAILS, f"the smaller mean margin {m:+.3f} ≤ −{margin}: the other word gets more weight"
+    elif follow < needs:
+        verdict, why = UNDECIDED, f"{counts}: between {at_most} and {needs}, which decide"
+    else:
+        verdict, why = UNDECIDED, f"{counts}, but the smaller mean margin {m:+.3f} is below {margin}"
+    return verdict, {"follow": follow, "heads": H, "needs": needs, "at_most": at_most,
+                     "margin": m, "min_margin": margin, "decided_by": why}
 
 
 def check_specialization(types, by_layer=SPECIALIZED_BY, at_least=MIN_TYPES):
@@ -176,7 +205,9 @@ def is_gpt2_small(config):
 
 
 def referent_table(model, trace, pronoun, candidates):
-    """Prediction 4's measurements on the last layer: one row per head."""
+    """Prediction 4's measurements on the last layer of one sentence: one row per head.
+    candidates: (this sentence's referent, the other word). A head's top key is taken with
+    position 0 left out (the sink, where heads put weight that means "nothing here")."""
     L = trace.n_layer - 1
     query = word_tokens(model, trace, pronoun)[-1]               # the pronoun's last token
     spans = [word_tokens(model, trace, c) for c in candidates]
@@ -186,12 +217,55 @@ def referent_table(model, trace, pronoun, candidates):
         (j0, w0), = analysis.top_keys(pattern, query, 1)
         (j1, w1), = analysis.top_keys(pattern, query, 1, skip_first=True)
         on = [float(row[s].sum()) for s in spans]
+        top = next((c for c, s in enumerate(spans) if j1 in s), -1)   # 0 referent, 1 other, -1 neither
         rows.append({"head": head_name(L, h), "top_key": j0, "top_key_token": trace.tokens[j0],
                      "top_weight": w0, "top_key_no0": j1, "top_key_no0_token": trace.tokens[j1],
-                     "top_weight_no0": w1, "candidates": on,
-                     "winner": candidates[int(np.argmax(on))] if max(on) > 0 else None})
-    return {"layer": L, "query": query, "query_token": trace.tokens[query],
-            "candidate_tokens": [[trace.tokens[k] for k in s] for s in spans], "heads": rows}
+                     "top_weight_no0": w1, "candidates": on, "margin": on[0] - on[1],
+                     "top_is": candidates[top] if top >= 0 else None,
+                     "winner": candidates[int(np.argmax(on))] if on[0] != on[1] else None})
+    return {"layer": L, "query": query, "query_token": trace.tokens[query], "text": None,
+            "referent": candidates[0], "other": candidates[1],
+            "candidate_tokens": [[trace.tokens[k] for k in s] for s in spans], "heads": rows,
+            "mean_margin": float(np.mean([r["margin"] for r in rows]))}
+
+
+def referent_prediction(model, sentences, pronoun, candidates, bos=False):
+    """Prediction 4 on one sentence whose referent is candidates[0] and, optionally, a second one
+    whose referent is candidates[1]. -> (verdict, measured dict, summary line)"""
+    tables = []
+    for k, text in enumerate(sentences):
+        trace = model.run(text, bos=bos)
+        cands = candidates if k == 0 else candidates[::-1]
+        table = referent_table(model, trace, pronoun, cands)
+        table["text"] = text
+        tables.append((trace, table))
+    split = [(t["text"], c, toks) for _, t in tables for c, toks in zip((t["referent"], t["other"]),
+                                                                       t["candidate_tokens"]) if len(toks) > 1]
+    measured = {"layer": tables[0][1]["layer"], "sentences": [t for _, t in tables]}
+    if split:
+        _, word, toks = split[0]
+        why = (f"{word!r} is {len(toks)} tokens for this model's tokenizer ({' '.join(map(repr, toks))}): "
+               "the claim is about one key per word")
+        return NOT_APPLICABLE, {**measured, "decided_by": why}, f"not measured: {why}"
+    tops = [[{t["referent"]: 0, t["other"]: 1}.get(h["top_is"], -1) for h in t["heads"]] for _, t in tables]
+    margins = [[h["margin"] for h in t["heads"]] for _, t in tables]
+    verdict, decided = check_referent(tops, margins)
+    summary = (f"layer {measured['layer']}, top key of {pronoun!r} per head (position 0 left out): "
+               + "; ".join(f"{t['referent']!r} in {sum(h['top_is'] == t['referent'] for h in t['heads'])}, "
+                           f"{t['other']!r} in {sum(h['top_is'] == t['other'] for h in t['heads'])} "
+                           f"of {len(t['heads'])} heads (mean margin {t['mean_margin']:+.3f}) when the "
+                           f"referent is {t['referent']!r}" for _, t in tables)
+               + f" — {decided['decided_by']}")
+    if len(tables) == 2:
+        (ta, a), (tb, b) = tables
+        if a["query"] == b["query"] and common_prefix(ta.ids, tb.ids) > a["query"]:
+            summary += (f". The two sentences are the same up to {pronoun!r} (position {a['query']}): "
+                        f"attention is causal, so {pronoun!r} has the same row in both and no head "
+                        "can follow the sentence from there")
+            decided["same_row"] = True
+    else:
+        summary += " (one sentence: the flip is not measured)"
+    return verdict, {**measured, **decided}, summary
 
 
 def published_roles(model, rows, ioi):
@@ -239,8 +313,12 @@ def ioi_weights(model, bos=False):
 
 
 def report(model, sentence=SENTENCE, coref_sentence=COREF_SENTENCE, pronoun=PRONOUN,
-           candidates=CANDIDATES, bos=False, probe_length=PROBE_LENGTH, seed=PROBE_SEED):
-    """The whole findings report as a JSON-ready dict (what `--json` prints)."""
+           candidates=CANDIDATES, bos=False, probe_length=PROBE_LENGTH, seed=PROBE_SEED,
+           flip_sentence=FLIP_SENTENCE):
+    """The whole findings report as a JSON-ready dict (what `--json` prints).
+
+    Prediction 4 runs on coref_sentence (referent candidates[0]) and flip_sentence (referent
+    candidates[1]); flip_sentence=None measures the first one alone."""
     if model.tokenizer is None:
         raise GPT2npError(f"{model.info.name} has no tokenizer, and the findings report runs "
                           "sentences: use a model directory with tokenizer.json.")
@@ -259,8 +337,9 @@ def report(model, sentence=SENTENCE, coref_sentence=COREF_SENTENCE, pronoun=PRON
     v2, first, ent0 = check_first_token(all_patterns)
     v3, counts3 = check_sink_heads(grid("sink"))
     all3 = [int((row >= SINK_SHARE).sum()) for row in grid("sink")]          # every layer
-    ref = referent_table(model, coref, pronoun, candidates)
-    v4, mean4, wins4 = check_referent([h["candidates"] for h in ref["heads"]])
+    sentences4 = [coref_sentence] + ([flip_sentence] if flip_sentence is not None else [])
+    v4, measured4, summary4 = referent_prediction(model, sentences4, pronoun, candidates, bos)
+    ref = measured4["sentences"][0]
     v5, counts5 = check_specialization(types)
     runs = f"{cfg.n_layer} layers × {cfg.n_head} heads × 3 inputs (sentence, coreference sentence, probe)"
     layers5 = f"layers 0–{min(SPECIALIZED_BY, last)}"
@@ -279,14 +358,11 @@ def report(model, sentence=SENTENCE, coref_sentence=COREF_SENTENCE, pronoun=PRON
              f"layer {k}: {c}" for k, c in counts3.items())) if counts3 else
             (f"the model has layers 0–{last} only; for reference, per layer: "
              + ", ".join(f"{L}: {c}" for L, c in enumerate(all3)))},
-        {"id": 4, "prediction": f"at the last layer, {pronoun!r} attends more to {candidates[0]!r} "
-                                f"than to {candidates[1]!r}",
-         "verdict": v4, "measured": {"mean_weight": dict(zip(candidates, map(float, mean4))),
-                                     "referent_wins": wins4,
-                                     "layer": ref["layer"], "heads": ref["heads"]},
-         "summary": (f"layer {last}, mean over heads: {candidates[0]!r} {mean4[0]:.3f} vs "
-                     f"{candidates[1]!r} {mean4[1]:.3f}; {candidates[0]!r} wins in {wins4} of "
-                     f"{cfg.n_head} heads")},
+        {"id": 4, "prediction": f"at the last layer, the top key of {pronoun!r} is {candidates[0]!r} or "
+                                f"{candidates[1]!r} (not a nearby word), and which one follows the "
+                                "sentence" + (f" ({candidates[0]!r} in the first, {candidates[1]!r} in "
+                                              "the second)" if len(sentences4) == 2 else ""),
+         "verdict": v4, "measured": measured4, "summary": summary4},
         {"id": 5, "prediction": f"by layer {SPECIALIZED_BY}, some layer has ≥ {MIN_TYPES} distinct "
                                 "head types",
          "verdict": v5, "measured": {"distinct_types": {str(k): c for k, c in counts5.items()}},
@@ -299,7 +375,8 @@ def report(model, sentence=SENTENCE, coref_sentence=COREF_SENTENCE, pronoun=PRON
                   "n_params": model.info.n_params, "n_layer": cfg.n_layer, "n_head": cfg.n_head,
                   "engine": model.engine},
         "inputs": {"sentence": {"text": sentence, "tokens": trace.tokens},
-                   "coref": {"text": coref_sentence, "tokens": coref.tokens, "pronoun": pronoun,
+                   "coref": {"text": coref_sentence, "flip": flip_sentence, "tokens": coref.tokens,
+                             "pronoun": pronoun,
                              "candidates": list(candidates),
                              "candidate_tokens": ref["candidate_tokens"],
                              "query": ref["query"]},

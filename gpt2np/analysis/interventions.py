@@ -34,7 +34,8 @@ from ..errors import GPT2npError
 from ..heads import head_name, parse_heads
 from ..ops import layer_norm
 from ..trace import residual_stream_names
-from .stats import head_output_weights, next_token_top_k, probabilities
+from .examples import examples_for, token_hint
+from .stats import common_prefix, head_output_weights, next_token_top_k, probabilities
 
 
 # -- small shared helpers ------------------------------------------------------------------------
@@ -64,7 +65,7 @@ def token_id(model, token):
     if len(ids) != 1:
         pieces = ", ".join(repr(s) for s in model.token_strings(ids))
         raise GPT2npError(f"{token!r} is {len(ids)} tokens ({pieces}), not one. Give a single "
-                          f"token (often with its leading space, e.g. ' big') or its id.")
+                          f"token (often with its leading space{token_hint(model)}) or its id.")
     return ids[0]
 
 
@@ -177,16 +178,6 @@ def align_tokens(ids_a, ids_b):
     return pairs, "shared"
 
 
-def common_prefix(ids_a, ids_b):
-    """How many leading tokens two sequences share."""
-    n = 0
-    for a, b in zip(ids_a, ids_b):
-        if a != b:
-            break
-        n += 1
-    return n
-
-
 def row_changes(pattern_a, pattern_b, queries, keys=None):
     """Total variation distance between the attention rows of aligned queries.
 
@@ -209,7 +200,8 @@ def attention_changes(trace_a, trace_b):
     Queries before the first difference see identical inputs and cannot change (causal
     attention), so each head's score is the mean TV distance (`row_changes`) over the aligned
     queries from the first difference on; its largest change and where it happens are reported.
-    -> {"alignment": {"mode", "pairs", "n_aligned", "first_difference", "note"},
+    -> {"alignment": {"mode", "pairs", "n_aligned", "first_difference", "note",
+                      "unaligned_a", "unaligned_b" (positions without a partner)},
         "heads": [{"head", "layer", "index", "mean_change", "max_change",
                    "max_query_a", "max_query_b", "max_query_token"}] sorted by mean_change}
     """
@@ -220,8 +212,9 @@ def attention_changes(trace_a, trace_b):
     if mode == "positional":
         note = f"same number of tokens ({Ta}): compared position by position"
     else:
-        note = (f"different numbers of tokens ({Ta} and {Tb}): compared on the {len(pairs)} "
-                f"tokens they share; weight on unshared tokens counts as changed")
+        note = (f"the two sentences tokenize to different lengths ({Ta} and {Tb} tokens): they are "
+                f"compared on the {len(pairs)} tokens they share, in order; weight on unshared tokens "
+                "counts as changed, and a position's change may come from the shift alone")
     if start == Ta == Tb:
         note += "; the two inputs are identical"
     heads = []
@@ -238,8 +231,11 @@ def attention_changes(trace_a, trace_b):
                           "max_query_a": qa, "max_query_b": qb,
                           "max_query_token": trace_a.tokens[qa]})
     heads.sort(key=lambda r: (-r["mean_change"], r["layer"], r["index"]))
+    aligned_a, aligned_b = {ia for ia, _ in pairs}, {ib for _, ib in pairs}
     return {"alignment": {"mode": mode, "pairs": [list(p) for p in pairs], "n_aligned": len(pairs),
-                          "first_difference": start, "note": note},
+                          "first_difference": start, "note": note,
+                          "unaligned_a": [i for i in range(Ta) if i not in aligned_a],
+                          "unaligned_b": [i for i in range(Tb) if i not in aligned_b]},
             "heads": heads}
 
 
@@ -365,3 +361,31 @@ def logit_attribution(model, trace, position, token=None, other=None, k=5):
             "residual_relative": float(np.abs(vectors.sum(0) - final).max() / max(np.abs(final).max(), 1e-30)),
             "ln_final_scale": float(scale),
             "parts": [{**part, "value": float(v), **e} for part, v, e in zip(parts, values, effects)]}
+
+
+# -- why the model's examples are good ones -----------------------------------------------------
+def measure_examples(model, examples=None):
+    """The numbers behind the examples, measured on `model`:
+    pair: logit(answer) − logit(versus) at the last token of each side (clean should be larger);
+    follow: the token's probability and rank after the text, and after zero-ablating `ablate`."""
+    ex = examples_for(model) if examples is None else examples
+    out = {}
+    pair = ex.get("pair")
+    if pair:
+        a, v = token_id(model, pair["answer"]), token_id(model, pair["versus"])
+        ld = {}
+        for side in ("clean", "corrupted"):
+            logits = model.run(pair[side]).logits[-1]
+            ld[side] = float(logits[a] - logits[v])
+        out["pair"] = {"tokens": len(model.encode(pair["clean"])), "logit_difference": ld,
+                       "margin": ld["clean"] - ld["corrupted"]}
+    follow = ex.get("follow")
+    if follow:
+        t = token_id(model, follow["token"])
+        p = probabilities(model.run(follow["text"]).logits[-1])
+        out["follow"] = {"p": float(p[t]), "rank": rank_of(p, t)}
+        if ex.get("ablate"):
+            after = ablate(model, follow["text"], ex["ablate"], token=t)["token"]
+            out["follow"].update(ablated=ex["ablate"], p_ablated=after["p_after"],
+                                 rank_ablated=after["rank_after"])
+    return out

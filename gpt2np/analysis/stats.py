@@ -318,3 +318,13 @@ def type_rule(head_type, thresholds=THRESHOLDS):
         "diffuse": f"no pattern above; normalized entropy ≥ {t['diffuse']}",
         "mixed": f"no pattern above; normalized entropy < {t['diffuse']} (attends by content)",
     }[head_type]
+
+
+def common_prefix(ids_a, ids_b):
+    """How many leading tokens two sequences share."""
+    n = 0
+    for a, b in zip(ids_a, ids_b):
+        if a != b:
+            break
+        n += 1
+    return n

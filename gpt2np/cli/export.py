@@ -44,11 +44,14 @@ def build_parser():
     return p
 
 
+PAGE_SUFFIXES = (".html", ".htm")       # --html: a name ending in one of these, in any case
+
+
 def export_command(argv):
     args = build_parser().parse_args(argv)
     text = read_stdin() if args.text == "-" else args.text
-    if not args.html.lower().endswith((".html", ".htm")):
-        raise UsageError(f"--html {args.html!r}: give a file name ending in .html.")
+    if not args.html.lower().endswith(PAGE_SUFFIXES):
+        raise UsageError(f"--html {args.html!r}: give a file name ending in .html or .htm (any case).")
     model = load(args.model, engine=args.engine)
     trace = model.run(text, bos=args.bos)
     saved = save_html(trace, args.html, text=text, bos=args.bos, layer=args.layer, head=args.head,

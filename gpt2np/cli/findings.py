@@ -2,7 +2,7 @@
 
     python -m gpt2np findings [--model NAME|DIR] [--sentence TEXT] [--table] [--json]
     python -m gpt2np findings --lens TEXT [--token TOK]
-    python -m gpt2np findings --ablate 4.11 [5.1 ...] [--text TEXT] [--mean] [--token TOK]
+    python -m gpt2np findings --ablate L.H [L.H ...] [--text TEXT] [--mean] [--token TOK]
     python -m gpt2np findings --pair TEXT_A TEXT_B
     python -m gpt2np findings --attribute TEXT [--token TOK] [--versus TOK]
 
@@ -19,7 +19,8 @@ import sys
 
 from .. import analysis
 from ..analysis import findings, interventions
-from ..analysis.findings import CANDIDATES, COREF_SENTENCE, PROBE_LENGTH, PROBE_SEED, PRONOUN, SENTENCE
+from ..analysis.examples import pair_hint
+from ..analysis.findings import CANDIDATES, COREF_SENTENCE, FLIP_SENTENCE, PROBE_LENGTH, PROBE_SEED, PRONOUN, SENTENCE
 from ..api import load
 from ..errors import GPT2npError
 from .options import add_bos_option, add_engine_option, add_model_option, show
@@ -45,14 +46,15 @@ def print_report(r, table=False, out=None):
         p(f"  {pr['id']}. [{pr['verdict']}] {pr['prediction']}")
         p(f"     {pr['summary']}")
         if pr["id"] == 4:
-            c = inp["coref"]
-            p(f"     query {show(c['tokens'][c['query']])} (position {c['query']}) in: {c['text']}")
-            p("     head   top key (with position 0)    top key (without position 0)   "
-              + "  ".join(f"{x:>9.9}" for x in c["candidates"]) + "  winner")
-            for h in pr["measured"]["heads"]:
-                p(f"     {h['head']:<6} {show(h['top_key_token']):>14} {h['top_weight']:.3f}"
-                  f"           {show(h['top_key_no0_token']):>14} {h['top_weight_no0']:.3f}      "
-                  + "  ".join(f"{w:9.3f}" for w in h["candidates"]) + f"  {h['winner']}")
+            for t in pr["measured"]["sentences"]:
+                p(f"     query {show(t['query_token'])} (position {t['query']}), referent "
+                  f"{t['referent']!r}, in: {t['text']}")
+                p("     head   top key (with position 0)    top key (without position 0)   "
+                  + "  ".join(f"{x:>9.9}" for x in (t["referent"], t["other"])) + "  margin")
+                for h in t["heads"]:
+                    p(f"     {h['head']:<6} {show(h['top_key_token']):>14} {h['top_weight']:.3f}"
+                      f"           {show(h['top_key_no0_token']):>14} {h['top_weight_no0']:.3f}      "
+                      + "  ".join(f"{w:9.3f}" for w in h["candidates"]) + f"  {h['margin']:+.3f}")
     p("\nHead types (statistics over the sentence; induction over the probe):")
     for t in r["type_rules"]:
         p(f"  {t:<15} {r['type_rules'][t]}")
@@ -122,11 +124,23 @@ def print_ablation(a, out=None):
 def print_pair(pair, k=10, out=None):
     out = out or sys.stdout
     al = pair["alignment"]
+    print(al["note"], file=out)
+    if al["mode"] != "positional":
+        # Different token counts: both tokenizations and the alignment, before any number.
+        for side in ("a", "b"):
+            s = pair[side]
+            print(f"  {side} ({len(s['tokens'])} tokens): "
+                  + " ".join(f"{i}:{show(t)}" for i, t in enumerate(s["tokens"])), file=out)
+        print("  aligned (a ↔ b): " + " ".join(f"{i}↔{j}" for i, j in al["pairs"]), file=out)
+        for side in ("a", "b"):
+            alone = al[f"unaligned_{side}"]
+            print(f"  only in {side}: " + (" ".join(f"{i}:{show(pair[side]['tokens'][i])}" for i in alone)
+                                           or "none"), file=out)
     for side in ("a", "b"):
         s = pair[side]
         print(f"{side}: {' '.join(show(t) for t in s['tokens'])}   next: "
               + ", ".join(f"{show(x['token'])} {x['p']:.3f}" for x in s["next"]), file=out)
-    print(f"{al['note']}; queries from position {al['first_difference']} on are scored", file=out)
+    print(f"queries from position {al['first_difference']} on are scored", file=out)
     print(f"heads by attention change (mean total variation distance; top {k}):", file=out)
     for h in pair["heads"][:k]:
         print(f"  {h['head']:<6} mean {h['mean_change']:.3f}  max {h['max_change']:.3f} at query "
@@ -161,7 +175,11 @@ def build_parser():
                     "measured numbers; or run one tool: --lens, --ablate, --pair, --attribute.")
     add_model_option(p)
     p.add_argument("--sentence", default=SENTENCE, help="text for the per-head statistics")
-    p.add_argument("--coref-sentence", default=COREF_SENTENCE, help="text for prediction 4")
+    p.add_argument("--coref-sentence", default=COREF_SENTENCE,
+                   help="text for prediction 4 whose referent is the first candidate")
+    p.add_argument("--flip-sentence", default=None,
+                   help="prediction 4's second text, whose referent is the second candidate (default: "
+                        "the 'too small.' sentence with the default --coref-sentence, else none)")
     p.add_argument("--pronoun", default=PRONOUN, help=f"query word of prediction 4 (default {PRONOUN})")
     p.add_argument("--candidates", nargs=2, default=CANDIDATES, metavar=("REFERENT", "OTHER"),
                    help="the two words prediction 4 compares (default: trophy suitcase)")
@@ -174,7 +192,7 @@ def build_parser():
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     tool = p.add_mutually_exclusive_group()
     tool.add_argument("--lens", metavar="TEXT", help="logit lens: top tokens after every layer")
-    tool.add_argument("--ablate", nargs="+", metavar="L.H", help="ablate these heads (e.g. 4.11 5.1)")
+    tool.add_argument("--ablate", nargs="+", metavar="L.H", help="ablate these heads, as LAYER.HEAD")
     tool.add_argument("--pair", nargs=2, metavar=("TEXT_A", "TEXT_B"),
                       help="minimal pair: heads ranked by how much their attention changes")
     tool.add_argument("--attribute", metavar="TEXT",
@@ -196,7 +214,7 @@ def findings_command(argv):
     if args.top_k < 1:
         raise GPT2npError(f"--top-k must be at least 1, got {args.top_k}.")
     if args.versus is not None and args.attribute is None:
-        raise GPT2npError("--versus goes with --attribute: e.g. --attribute TEXT --token ' big' --versus ' small'.")
+        raise GPT2npError(f"--versus goes with --attribute: e.g. --attribute TEXT {pair_hint(model)}.")
     if args.lens is not None:
         result = interventions.logit_lens(model, model.run(args.lens, bos=args.bos), k=args.top_k,
                                           target=args.token)
@@ -214,7 +232,9 @@ def findings_command(argv):
         printer = print_pair
     else:
         result = findings.report(model, args.sentence, args.coref_sentence, args.pronoun,
-                                 tuple(args.candidates), args.bos, args.probe_length, args.seed)
+                                 tuple(args.candidates), args.bos, args.probe_length, args.seed,
+                                 flip_sentence=args.flip_sentence or (FLIP_SENTENCE if args.coref_sentence
+                                                                      == COREF_SENTENCE else None))
         printer = lambda r: print_report(r, table=args.table)  # noqa: E731
     if args.json:
         print(json.dumps(result, ensure_ascii=False))

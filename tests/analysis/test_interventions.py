@@ -225,7 +225,8 @@ def test_minimal_pair_same_length(small):
 def test_minimal_pair_different_lengths_on_text(texty):
     r = I.minimal_pair(texty, "The cat sat on the mat.", "The big black cat sat on the mat.")
     al = r["alignment"]
-    assert al["mode"] == "shared" and al["n_aligned"] == 7 and "different numbers of tokens" in al["note"]
+    assert al["mode"] == "shared" and al["n_aligned"] == 7 and "different lengths (7 and 9 tokens)" in al["note"]
     assert al["pairs"][:2] == [[0, 0], [1, 3]] and al["first_difference"] == 1
+    assert al["unaligned_a"] == [] and al["unaligned_b"] == [1, 2]          # " big", " black"
     assert r["a"]["tokens"][1] == " cat" and r["b"]["tokens"][3] == " cat"
     assert all(0 <= h["mean_change"] <= 1 for h in r["heads"])

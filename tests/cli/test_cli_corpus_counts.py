@@ -1,13 +1,13 @@
 """The corpus report's counts are English: "1 source, 1 document", "2 documents"
-(cli_corpus.print_report on results files measured here with the demo model)."""
+(gpt2np.cli.corpus.print_report on results files measured here with the demo model)."""
 
 import io
 import json
 
 import pytest
 
-from gpt2np import corpus
-from gpt2np.cli_corpus import print_report
+from gpt2np.analysis import corpus
+from gpt2np.cli.corpus import print_report
 
 TEXT = ("It is a truth universally acknowledged, that a single man in possession of a good fortune, "
         "must be in want of a wife. However little known the feelings or views of such a man may be.")

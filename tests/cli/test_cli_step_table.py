@@ -1,10 +1,10 @@
-"""`generate --show-steps`'s table (cli_generate.step_table) on hand-made logits: the running Σ
+"""`generate --show-steps`'s table (gpt2np/cli/generate.py step_table) on hand-made logits: the running Σ
 column is the sum top-p reads, over what top-k kept — shown on the rows top-k kept and "—" on
 the rows it cut, as the viewer's sampling ledger shows it (generate.js runningSum)."""
 
 import numpy as np
 
-from gpt2np.cli_generate import step_table
+from gpt2np.cli.generate import step_table
 from gpt2np.generate import choose
 
 LOGITS = np.array([2.0, 0.5, 3.0, 1.0, -1.0, 0.0])        # ranks: id 2, 0, 3, 1, 5, 4

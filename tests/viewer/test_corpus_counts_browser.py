@@ -7,7 +7,7 @@ import json
 import pytest
 from browser import serving, watched_page
 
-from gpt2np import corpus
+from gpt2np.analysis import corpus
 
 pytestmark = pytest.mark.browser
 

@@ -215,10 +215,11 @@ def test_logit_lens_follows_the_selected_token(demo_page, demo_server):
 def test_pair_view_ranks_heads_as_the_api_does(demo_page, demo_server, demo):
     page = demo_page
     open_viewer(page, demo_server)
-    page.get_by_test_id("pair-preset").select_option(label="Trophy: … too big / … too small")
+    run_sentence(page, SENTENCE)
+    page.get_by_test_id("pair-b").fill(SENTENCE.replace("big", "small"))
+    page.get_by_test_id("pair-run").click()
     page.wait_for_selector("#pair-maps:not([hidden])")
     a = page.evaluate("window.__viewer.state.run.handle")
-    assert page.get_by_test_id("sentence").input_value() == SENTENCE
     api = api_post(demo_server, f"/api/runs/{a}/pair", {"text": SENTENCE.replace("big", "small")})
     items = page.get_by_test_id("pair-ranking").locator("li[data-head]")
     assert items.count() == 12
@@ -226,6 +227,15 @@ def test_pair_view_ranks_heads_as_the_api_does(demo_page, demo_server, demo):
             for i in range(12)] == [(h["head"], h["mean_change"]) for h in api["heads"][:12]]
     assert page.get_by_test_id("pair-mode").inner_text() == "shared tokens"
     assert page.get_by_test_id("pair-note-text").inner_text() == api["alignment"]["note"]
+    if len(demo.encode(SENTENCE)) != len(demo.encode(SENTENCE.replace("big", "small"))):
+        # Different lengths: both tokenizations, the unshared tokens marked, the alignment listed.
+        for side in ("a", "b"):
+            chips = page.get_by_test_id(f"pair-tokens-{side}").locator(".pair-tok")
+            assert chips.count() == len(api[side]["tokens"])
+            marked = [i for i in range(chips.count()) if "unaligned" in chips.nth(i).get_attribute("class")]
+            assert marked == api["alignment"][f"unaligned_{side}"] and marked
+        shown = page.get_by_test_id("pair-alignment").inner_text()
+        assert all(f"{i}↔{j}" in shown for i, j in api["alignment"]["pairs"])
     page.get_by_test_id("pair-show-all").click()
     model = api_get(demo_server, "/api/model")
     assert items.count() == len(api["heads"]) == model["n_layer"] * model["n_head"]
@@ -278,7 +288,8 @@ def test_findings_and_the_whole_page_on_the_demo(demo_page, demo_server):
     assert "not GPT-2 small: skipped" in page.get_by_test_id("findings-roles").inner_text()
     page.locator("details.finding-details summary").click()
     n_head = api_get(demo_server, "/api/model")["n_head"]
-    assert page.locator("details.finding-details tbody tr").count() == n_head     # the last layer's heads
+    sentences = report["predictions"][3]["measured"]["sentences"]                # prediction 4: both sentences
+    assert page.locator("details.finding-details tbody tr").count() == n_head * len(sentences) == n_head * 2
     # A new sentence: the report was for the old one.
     run_sentence(page, DARCY)
     assert page.locator("[data-testid=finding-1]").count() == 0
@@ -293,7 +304,8 @@ def test_findings_and_the_whole_page_on_the_demo(demo_page, demo_server):
     page.get_by_test_id("ablate-run").click()                    # no heads typed: the head on screen
     page.wait_for_selector(f"#ablation[data-position='{q}'] [data-testid=ablate-after]")
     assert page.get_by_test_id("ablate-heads").input_value() == "0.0"
-    page.get_by_test_id("pair-preset").select_option(label="Trophy: … too big / … too small")
+    page.get_by_test_id("pair-preset").select_option(index=1)     # the model's own pair
+    page.get_by_test_id("pair-use-a").click()                    # A is not the sentence above: asked
     page.wait_for_selector("#pair-maps:not([hidden])")
     page.wait_for_load_state("networkidle")
     shot(page, "analysis-page-demo")

@@ -296,7 +296,8 @@ def test_1024_tokens_draw_and_scrub(browser, long_server, small_tok_dir):
     page.on("response", lambda r: "/pattern?" in r.url and sizes.append(int(r.headers["content-length"])))
     try:
         open_viewer(page, long_server)
-        text = page.evaluate("async () => (await import('/static/presets.js')).TEXT_PRESETS[3].text")
+        text = page.evaluate("window.__viewer.state.model.examples.sentences"
+                             ".find((s) => s.label === 'Long paragraph').text")
         page.get_by_test_id("sentence").fill(" ".join([text] * 5) + " The end of the story.")
         page.get_by_test_id("run").click()
         page.wait_for_function("() => window.__viewer.state.run && window.__viewer.state.run.n_tokens > 1000")

@@ -2,6 +2,8 @@
 head's thumbnails) with their headers: the same answers for the JSON API (viewer/routes/api.py)
 and the exported file (viewer/export/). No Flask here."""
 
+from gpt2np.analysis.examples import examples_for
+
 from .ledger import token_ref
 from .wire import ENCODING, THUMB_ENCODING, f32, lower_triangle_bytes
 
@@ -19,7 +21,8 @@ def model_summary(m, engine=None):
             "engine_about": ENGINE_ABOUT[engine],
             "has_tokenizer": m.tokenizer is not None,
             "n_layer": cfg.n_layer, "n_head": cfg.n_head, "d_head": cfg.d_head, "n_embd": cfg.n_embd,
-            "n_positions": cfg.n_positions, "vocab_size": cfg.vocab_size}
+            "n_positions": cfg.n_positions, "vocab_size": cfg.vocab_size,
+            "examples": examples_for(m)}
 
 
 def describe_run(run, m, engine):

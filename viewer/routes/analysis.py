@@ -14,11 +14,14 @@ the induction probe, which does not depend on the sentence, runs once per model 
 created (`induction_probe`).
 """
 
+import json
+
 import numpy as np
 from flask import Blueprint, current_app, jsonify, request
 
 from gpt2np import GPT2npError, analysis
 from gpt2np.analysis import findings, interventions
+from gpt2np.analysis.examples import examples_for, token_hint
 from gpt2np.heads import parse_heads
 
 from ..answers.describe import next_tokens
@@ -33,7 +36,15 @@ bp = Blueprint("analysis", __name__)
 MAX_K = 20                       # most tokens per list in the lens and the ablation
 MAX_TOKEN_CHARS = 100            # a "token" longer than this is not echoed back
 ABLATE_FIELDS = ("heads", "mode", "position", "token", "k")
-ABLATE_EXAMPLE = '{"heads": "5.1 5.5", "mode": "zero", "position": 9, "token": " big"}'
+
+
+def ablate_example():
+    """An ablation request body for the model in use, from its own examples (gpt2np.examples)."""
+    ex = examples_for(model())
+    body = {"heads": " ".join(ex["ablate"]) or "0.0", "mode": "zero"}
+    if ex["follow"]:
+        body["token"] = ex["follow"]["token"]
+    return json.dumps(body)
 
 
 def induction_probe(m):
@@ -54,10 +65,10 @@ def token_arg(token):
     if token is None or token == "":
         return None
     if isinstance(token, bool) or not isinstance(token, (int, str)):
-        raise ApiError('"token" must be text (one token, e.g. " big") or a token id.')
+        raise ApiError(f'"token" must be text (one token{token_hint(model())}) or a token id.')
     if isinstance(token, str) and len(token) > MAX_TOKEN_CHARS:
         raise ApiError(f"The token is {len(token):,} characters long: give one token "
-                       '(often with its leading space, e.g. " big") or its id.')
+                       f'(often with its leading space{token_hint(model())}) or its id.')
     return interventions.token_id(model(), token)   # not one token, or out of range: a 400
 
 
@@ -146,11 +157,11 @@ def api_lens(handle):
 # -- ablation -------------------------------------------------------------------------------------
 @bp.post("/api/runs/<handle>/ablate")
 def api_ablate(handle):
-    body = json_object(ABLATE_EXAMPLE)
+    body = json_object(ablate_example())
     run = get_run(handle)
-    refuse_unknown_fields(body, ABLATE_FIELDS, f"{', '.join(ABLATE_FIELDS)}, e.g. {ABLATE_EXAMPLE}")
+    refuse_unknown_fields(body, ABLATE_FIELDS, f"{', '.join(ABLATE_FIELDS)}, e.g. {ablate_example()}")
     if "heads" not in body:
-        raise ApiError(f'Give "heads", the heads to ablate as LAYER.HEAD: {ABLATE_EXAMPLE}.')
+        raise ApiError(f'Give "heads", the heads to ablate as LAYER.HEAD: {ablate_example()}.')
     heads = head_list(body["heads"])
     mode = body.get("mode", "zero")
     if mode not in ("zero", "mean"):

@@ -1,7 +1,7 @@
 """The viewer's main blueprint: the page, its static files, and the JSON API of runs and heads.
 
     GET  /                                   the page
-    GET  /api/model                          model name, origin, parameters, shapes
+    GET  /api/model                          model name, origin, parameters, shapes, its examples
     POST /api/run        {"text"|"ids", "bos"}  run a sentence -> handle, tokens, ids, shapes
     GET  /api/runs/<handle>                  the same summary again (404 once evicted)
     GET  /api/runs/<handle>/pattern?layer&head          one head's heatmap, compact bytes

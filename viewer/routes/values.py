@@ -11,10 +11,13 @@ what a run does not keep (ln_1, ln_2, resid_mid, the MLP's hidden layer), so it 
 again (`api.rerun`). The walk and the attribution are kept per run as JSON (`Run.memo`).
 """
 
+from urllib.parse import quote
+
 from flask import Blueprint, jsonify
 
 from gpt2np import GPT2npError
 from gpt2np.analysis import interventions
+from gpt2np.analysis.examples import examples_for
 
 from ..answers.ledger import value_ledger
 from ..answers.walk import walk
@@ -56,8 +59,10 @@ def api_attribution(handle):
     k = whole_number("k", 1, MAX_K, "number of tokens to list", default=5)
     token, versus = url_token("token"), url_token("versus")
     if versus is not None and versus == token:
-        raise ApiError("?versus= is the same token as ?token=: give two different tokens, e.g. "
-                       '?token=%20big&versus=%20small, or leave out ?versus= for one logit.')
+        pair = examples_for(model())["pair"]
+        e_g = (f"e.g. ?token={quote(pair['answer'])}&versus={quote(pair['versus'])}, " if pair else "")
+        raise ApiError(f"?versus= is the same token as ?token=: give two different tokens, {e_g}"
+                       "or leave out ?versus= for one logit.")
 
     def compute():
         try:

@@ -11,7 +11,7 @@ import { Heatmap, drawLegend } from "./heatmap.js";
 import { markOverview, renderOverview } from "./overview.js";
 import { markToken, renderLedger, renderNext, renderQK, renderTokens, renderTopK } from "./panels.js";
 import { readPermalink, writePermalink } from "./permalink.js";
-import { ID_PRESETS, TEXT_PRESETS } from "./presets.js";
+import { textPresets } from "./presets.js";
 import { el, tokenSpan } from "./text.js";
 import { createValueSide } from "./valueside.js";
 
@@ -429,7 +429,7 @@ async function init() {
     showError(`Cannot reach the viewer's server: ${e.message}`);
     return;
   }
-  const presets = S.model.has_tokenizer ? TEXT_PRESETS : ID_PRESETS;
+  const presets = textPresets(S.model);
   $("preset").append(...presets.map((p) => el("option", { value: p.text, text: p.name })));
   drawLegend($("legend"), S.scale);
   bind();

@@ -11,7 +11,7 @@ import { el, loadingNote, tokenSpan } from "./text.js";
 const $ = (id) => document.getElementById(id);
 const fmt = (v) => (v >= 0 ? "+" : "−") + Math.abs(v).toFixed(4);
 const inModelOrder = (a, b) => a.order - b.order;
-const SHOWN = 12;                      // rows shown before "show all", as the CLI prints 12 (cli_findings)
+const SHOWN = 12;                      // rows shown before "show all", as the CLI prints 12 (gpt2np/cli/findings.py)
 
 // Tokens a part pushes, with the change of their logit on hover.
 const tokenList = (tokens) => el("span", { className: "push-list" }, ...tokens.map((t) =>

@@ -4,7 +4,7 @@
 
 import { el, tokenSpan } from "./text.js";
 
-const VERDICT_CLASS = { "holds": "holds", "does not hold": "fails", "not applicable": "na" };
+const VERDICT_CLASS = { "holds": "holds", "does not hold": "fails", "undecided": "undecided", "not applicable": "na" };
 const f3 = (v) => (v == null ? "—" : Number(v).toFixed(3));
 
 const verdict = (v, testid) => el("span", { className: `verdict ${VERDICT_CLASS[v] || "na"}`, text: v, testid });
@@ -15,19 +15,23 @@ function table(headers, rows, className = "mini-table") {
     el("tbody", {}, ...rows));
 }
 
-// Prediction 4: every last-layer head's top keys and its weight on each candidate.
+// Prediction 4: in each sentence, every last-layer head's top keys and its weight on the two words.
 function referentDetails(pr, coref) {
-  const m = pr.measured, [a, b] = coref.candidates;
-  const rows = m.heads.map((h) => el("tr", { className: h.winner === a ? "wins" : "" },
-    el("td", { className: "head-name", text: h.head }),
-    el("td", {}, el("span", { className: "pos", text: String(h.top_key) }), tokenSpan(h.top_key_token), " ", el("span", { className: "num", text: f3(h.top_weight) })),
-    el("td", {}, el("span", { className: "pos", text: String(h.top_key_no0) }), tokenSpan(h.top_key_no0_token), " ", el("span", { className: "num", text: f3(h.top_weight_no0) })),
-    el("td", { className: "num", text: f3(h.candidates[0]) }),
-    el("td", { className: "num", text: f3(h.candidates[1]) }),
-    el("td", { text: h.winner ?? "—" })));
+  const m = pr.measured;
+  const tables = m.sentences.map((t) => {
+    const rows = t.heads.map((h) => el("tr", { className: h.top_is === t.referent ? "wins" : "" },
+      el("td", { className: "head-name", text: h.head }),
+      el("td", {}, el("span", { className: "pos", text: String(h.top_key) }), tokenSpan(h.top_key_token), " ", el("span", { className: "num", text: f3(h.top_weight) })),
+      el("td", {}, el("span", { className: "pos", text: String(h.top_key_no0) }), tokenSpan(h.top_key_no0_token), " ", el("span", { className: "num", text: f3(h.top_weight_no0) })),
+      el("td", { className: "num", text: f3(h.candidates[0]) }),
+      el("td", { className: "num", text: f3(h.candidates[1]) }),
+      el("td", { className: "num", text: (h.margin >= 0 ? "+" : "") + f3(h.margin) })));
+    return el("div", { className: "referent-sentence" },
+      el("p", { className: "small", text: `referent “${t.referent}”, from “${coref.pronoun}” (position ${t.query}) in: ${t.text}` }),
+      table(["head", "top key", "top key without position 0", t.referent, t.other, "margin"], rows));
+  });
   return el("details", { className: "finding-details" },
-    el("summary", { text: `every head of layer ${m.layer}, from “${coref.pronoun}” (position ${coref.query}) in: ${coref.text}` }),
-    table(["head", "top key", "top key without position 0", a, b, "more weight on"], rows));
+    el("summary", { text: `every head of layer ${m.layer}${m.decided_by ? ` — ${m.decided_by}` : ""}` }), ...tables);
 }
 
 function predictions(r) {

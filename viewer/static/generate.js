@@ -11,7 +11,7 @@ import { el, tokenSpan } from "./text.js";
 const $ = (id) => document.getElementById(id);
 const fixed = (x, n) => (x == null ? "—" : Number(x).toFixed(n));
 // The running Σ is what top-p reads: the sum over what top-k kept, so a row top-k cut has none
-// ("—"), as `python -m gpt2np generate --show-steps` prints it (cli_generate.step_table).
+// ("—"), as `python -m gpt2np generate --show-steps` prints it (gpt2np/cli/generate.py step_table).
 const runningSum = (c) => (c.top_k ? fixed(c.running_sum, 4) : "—");
 const FIELDS = { temperature: "temperature", top_k: "top-k", top_p: "top-p", seed: "seed" };   // setting -> input id
 const DEFAULTS = { temperature: "1", top_k: "", top_p: "", seed: "" };

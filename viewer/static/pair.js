@@ -4,7 +4,7 @@
 // its pattern in A, in B, and |A − B| on the tokens the two sentences share.
 
 import { Heatmap } from "./heatmap.js";
-import { PAIR_PRESETS } from "./presets.js";
+import { pairPresets } from "./presets.js";
 import { Latest } from "./api.js";
 import { el, tokenSpan } from "./text.js";
 
@@ -23,11 +23,11 @@ export class PairPanel {
     $("pair-b").addEventListener("keydown", (e) => {
       if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) { e.preventDefault(); this.compare(); }
     });
-    if (ctx.S.model.has_tokenizer)
-      $("pair-preset").append(...PAIR_PRESETS.map((p, i) => el("option", { value: String(i), text: p.name })));
+    const presets = pairPresets(ctx.S.model);
+    if (presets.length) $("pair-preset").append(...presets.map((p, i) => el("option", { value: String(i), text: p.name })));
     else $("pair-preset").hidden = true;
     $("pair-preset").addEventListener("change", (e) => {
-      const preset = PAIR_PRESETS[Number(e.target.value)];
+      const preset = presets[Number(e.target.value)];
       e.target.value = "";
       if (preset) this.usePreset(preset);
     });
@@ -40,10 +40,16 @@ export class PairPanel {
     return parts.every((p) => /^\d+$/.test(p)) ? { ids: parts.map(Number) } : { text: raw };
   }
 
+  // A preset fills B; it never replaces the sentence above by itself: when that sentence is not
+  // the preset's A, the note says so and offers a button that puts A there.
   async usePreset(preset) {
     $("pair-b").value = preset.b;
-    await this.ctx.runText(preset.a);
-    await this.compare();
+    if ($("sentence").value === preset.a && this.ctx.S.run) return this.compare();
+    this.clear();
+    const use = el("button", { className: "accent", testid: "pair-use-a", text: "Put A in the sentence box and compare",
+      onclick: async () => { await this.ctx.runText(preset.a); await this.compare(); } });
+    $("pair-note").replaceChildren(el("span", { testid: "pair-preset-note",
+      text: `This pair's sentence A is “${preset.a}”; the sentence above is different. ` }), use);
   }
 
   // Sentence A changed: the ranking belongs to the old A.
@@ -91,8 +97,20 @@ export class PairPanel {
   render() {
     const d = this.data, al = d.alignment;
     const mode = al.mode === "positional" ? "positional" : "shared tokens";
+    // Different token counts: say so, with both tokenizations and the alignment, before any number.
+    const tokens = (side, alone) => el("div", { className: "pair-tokens", testid: `pair-tokens-${side}` },
+      el("b", { text: `${side.toUpperCase()} (${d[side].tokens.length} tokens)` }),
+      ...d[side].tokens.map((t, i) => {
+        const chip = tokenSpan(t, `tok pair-tok${alone.has(i) ? " unaligned" : ""}`);
+        chip.title = alone.has(i) ? `position ${i}: no partner in the other sentence` : `position ${i}`;
+        return chip;
+      }));
+    const shifted = al.mode === "positional" ? [] : [
+      tokens("a", new Set(al.unaligned_a)), tokens("b", new Set(al.unaligned_b)),
+      el("div", { className: "muted small", testid: "pair-alignment",
+        text: `aligned (A ↔ B): ${al.pairs.map(([i, j]) => `${i}↔${j}`).join(" ")}; outlined tokens have no partner.` })];
     $("pair-note").replaceChildren(el("span", { className: `align-badge ${al.mode}`, testid: "pair-mode", text: mode }), " ",
-      el("span", { testid: "pair-note-text", text: al.note }),
+      el("span", { testid: "pair-note-text", text: al.note }), ...shifted,
       el("span", { className: "muted", text: ` · queries from position ${al.first_difference} on are scored; earlier ones see the same tokens in A and B and cannot change (attention is causal).` }));
     const next = (side, label) => el("div", { className: "pair-next-row" }, el("b", { text: label }),
       ...d[side].next.map((t) => el("span", { className: "pair-next-tok" }, tokenSpan(t.token), el("span", { className: "num", text: ` ${Number(t.p).toFixed(3)}` }))));
