@@ -96,11 +96,12 @@ def free_port():
 class Server:
     """`python -m viewer --model DIR` on a free port of 127.0.0.1, its own TMPDIR, its log in a file."""
 
-    def __init__(self, model_dir, cache_mb, work_dir, extra_env=()):
+    def __init__(self, model_dir, cache_mb, work_dir, extra_env=(), trim_probe=False):
         self.port = free_port()
         self.tmpdir = Path(tempfile.mkdtemp(prefix="tmp-", dir=work_dir))
         env = {**os.environ, "TMPDIR": str(self.tmpdir), **dict(extra_env)}
-        command = [sys.executable, "-m", "viewer", "--model", str(model_dir), "--host", HOST,
+        start = ["-c", TRIM_PROBE, "viewer"] if trim_probe else ["-m", "viewer"]
+        command = [sys.executable, *start, "--model", str(model_dir), "--host", HOST,
                    "--port", str(self.port)] + (["--cache-mb", str(cache_mb)] if cache_mb else [])
         self.log = open(Path(work_dir) / f"server-{self.port}.log", "wb")
         self.proc = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, env=env)
@@ -127,6 +128,10 @@ class Server:
         """Files in the server's TMPDIR: (name, bytes)."""
         return [(p.name, p.stat().st_size) for p in self.tmpdir.iterdir() if p.is_file()]
 
+    def trim(self):
+        """Ask a server started with trim_probe to call glibc's malloc_trim(0) (SIGUSR1)."""
+        os.kill(self.proc.pid, signal.SIGUSR1)
+
     def kill9(self):
         if self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGKILL)
@@ -140,6 +145,14 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.kill9()
         self.log.close()
+
+
+# For --trim-probe (an investigation aid, issue 24 item 5): `python -m viewer` whose main thread
+# calls glibc's malloc_trim(0) on SIGUSR1, to measure what it gives back after the load.
+TRIM_PROBE = """import ctypes, signal, sys
+signal.signal(signal.SIGUSR1, lambda *_: ctypes.CDLL("libc.so.6").malloc_trim(0))
+from viewer.cli import main
+main(sys.argv[2:])"""
 
 
 # -- requests -------------------------------------------------------------------------------------
@@ -269,7 +282,7 @@ def client(k, port, args, ids, deadline, results, counter, connections, layers, 
         try:
             status, data, seconds = request(port, method, path, body, args.request_timeout, connections)
         except (OSError, http.client.HTTPException) as e:
-            results.append((endpoint, type(e).__name__, None))
+            results.append((endpoint, "cut by the abort" if connections.closed else type(e).__name__, None))
             return None, None
         results.append((endpoint, status, seconds))
         return status, data
@@ -319,7 +332,7 @@ def latency_summary(seconds):
 
 
 def scenario_load(args, model_dir, vocab, layers, heads):
-    server = Server(model_dir, args.cache_mb, args.work_dir, args.server_env)
+    server = Server(model_dir, args.cache_mb, args.work_dir, args.server_env, args.trim_probe)
     try:
         server.wait_ready()
         time.sleep(2)
@@ -350,6 +363,11 @@ def scenario_load(args, model_dir, vocab, layers, heads):
         drained = time.monotonic() - start
         time.sleep(args.after_seconds)
         after = server.rss()
+        trimmed = None
+        if args.trim_probe and server.proc.poll() is None:
+            server.trim()
+            time.sleep(5)
+            trimmed = server.rss()
         guard.close()
         by_endpoint = {}
         for endpoint, status, seconds in results:
@@ -366,7 +384,7 @@ def scenario_load(args, model_dir, vocab, layers, heads):
                 "drained_after_s": round(drained, 1), "requests": len(results),
                 "aborted": guard.aborted, "server_killed": guard.killed,
                 "rss_idle_before_gb": gb(idle_before), "rss_peak_gb": gb(guard.peak()),
-                f"rss_{args.after_seconds}s_after_gb": gb(after),
+                f"rss_{args.after_seconds}s_after_gb": gb(after), "rss_after_malloc_trim_gb": gb(trimmed),
                 "api_model": {"n": len(guard.model_latency), "codes": guard.model_status,
                               **latency_summary(guard.model_latency)},
                 "endpoints": endpoints, "leftover_files": server.leftovers(), "server": server.command}
@@ -384,8 +402,12 @@ def scenario_abandoned(args, model_dir, vocab, layers, heads, n=20):
         peak = server.rss()
         for i in range(n):
             abandon(server.port, f"/api/runs/{handle}/walk?layer={i % layers}&head={i % heads}&query={10 + i}")
-        status, data, seconds = request(server.port, "POST", "/api/run", {"ids": random_ids(rng, 8, vocab)},
-                                        timeout=args.request_timeout)
+        start = time.perf_counter()
+        try:
+            status, data, seconds = request(server.port, "POST", "/api/run", {"ids": random_ids(rng, 8, vocab)},
+                                            timeout=args.request_timeout)
+        except TimeoutError:
+            status, seconds = f"timed out after {args.request_timeout:.0f} s", time.perf_counter() - start
         peak = max(peak or 0, server.rss() or 0)
         return {"scenario": "abandoned", "abandoned_walks": n, "tokens": args.tokens,
                 "first_run_s": round(run_s, 2), "new_short_run_s": round(seconds, 2),
@@ -464,7 +486,9 @@ def markdown(report):
                          f"{m['p95_s']} | {m['max_s']} |")
             after = next(v for k, v in s.items() if k.startswith("rss_") and k.endswith("s_after_gb"))
             lines += ["", f"RSS idle before {s['rss_idle_before_gb']} GB, peak {s['rss_peak_gb']} GB, "
-                          f"after the load (+{report['args']['after_seconds']} s) {after} GB; "
+                          f"after the load (+{report['args']['after_seconds']} s) {after} GB"
+                          + (f", after malloc_trim(0) {s['rss_after_malloc_trim_gb']} GB"
+                             if s.get("rss_after_malloc_trim_gb") is not None else "") + "; "
                           f"{s['requests']} requests, all answered or closed {s['drained_after_s']} s "
                           "after the start.", ""]
         elif s["scenario"] == "abandoned":
@@ -506,6 +530,9 @@ def parse_args(argv=None):
     p.add_argument("--cache-mb", type=int, help="the server's --cache-mb (default: its own)")
     p.add_argument("--server-env", nargs="*", default=[], metavar="NAME=VALUE",
                    help="extra environment of the server, e.g. MALLOC_ARENA_MAX=2")
+    p.add_argument("--trim-probe", action="store_true",
+                   help="load scenario: after the RSS after the load, have the server call malloc_trim(0) "
+                        "(glibc) and measure again")
     p.add_argument("--rss-limit-gb", type=float, default=12.0, help="abort the load above this RSS (default 12)")
     p.add_argument("--kill-margin-gb", type=float, default=3.0,
                    help="kill the server at --rss-limit-gb plus this (default 3)")
