@@ -282,7 +282,7 @@ def client(k, port, args, ids, deadline, results, counter, connections, layers, 
         try:
             status, data, seconds = request(port, method, path, body, args.request_timeout, connections)
         except (OSError, http.client.HTTPException) as e:
-            results.append((endpoint, "cut by the abort" if connections.closed else type(e).__name__, None))
+            results.append((endpoint, "cut by the load test" if connections.closed else type(e).__name__, None))
             return None, None
         results.append((endpoint, status, seconds))
         return status, data
