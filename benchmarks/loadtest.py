@@ -6,7 +6,7 @@
 
 Run by hand, never in CI: it needs minutes, gigabytes and (to build its model) torch and
 transformers. Without --model it saves a randomly initialised GPT-2 small once
-(`gpt2np.bench.save_random_gpt2`, transformers' own file layout) under --build-dir and reuses it.
+(`benchmarks.bench.save_random_gpt2`, transformers' own file layout) under --build-dir and reuses it.
 Inputs are token ids (random, `--tokens` of them, 992 by default): each client its own, or one
 shared by all (`--shared-text`). Every scenario starts a fresh server on a free port of 127.0.0.1,
 with its own TMPDIR (so that the files it leaves can be counted), and stops it at the end.
@@ -509,7 +509,7 @@ def markdown(report):
 def build_model(build_dir):
     directory = Path(build_dir) / "gpt2-random"
     if not (directory / "config.json").exists():
-        from gpt2np.bench import save_random_gpt2
+        from benchmarks.bench import save_random_gpt2
         print(f"saving a random GPT-2 small to {directory} (once)", file=sys.stderr)
         save_random_gpt2(directory)
     return directory

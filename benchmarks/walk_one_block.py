@@ -34,7 +34,7 @@ for r in range(repeats):
     layer, q = r % L, (T - 1 - 37 * r) % T
     t0 = time.perf_counter()
     if impl == "full pass + walk":                   # what GET .../walk does today (api.rerun + walk.walk)
-        from viewer.walk import walk
+        from viewer.answers.walk import walk
         trace = m.run(ids)
         walk(m, trace, layer, 0, q)
         del trace
