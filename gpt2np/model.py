@@ -180,8 +180,13 @@ def forward(params, config, ids, z_ablation=None, kernels=PLAIN, cache=None):
 
     final = kernels.layer_norm(x, params["ln_f.weight"], params["ln_f.bias"], config.layer_norm_epsilon)
     acts["ln_final.hook_normalized"] = final                               # [T, d]
-    acts["logits"] = kernels.linear(final, params["wte.weight"].T)         # [T, d] @ [d, V] -> [T, V], tied LM head
+    acts["logits"] = unembed(params, final, kernels)                       # [T, V]
     return acts
+
+
+def unembed(params, final, kernels=PLAIN):
+    """The LM head, tied to the token embedding: logits = ln_final @ wteᵀ. [T, d] -> [T, V]"""
+    return kernels.linear(final, params["wte.weight"].T)                   # [T, d] @ [d, V] -> [T, V]
 
 
 def kv_cache(acts, config):

@@ -31,11 +31,13 @@ from difflib import SequenceMatcher
 import numpy as np
 
 from ..errors import GPT2npError
+from ..generate import largest, probabilities, rank_of
 from ..heads import head_name, parse_heads
+from ..model import unembed
 from ..ops import layer_norm
 from ..trace import residual_stream_names
 from .examples import examples_for, token_hint
-from .stats import common_prefix, head_output_weights, next_token_top_k, probabilities
+from .stats import common_prefix, head_output_weights, next_token_top_k
 
 
 # -- small shared helpers ------------------------------------------------------------------------
@@ -44,11 +46,6 @@ def top_tokens(model, logits, k=5):
     ids, probs = next_token_top_k(logits, k)
     return [{"token": s, "id": int(i), "p": float(p)}
             for s, i, p in zip(model.token_strings(ids), ids, probs)]
-
-
-def rank_of(probs, token_id):
-    """1-based rank of a token among all tokens (1 = most probable)."""
-    return int((probs > probs[token_id]).sum()) + 1
 
 
 def token_id(model, token):
@@ -295,9 +292,7 @@ def frozen_ln_final(model, trace, position):
 def pushed_tokens(model, effects, k=5):
     """The k tokens a row of logit effects [V] raises most and lowers most.
     -> {"up": [{"token", "id", "effect"}] (largest first), "down": [...] (most negative first)}"""
-    k = min(k, effects.shape[-1])
-    up, down = np.argpartition(-effects, k - 1)[:k], np.argpartition(effects, k - 1)[:k]
-    up, down = up[np.argsort(-effects[up], kind="stable")], down[np.argsort(effects[down], kind="stable")]
+    up, down = largest(effects, k), largest(-effects, k)                 # ties: the lower id first
     listed = lambda ids: [{"token": s, "id": int(i), "effect": float(effects[i])}  # noqa: E731
                           for s, i in zip(model.token_strings(ids), ids)]
     return {"up": listed(up), "down": listed(down)}
@@ -329,7 +324,8 @@ def logit_attribution(model, trace, position, token=None, other=None, k=5):
     position = check_position(trace, position)
     wte, lnf = model.params["wte.weight"], trace["ln_final.hook_normalized"][position].astype(np.float64)
     if token is None:
-        target = int(np.argmax(trace["ln_final.hook_normalized"][position] @ wte.T))   # [d] @ [d, V]
+        final = trace["ln_final.hook_normalized"][position:position + 1]                # [1, d]
+        target = int(np.argmax(unembed(model.params, final)[0]))                         # the model's top-1
     else:
         target = token_id(model, token)
     versus = None if other is None else token_id(model, other)
