@@ -20,7 +20,7 @@ from gpt2np.analysis import findings, interventions
 from viewer import create_app
 from viewer.answers.runs import MEMO_ENTRIES, run_handle
 from viewer.answers.wire import quantize
-from viewer.routes.analysis import MAX_K
+from viewer.routes.args import MAX_K
 
 SENTENCE = "The trophy doesn't fit in the suitcase because it is too big."
 SMALL = "The trophy doesn't fit in the suitcase because it is too small."

@@ -16,7 +16,7 @@ from apierrors import error_of
 from demofacts import multi_token_word, single_token
 
 from gpt2np.analysis import interventions
-from viewer.routes.analysis import MAX_K
+from viewer.routes.args import MAX_K
 
 SENTENCE = "Mr. Darcy and Miss Bennet walked in the garden."
 COREF = "The trophy doesn't fit in the suitcase because it is too big."

@@ -20,6 +20,7 @@ from flask import Blueprint, jsonify
 from gpt2np.generate import SAMPLING_RANGES, choose, decode
 from gpt2np.model import unembed
 
+from . import args
 from .api import forward_lock, get_run, model, run_input, run_summary
 from .args import ABSENT, flag_arg, json_object, real_number, refuse_unknown_fields, whole_number
 from .errors import ApiError
@@ -66,7 +67,7 @@ def candidate_row(c, temperature):
 @bp.get("/api/runs/<handle>/sample")
 def api_sample(handle):
     run = get_run(handle)
-    position = whole_number("position", 0, run.n_tokens - 1, "position", default=run.n_tokens - 1)
+    position = args.position(run, last_by_default=True)
     s = sampling_settings()
     temperature = 1.0 if s["greedy"] else s["temperature"]
     # Without a seed nothing is drawn: choose() draws with a throwaway generator, and the draw is dropped.
