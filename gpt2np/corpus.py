@@ -223,20 +223,24 @@ def bin_edges(window):
             for s in STATISTICS}
 
 
-def measure_window(model, ids, context):
-    """`window_stats` on one thread: the fast engine's kernels and BLAS held to one thread while it
-    runs (windows are the parallel work), so that a window's numbers are the same bits wherever
-    it is computed."""
-    saved, cpu_engine.CPU.workers = cpu_engine.CPU.workers, 1
-    try:
-        with cpu_engine.one_blas_thread():
-            return window_stats(model, ids, context)
-    finally:
-        cpu_engine.CPU.workers = saved
+ONE_WORKER = cpu_engine.CPUKernels(workers=1)     # windows are the parallel work, not a window's parts
 
 
-def window_stats(model, ids, context):
-    """Everything the corpus keeps of one window, from one forward pass (the trace is dropped).
+def measure_window(model, ids, context, workspace=None):
+    """`window_stats` on one thread: the fast engine's kernels on one worker and BLAS held to one
+    thread while it runs (windows are the parallel work), so that a window's numbers are the same
+    bits wherever it is computed. workspace: the trace is computed in it and given back after."""
+    with cpu_engine.one_blas_thread():
+        trace = model.run(ids, workspace=workspace, kernels=ONE_WORKER)
+        try:
+            return window_stats(model, trace, context)
+        finally:
+            if workspace is not None:
+                workspace.give_back(trace)
+
+
+def window_stats(model, trace, context):
+    """Everything the corpus keeps of one window, from the trace of one forward pass.
 
     context: {"induction": [L, H] scores of the probe, "top_k": k, "window": the window size}.
     -> {"values": [S, L, H] window means, "histogram": [S, L, H, N_BINS] query counts,
@@ -244,7 +248,6 @@ def window_stats(model, ids, context):
         into analysis.HEAD_TYPES, "verdicts": {id: verdict}, "detail": per-prediction numbers}
     """
     cfg, k = model.config, context["top_k"]
-    trace = model.run(ids)
     T = trace.n_tokens
     values = np.empty((len(STATISTICS), cfg.n_layer, cfg.n_head))
     per_query = np.empty((len(STATISTICS), cfg.n_layer, cfg.n_head, T - 1))
@@ -526,17 +529,17 @@ def _worker_model(spec, engine):
     """The model of this worker process, loaded once (memory-mapped)."""
     if _WORKER.get("key") != (str(spec), engine):
         model = spec if isinstance(spec, Model) else load(spec, allow_download=False, engine=engine)
-        _WORKER.update(key=(str(spec), engine), model=model)
+        _WORKER.update(key=(str(spec), engine), model=model, workspace=cpu_engine.Workspace())
     return _WORKER["model"]
 
 
 def _local_task(ids):
-    return measure_window(_WORKER["model"], ids, _WORKER["context"])
+    return measure_window(_WORKER["model"], ids, _WORKER["context"], _WORKER["workspace"])
 
 
 def dask_task(spec, engine, context, ids):
-    """One window on a Dask worker (the model loaded once per worker process)."""
-    return measure_window(_worker_model(spec, engine), ids, context)
+    """One window on a Dask worker (the model and a workspace made once per worker process)."""
+    return measure_window(_worker_model(spec, engine), ids, context, _WORKER["workspace"])
 
 
 class LocalWorkers:
@@ -596,11 +599,11 @@ class InProcess:
     size = 1
 
     def __init__(self, model, context):
-        self.model, self.context = model, context
+        self.model, self.context, self.workspace = model, context, cpu_engine.Workspace()
 
     def submit(self, ids):
         f = Future()
-        f.set_result(measure_window(self.model, ids, self.context))
+        f.set_result(measure_window(self.model, ids, self.context, self.workspace))
         return f
 
     def wait(self, futures, timeout):

@@ -16,7 +16,7 @@ from flask import Blueprint, jsonify
 from gpt2np import GPT2npError, interventions
 
 from .analysis import MAX_K, json_bytes, url_token
-from .api import forward_lock, get_run, layer_head, model, rerun
+from .api import forward_lock, get_run, layer_head, model, rerun, workspace
 from .args import whole_number
 from .errors import ApiError
 from .ledger import value_ledger
@@ -44,7 +44,9 @@ def api_walk(handle):
 
     def compute():
         trace = rerun(run)                            # a forward pass, under the forward lock
-        return {"handle": run.handle, **walk(model(), trace, layer, head, query)}
+        steps = walk(model(), trace, layer, head, query)
+        workspace().give_back(trace)                  # what steps still holds of it is not reused
+        return {"handle": run.handle, **steps}
     return json_bytes(run.memo(("walk", layer, head, query), compute))
 
 
