@@ -22,7 +22,7 @@ from gpt2np.analysis.examples import examples_for
 from ..answers.ledger import value_ledger
 from ..answers.walk import walk
 from .analysis import MAX_K, json_bytes, url_token
-from .api import forward_lock, get_run, layer_head, model, rerun
+from .api import forward_lock, get_run, layer_head, model, rerun, workspace
 from .args import whole_number
 from .errors import ApiError
 
@@ -48,7 +48,9 @@ def api_walk(handle):
 
     def compute():
         trace = rerun(run)                            # a forward pass, under the forward lock
-        return {"handle": run.handle, **walk(model(), trace, layer, head, query)}
+        steps = walk(model(), trace, layer, head, query)
+        workspace().give_back(trace)                  # what steps still holds of it is not reused
+        return {"handle": run.handle, **steps}
     return json_bytes(run.memo(("walk", layer, head, query), compute))
 
 
