@@ -19,7 +19,9 @@ from modelfiles import small_config, write_model_dir
 from reference import tensor_relative_delta
 
 import gpt2np
-from gpt2np import corpus, engine, model
+from gpt2np import engine, model
+from gpt2np.analysis import corpus
+from gpt2np.analysis.corpus import backends
 from gpt2np.errors import GPT2npError
 
 # As in test_engine.py: max|Δ| / max|ref| of the fast engine against the reading path.
@@ -207,7 +209,7 @@ def test_corpus_mode_leaves_the_shared_kernels_alone(small_text_model_dir, monke
     monkeypatch.setattr(engine, "CPU", Frozen())
     splits, given_back, inside = [], [], []               # workers of every split inside a window
     real_over_groups, real_give_back = engine.over_groups, engine.Workspace.give_back
-    real_measure_window = corpus.measure_window
+    real_measure_window = backends.measure_window
 
     def measure_window(*args):
         inside.append(True)
@@ -215,7 +217,7 @@ def test_corpus_mode_leaves_the_shared_kernels_alone(small_text_model_dir, monke
             return real_measure_window(*args)
         finally:
             inside.pop()
-    monkeypatch.setattr(corpus, "measure_window", measure_window)
+    monkeypatch.setattr(backends, "measure_window", measure_window)   # what the backends call
     monkeypatch.setattr(engine, "over_groups",
                         lambda fn, n, w=1: (inside and splits.append(w), real_over_groups(fn, n, w)))
     monkeypatch.setattr(engine.Workspace, "give_back",
