@@ -23,7 +23,7 @@ from ..answers.ledger import value_ledger
 from ..answers.walk import walk
 from . import args
 from .analysis import json_bytes
-from .api import forward_lock, get_run, model, rerun
+from .api import forward_lock, get_run, model, rerun, workspace
 from .errors import ApiError
 
 bp = Blueprint("values", __name__)
@@ -43,7 +43,9 @@ def api_walk(handle):
 
     def compute():
         trace = rerun(run)                            # a forward pass, under the forward lock
-        return {"handle": run.handle, **walk(model(), trace, layer, head, query)}
+        steps = walk(model(), trace, layer, head, query)
+        workspace().give_back(trace)                  # what steps still holds of it is not reused
+        return {"handle": run.handle, **steps}
     return json_bytes(run.memo(("walk", layer, head, query), compute))
 
 
