@@ -37,23 +37,6 @@ def without(d, *keys):
 
 
 @pytest.fixture(scope="module")
-def demo(demo_app):
-    return demo_app.extensions["gpt2np.model"]
-
-
-@pytest.fixture()
-def client(demo_app):
-    return demo_app.test_client()
-
-
-@pytest.fixture(scope="module")
-def ran(demo_app):
-    """SENTENCE run through the viewer: (its handle, the trace gpt2np gives for the same text)."""
-    body = demo_app.test_client().post("/api/run", json={"text": SENTENCE}).get_json()
-    return body["handle"], demo_app.extensions["gpt2np.model"].run(SENTENCE)
-
-
-@pytest.fixture(scope="module")
 def induction(demo):
     return findings.induction_scores(demo)[0]
 
