@@ -181,9 +181,11 @@ class Range:
 
     def holds(self, x):
         kinds = (int, np.integer) if self.whole else (int, float, np.number)
-        if isinstance(x, bool) or not isinstance(x, kinds) or not (self.whole or math.isfinite(x)):
+        if isinstance(x, bool) or not isinstance(x, kinds):
             return False
-        return (self.low < x if self.above_low else self.low <= x) and x <= self.high
+        if not self.whole and not finite(x):
+            return False
+        return bool((self.low < x if self.above_low else self.low <= x) and x <= self.high)
 
     def text(self):
         """In words: "a number above 0", "a whole number of at least 1", "a number in (0, 1]"."""
@@ -191,6 +193,14 @@ class Range:
         if self.high < math.inf:
             return f"{noun} in {'(' if self.above_low else '['}{self.low:g}, {self.high:g}]"
         return f"{noun} {'above' if self.above_low else 'of at least'} {self.low:g}"
+
+
+def finite(x):
+    """Not inf or nan, and for an int, small enough to be a float."""
+    try:
+        return math.isfinite(x)
+    except OverflowError:
+        return False
 
 
 # The sampling settings' ranges: the one home for them (the command line and the viewer read them).
@@ -223,8 +233,7 @@ def check_sampling(settings, spelled=str, none="None", greedy_hint=GREEDY_HINT):
 
 
 def check_settings(max_new_tokens, temperature, top_k, top_p, seed, greedy):
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, (int, np.integer)) \
-            or max_new_tokens < 1:
+    if not Range(1, whole=True).holds(max_new_tokens):
         raise GPT2npError(f"max_new_tokens must be a whole number of at least 1, got {max_new_tokens!r}.")
     if not greedy:
         given = {"top_k": top_k, "top_p": top_p, "seed": seed}

@@ -245,7 +245,7 @@ def test_bad_settings_are_refused(gen_model, kwargs, message):
 
 # Each setting's edges, by hand: (accepted, refused). The command line and the viewer read the same
 # ranges (gpt2np.generate.SAMPLING_RANGES); their own tests send the refused ones.
-EDGES = {"temperature": ([1e-9, 1, 100.0], [0, -1e-9, float("inf"), float("nan"), True, "1"]),
+EDGES = {"temperature": ([1e-9, 1, 100.0, np.float32(0.5)], [0, -1e-9, float("inf"), float("nan"), 10**400, True, "1"]),
          "top_k": ([1, np.int64(50257), 10**30], [0, -1, 2.5, True]),
          "top_p": ([1e-9, 0.5, 1, 1.0], [0, 1.0000001, -0.5, float("nan")]),
          "seed": ([0, 2**64], [-1, 1.0, False])}
