@@ -5,6 +5,7 @@ every tensor under the name gpt2np gives it (TransformerLens names, no batch axi
 
     wte / wpe output            -> hook_embed, hook_pos_embed
     block input                 -> blocks.i.hook_resid_pre
+    ln_1 input, float64 formula -> blocks.i.ln1.hook_scale                    [T, 1] √(var + ε)
     ln_1 output                 -> blocks.i.ln1.hook_normalized
     attn.c_attn output, split   -> blocks.i.attn.hook_q / hook_k / hook_v       [T, H, dh]
     q, k (float64) + causal mask-> blocks.i.attn.hook_attn_scores              [H, T, T]
@@ -12,10 +13,11 @@ every tensor under the name gpt2np gives it (TransformerLens names, no batch axi
     attn.c_proj input           -> blocks.i.attn.hook_z                        [T, H, dh]
     attn.c_proj output          -> blocks.i.hook_attn_out
     ln_2 input / output         -> blocks.i.hook_resid_mid, blocks.i.ln2.hook_normalized
+                                   (ln2.hook_scale from the input, as for ln_1)
     mlp.c_fc / mlp.act output   -> blocks.i.mlp.hook_pre, blocks.i.mlp.hook_post
     mlp.c_proj output           -> blocks.i.hook_mlp_out
     block output                -> blocks.i.hook_resid_post
-    ln_f output, lm_head output -> ln_final.hook_normalized, logits
+    ln_f output, lm_head output -> ln_final.hook_normalized, logits (ln_final.hook_scale from its input)
 
 `compare` measures every name of a gpt2np Trace against it, relative to the reference's magnitude
 at each position, and checks that masked scores are exactly -inf.
@@ -64,6 +66,7 @@ def hf_trace(model, ids):
     for i, block in enumerate(t.h):
         b = f"blocks.{i}."
         on_input(block, b + "hook_resid_pre")
+        on_input(block.ln_1, b + "ln1.input")
         on_output(block.ln_1, b + "ln1.hook_normalized")
         on_output(block.attn.c_attn, b + "c_attn")
         on_input(block.attn.c_proj, b + "attn.hook_z")
@@ -74,6 +77,7 @@ def hf_trace(model, ids):
         on_output(block.mlp.act, b + "mlp.hook_post")
         on_output(block.mlp.c_proj, b + "hook_mlp_out")
         on_output(block, b + "hook_resid_post")
+    on_input(t.ln_f, "ln_final.input")
     on_output(t.ln_f, "ln_final.hook_normalized")
     try:
         with torch.no_grad():
@@ -93,7 +97,20 @@ def hf_trace(model, ids):
         ref[b + "attn.hook_pattern"] = attentions[0].numpy()
         ref[b + "attn.hook_attn_scores"] = scores_float64(ref[b + "attn.hook_q"], ref[b + "attn.hook_k"])
     ref["logits"] = out.logits[0].numpy()
+    eps = model.config.layer_norm_epsilon
+    for i in range(len(t.h)):
+        b = f"blocks.{i}."
+        ref[b + "ln1.hook_scale"] = ln_scale_float64(ref.pop(b + "ln1.input"), eps)
+        ref[b + "ln2.hook_scale"] = ln_scale_float64(ref[b + "hook_resid_mid"], eps)
+    ref["ln_final.hook_scale"] = ln_scale_float64(ref.pop("ln_final.input"), eps)
     return ref
+
+
+def ln_scale_float64(x, eps):
+    """LayerNorm's divisor √(var + ε) of each row (biased variance), in float64 from the input
+    transformers' LayerNorm received. x [T, d] -> [T, 1]"""
+    x = x.astype(np.float64)
+    return np.sqrt(x.var(axis=-1, keepdims=True) + eps)
 
 
 def scores_float64(q, k):
