@@ -201,3 +201,80 @@ def check(model, hf, ids, record, bounds=RANDOM_BOUNDS, label="", engine=None):
             failures.append(f"{name} (T={len(ids)}): {measured:.3e} > {bound:.0e}")
     assert not failures, "\n".join(failures)
     return trace
+
+
+# -- activation patching in transformers, with forward hooks ----------------------------------------
+PATCH_ATTENTION = "gpt2np_patched_pattern"     # an attention function registered with transformers
+
+
+def hf_patched_logits(model, ids, site, layer, index, clean):
+    """transformers' logits [T, V] for `ids` with one activation patched from `clean` (hf_trace of
+    the clean input), by hooks on its own modules — the independent twin of gpt2np.analysis.patching:
+
+        resid_pre  [t]        pre-hook on block `layer`: its input hidden_states at position t
+        resid_post [t]        hook on block `layer`: its output at t
+        attn_out   [t]        hook on attn.c_proj: its output at t (resid_dropout is off in eval)
+        mlp_out    [t]        hook on the mlp: its output at t
+        z          [h]        pre-hook on attn.c_proj: its input columns h·dh … (h+1)·dh − 1, every position
+        z_position [(t, h)]   the same at position t only
+        pattern    [h]        eager attention with head h's weights replaced by the clean pattern,
+                              then multiplied by the values again (a registered attention function)
+    """
+    import torch
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface
+    from transformers.models.gpt2.modeling_gpt2 import eager_attention_forward
+    block = model.transformer.h[layer]
+    dh = model.config.n_embd // model.config.n_head
+    value = lambda name: torch.from_numpy(np.ascontiguousarray(clean[f"blocks.{layer}.{name}"]))  # noqa: E731
+    handles = []
+
+    def put(tensor, where, new):
+        tensor = tensor.clone()
+        tensor[where] = new
+        return tensor
+
+    if site == "resid_pre":
+        def pre(module, args, kwargs):
+            hidden = args[0] if args else kwargs["hidden_states"]
+            hidden = put(hidden, (0, index), value("hook_resid_pre")[index])
+            return ((hidden, *args[1:]), kwargs) if args else (args, {**kwargs, "hidden_states": hidden})
+        handles.append(block.register_forward_pre_hook(pre, with_kwargs=True))
+    elif site in ("resid_post", "attn_out", "mlp_out"):
+        module, name = {"resid_post": (block, "hook_resid_post"), "attn_out": (block.attn.c_proj, "hook_attn_out"),
+                        "mlp_out": (block.mlp, "hook_mlp_out")}[site]
+
+        def post(module, args, output):
+            if isinstance(output, tuple):
+                return (put(output[0], (0, index), value(name)[index]), *output[1:])
+            return put(output, (0, index), value(name)[index])
+        handles.append(module.register_forward_hook(post))
+    elif site in ("z", "z_position"):
+        t, h = (slice(None), index) if site == "z" else index
+        z = value("attn.hook_z")[t, h]
+
+        def pre_proj(module, args):
+            return (put(args[0], (0, t, slice(h * dh, (h + 1) * dh)), z),)
+        handles.append(block.attn.c_proj.register_forward_pre_hook(pre_proj))
+    elif site == "pattern":
+        pattern = value("attn.hook_pattern")[index]
+
+        def attention(module, query, key, val, mask, **kwargs):
+            out, weights = eager_attention_forward(module, query, key, val, mask, **kwargs)
+            if module.layer_idx == layer:
+                weights = put(weights, (0, index), pattern)
+                out = torch.matmul(weights, val).transpose(1, 2)
+            return out, weights
+        AttentionInterface.register(PATCH_ATTENTION, attention)
+        AttentionMaskInterface.register(PATCH_ATTENTION, AttentionMaskInterface._global_mapping["eager"])
+        model.set_attn_implementation(PATCH_ATTENTION)
+    else:
+        raise ValueError(site)
+    try:
+        with torch.no_grad():
+            return model(torch.tensor([list(ids)])).logits[0].numpy()
+    finally:
+        for handle in handles:
+            handle.remove()
+        if site == "pattern":
+            model.set_attn_implementation("eager")

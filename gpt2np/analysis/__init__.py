@@ -5,4 +5,4 @@ analysis.py moved to analysis/stats.py, so that gpt2np/analysis/patching.py can 
 The `house` branch does the real move; on merge, take its version of this file.
 """
 
-from .stats import *  # noqa: F401,F403
+from .stats import *  # noqa: F403
