@@ -24,6 +24,7 @@ round); each process does one untimed sweep, then one timed. Needs torch and tra
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -143,6 +144,9 @@ def main(argv=None):
                 results[impl]["times"] += r["times"]
                 results[impl]["grid"] = r["grid"]
     naive = statistics.median(results["naive"]["times"])
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), "?") if Path("/proc/cpuinfo").exists() else "?"
+    print(f"machine: {cpu}, {os.cpu_count()} cores; numpy {np.__version__}")
     reference = np.asarray(results["transformers"]["grid"])
     print(f"resid_pre sweep, GPT-2 small shapes (random weights), T = {args.tokens}: "
           f"{12 * args.tokens} patched runs; median of {args.repeats} sweeps after one untimed")
