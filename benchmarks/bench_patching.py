@@ -112,12 +112,13 @@ def sweep_function(impl, directory, T):
 def worker(impl, directory, T, repeats, out):
     sweep = sweep_function(impl, directory, T)
     grid = sweep()                                           # untimed: warms caches and libraries
-    times = []
+    times, cpu = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         sweep()
         times.append(time.perf_counter() - t0)
-    Path(out).write_text(json.dumps({"times": times, "grid": np.asarray(grid).tolist()}))
+        cpu.append(time.process_time() - c0)
+    Path(out).write_text(json.dumps({"times": times, "cpu": cpu, "grid": np.asarray(grid).tolist()}))
 
 
 def main(argv=None):
@@ -131,7 +132,7 @@ def main(argv=None):
         return worker(args.worker[0], args.worker[1], args.tokens, args.repeats, args.worker[2])
 
     from gpt2np.bench import save_random_gpt2
-    results = {impl: {"times": []} for impl in IMPLEMENTATIONS}
+    results = {impl: {"times": [], "cpu": []} for impl in IMPLEMENTATIONS}
     with tempfile.TemporaryDirectory() as tmp:
         save_random_gpt2(tmp)
         for round_ in range(args.repeats):          # one timed sweep per worker and round, the order
@@ -142,23 +143,26 @@ def main(argv=None):
                                 "--tokens", str(args.tokens), "--repeats", "1"], check=True)
                 r = json.loads(out.read_text())
                 results[impl]["times"] += r["times"]
+                results[impl]["cpu"] += r["cpu"]
                 results[impl]["grid"] = r["grid"]
     naive = statistics.median(results["naive"]["times"])
+    naive_cpu = statistics.median(results["naive"]["cpu"])
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), "?") if Path("/proc/cpuinfo").exists() else "?"
     print(f"machine: {cpu}, {os.cpu_count()} cores; numpy {np.__version__}")
     reference = np.asarray(results["transformers"]["grid"])
     print(f"resid_pre sweep, GPT-2 small shapes (random weights), T = {args.tokens}: "
           f"{12 * args.tokens} patched runs; median of {args.repeats} sweeps after one untimed")
+    print("wall: seconds per sweep; CPU: seconds of CPU time of the worker process (all its threads)")
     print(f"{'implementation':<14} {'median s':>9} {'min s':>7} {'max s':>7} {'× naive':>8} "
-          f"{'max |ΔLD| vs transformers':>26}")
+          f"{'CPU s':>7} {'× naive':>8} {'max |ΔLD| vs transformers':>26}")
     for impl, r in results.items():
-        t = r["times"]
+        t, c = r["times"], statistics.median(r["cpu"])
         delta = float(np.abs(np.asarray(r["grid"]) - reference).max())
         print(f"{impl:<14} {statistics.median(t):9.2f} {min(t):7.2f} {max(t):7.2f} "
-              f"{statistics.median(t) / naive:8.2f} {delta:26.2e}")
+              f"{statistics.median(t) / naive:8.2f} {c:7.2f} {c / naive_cpu:8.2f} {delta:26.2e}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"tokens": args.tokens, **{k: v["times"] for k, v in results.items()}}))
+        Path(args.json).write_text(json.dumps({"tokens": args.tokens, **results}))
     return 0
 
 
