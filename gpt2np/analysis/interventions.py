@@ -49,34 +49,20 @@ def top_tokens(model, logits, k=5):
 
 
 def token_id(model, token):
-    """A token given as an id or as text that is exactly one token -> id."""
-    if isinstance(token, (int, np.integer)) and not isinstance(token, bool):
-        return int(model.check_ids([int(token)])[0])          # out of the vocabulary: an error
-    if not isinstance(token, str) or not token:
-        raise GPT2npError(f"Give the token as text or as an id, got {token!r}.")
-    if model.tokenizer is None:
-        if token.isdigit():
-            return token_id(model, int(token))
-        raise GPT2npError("This model has no tokenizer: give the token as an id.")
-    ids = model.encode(token)
-    if len(ids) != 1:
-        pieces = ", ".join(repr(s) for s in model.token_strings(ids))
-        raise GPT2npError(f"{token!r} is {len(ids)} tokens ({pieces}), not one. Give a single "
-                          f"token (often with its leading space{token_hint(model)}) or its id.")
-    return ids[0]
+    """A token given as an id or as text that is exactly one token -> id (Model.token_id), with
+    the model's own example in the message when it is not one token."""
+    return model.token_id(token, hint=token_hint(model))
 
 
 def check_position(trace, position):
-    T = trace.n_tokens
-    if not -T <= position < T:
-        raise GPT2npError(f"Position {position} is out of range: the text has tokens 0–{T - 1}.")
-    return position % T
+    """A position (negative: from the end) -> its index, checked (Trace.check_position)."""
+    return trace.check_position(position)
 
 
 # -- logit lens ----------------------------------------------------------------------------------
 def lens_logits(resid, ln_f_weight, ln_f_bias, wte, eps):
     """Read logits off a residual stream: ln_f, then the tied unembedding. [..., d] -> [..., V]"""
-    return layer_norm(resid, ln_f_weight, ln_f_bias, eps) @ wte.T    # [..., d] @ [d, V]
+    return layer_norm(resid, ln_f_weight, ln_f_bias, eps)[0] @ wte.T    # [..., d] @ [d, V]
 
 
 def logit_lens(model, trace, position=-1, k=5, target=None):
