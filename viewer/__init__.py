@@ -8,12 +8,13 @@ The model is loaded once, here in the factory, and the induction probe of the he
 once for it. The blueprints and the rest of Flask are imported inside the factory, so that
 `import viewer` (and viewer.export, which gpt2np's `to_html` uses) loads no Flask.
 
-    routes/    Flask: five blueprints, `api.py` (page, static files, the JSON API of runs and heads),
+    routes/    Flask: six blueprints, `api.py` (page, static files, the JSON API of runs and heads),
                `analysis.py` (the analysis panels' endpoints), `values.py` (the value ledger, the
                walk through a block, the logit attribution), `generation.py` (the sampling ledger
-               and Generate) and `corpus.py` (the page of a `gpt2np corpus` results file, config
-               CORPUS); `args.py` reads and checks request arguments, `errors.py` turns every error
-               into JSON, `host.py` refuses foreign Host headers
+               and Generate), `patching.py` (activation patching, streamed) and `corpus.py` (the
+               page of a `gpt2np corpus` results file, config CORPUS); `args.py` reads and checks
+               request arguments, `errors.py` turns every error into JSON, `host.py` refuses
+               foreign Host headers
     answers/   no Flask: what the API and the exported file both give (runs.py, describe.py,
                ledger.py, walk.py, wire.py)
     export/    no Flask: one run as one HTML file (choose, snapshot, bundle, page)
@@ -50,7 +51,7 @@ def create_app(config=None):
     from flask import Flask
 
     from .answers.runs import RunCache
-    from .routes import analysis, api, corpus, generation, values
+    from .routes import analysis, api, corpus, generation, patching, values
     from .routes.errors import register_error_handlers
     from .routes.host import refuse_foreign_host
 
@@ -73,5 +74,6 @@ def create_app(config=None):
     app.register_blueprint(values.bp)
     app.register_blueprint(corpus.bp)
     app.register_blueprint(generation.bp)
+    app.register_blueprint(patching.bp)
     register_error_handlers(app)
     return app

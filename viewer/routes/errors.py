@@ -18,15 +18,16 @@ HTTP_MESSAGES = {
 
 
 class ApiError(Exception):
-    """A request the user can fix: message says what to send instead."""
+    """A request the user can fix: message says what to send instead; `fields` go into the JSON
+    beside it (e.g. both tokenizations of a pair that does not align)."""
 
-    def __init__(self, message, status=400):
+    def __init__(self, message, status=400, **fields):
         super().__init__(message)
-        self.message, self.status = message, status
+        self.message, self.status, self.fields = message, status, fields
 
 
-def error_response(message, status):
-    response = jsonify(error=message, status=status)
+def error_response(message, status, **fields):
+    response = jsonify(error=message, status=status, **fields)
     response.status_code = status
     return response
 
@@ -34,7 +35,7 @@ def error_response(message, status):
 def register_error_handlers(app):
     @app.errorhandler(ApiError)
     def api_error(e):
-        return error_response(e.message, e.status)
+        return error_response(e.message, e.status, **e.fields)
 
     @app.errorhandler(GPT2npError)
     def core_error(e):
