@@ -4,7 +4,9 @@
     POST /api/runs/<h>/patch {"corrupted", "answer", "versus", "sites", "head", "position"}
          -> a stream of JSON lines (application/x-ndjson):
             {"event": "start", "clean_tokens", "corrupted_tokens", "differ": [positions]}
-            {"event": "progress", "done", "total"}           after every patched run
+            {"event": "progress", "done", "total"}           as the patched runs go (the latest
+                                                              count; "total" null until the sweep
+                                                              has begun; the last is total of total)
             {"event": "result", ...PatchResult.to_dict()}    last line, or
             {"event": "error", "error", "status"} / {"event": "cancelled", ...}
 
@@ -153,11 +155,12 @@ class Sweep:
                 with self.changed:
                     self.changed.wait_for(lambda: self.outcome is not None or self.done != sent, HEARTBEAT_S)
                     done, total, outcome = self.done, self.total, self.outcome
+                if outcome is None or (done != sent and total is not None):
+                    sent = done
+                    yield line({"event": "progress", "done": done, "total": total})
                 if outcome is not None:
                     yield line(outcome)
                     return
-                sent = done
-                yield line({"event": "progress", "done": done, "total": total})
         finally:
             self.stop.set()
             self.thread.join()
