@@ -548,6 +548,8 @@ def test_what_the_file_does_not_hold_says_so(browser, trace, tmp_path):
     page.wait_for_function("() => document.querySelector('#heads-card').textContent.includes('Not in this file')")
     page.get_by_test_id("findings-run").click()
     page.wait_for_function("() => document.getElementById('findings-body').textContent.includes('Not in this file')")
+    assert page.get_by_test_id("patch-run").is_disabled()                # patching runs the model: live only
+    assert "open the live viewer" in page.get_by_test_id("patch-status").inner_text()
     screenshot(page, "export-not-in-this-file")
     watch.check(path.as_uri())
     context.close()

@@ -23,7 +23,8 @@ DESCRIPTIONS = 8192          # bytes kept for what the file says it holds ("hold
 SERVER_ONLY = {"heads": "the heads table", "lens": "the logit lens", "ablate": "ablation",
                "pair": "the minimal pair", "diff": "the minimal pair", "findings": "the findings report",
                "walk": "the walk through a block (it runs the input again)",
-               "attribution": "the direct logit attribution", "trace.npz": "the whole trace (.npz)"}
+               "attribution": "the direct logit attribution", "patch": "activation patching",
+               "trace.npz": "the whole trace (.npz)"}
 
 
 

@@ -1,5 +1,5 @@
-// The analysis panels, wired to the page: the heads table, the logit lens, the
-// ablation control, the minimal pair and the findings report. app.js tells them when the run,
+// The analysis panels, wired to the page: the heads table, the logit lens, the ablation control,
+// the minimal pair, activation patching and the findings report. app.js tells them when the run,
 // the head or the query changes; each panel asks the server only for what it shows, and the heads
 // table and the lens only once they are (nearly) on screen: a learner scrubbing sentences at the
 // top of the page does not make the server compute tables nobody looks at.
@@ -9,12 +9,13 @@ import { renderFindings } from "./findings.js";
 import { HeadsTable } from "./headstable.js";
 import { LensPanel } from "./lens.js";
 import { PairPanel } from "./pair.js";
+import { PatchPanel } from "./patching.js";
 import { Latest } from "./api.js";
 import { el, loadingNote } from "./text.js";
 
 const $ = (id) => document.getElementById(id);
 
-// ctx: { S, api, onRun, setLayerHead, runText, scale }
+// ctx: { S, api, onRun, setLayerHead, openHead, runText, scale }
 export function createAnalysis(ctx) {
   const heads = new HeadsTable($("heads-card"), (layer, head) => {
     ctx.setLayerHead(layer, head);
@@ -23,6 +24,7 @@ export function createAnalysis(ctx) {
   const ablation = new AblationPanel(ctx);
   const lens = new LensPanel(ctx);
   const pair = new PairPanel(ctx);
+  const patching = new PatchPanel(ctx);
   const latestHeads = new Latest(), latestFindings = new Latest();
   let shown = { handle: null, query: null };     // what the panels show now
   // Panels loaded when they come near the viewport: {visible, stale, load} by card id.
@@ -93,11 +95,12 @@ export function createAnalysis(ctx) {
   resetFindings();
 
   return {
-    heads, ablation, lens, pair,
+    heads, ablation, lens, pair, patching,
     // Run again on the same sentence (a preset, a reload): the server has the same handle, and
     // the panels keep what they show.
     runChanged() {
       pair.runChanged();
+      patching.runChanged();
       if (ctx.S.run.handle === shown.handle) return;
       shown = { handle: ctx.S.run.handle, query: null };
       ablation.clear();

@@ -26,9 +26,10 @@ export class Latest {
 const request = saved ? (url, options) => saved.fetch(url, options) : (url, options) => fetch(url, options);
 
 export class ApiError extends Error {
-  constructor(status, message) {
+  constructor(status, message, data = null) {
     super(message);
     this.status = status;
+    this.data = data;                      // the error's JSON body: some carry more than the message
   }
   get expired() {
     return this.status === 404 && /Unknown or expired run/.test(this.message);
@@ -36,11 +37,12 @@ export class ApiError extends Error {
 }
 
 async function fail(response) {
-  let message = `HTTP ${response.status}`;
+  let message = `HTTP ${response.status}`, data = null;
   try {
-    message = (await response.json()).error || message;
+    data = await response.json();
+    message = data.error || message;
   } catch (_) { /* not JSON: keep the status line */ }
-  throw new ApiError(response.status, message);
+  throw new ApiError(response.status, message, data);
 }
 
 async function getJson(url, options) {
@@ -106,6 +108,28 @@ export const api = {
   // settings: { temperature, top_k, top_p, seed, greedy }, null ones left out.
   sample: (handle, settings) => getJson(runUrl(handle, "sample", samplingParams(settings))),
   generate: (handle, tokens, settings) => postJson(runUrl(handle, "generate"), { tokens, ...settings }),
+  // Activation patching (viewer/routes/patching.py): a stream of JSON lines, each handed to
+  // onEvent as it arrives ({event: "start" | "progress" | "result" | "error" | "cancelled", ...});
+  // resolves with the last. `signal` (an AbortController's) cancels: the server stops the sweep.
+  async patch(handle, body, onEvent, signal) {
+    const response = await request(runUrl(handle, "patch"), {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body), signal,
+    });
+    if (!response.ok) await fail(response);
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = "", last = null;
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += value;
+      const lines = buffer.split("\n");
+      buffer = lines.pop();
+      for (const line of lines) if (line.trim()) onEvent((last = JSON.parse(line)));
+    }
+    if (last?.event === "error") throw new ApiError(last.status, last.error, last);
+    if (last?.event !== "result") throw new ApiError(500, last?.message || "The sweep ended without a result.", last);
+    return last;
+  },
   // The corpus page (viewer/corpus.py): the results file given with --corpus.
   corpus: () => getJson("/api/corpus"),
   // |A − B| of one head on the aligned tokens: the same bytes as pattern(), N aligned tokens.

@@ -211,6 +211,20 @@ function setLayerHead(layer, head) {
   showHead();
 }
 
+// A layer, head and query at once (the patching panel's cells), shown in the heatmap.
+function openHead(layer, head, query) {
+  if (!S.run) return;
+  const before = S.query;
+  S.query = clamp(query, S.run.n_tokens);
+  closeLedger(false);
+  markToken($("tokens"), S.query);
+  S.layer = clamp(layer, S.model.n_layer);
+  S.head = clamp(head, S.model.n_head);
+  showHead();
+  if (S.query !== before) { analysis.queryChanged(); valueSide.queryChanged(); }
+  $("heatmap-title").scrollIntoView({ block: "nearest", behavior: "smooth" });
+}
+
 // -- the selected query -----------------------------------------------------------------------------
 function selectQuery(i, keepKey = false) {
   if (!S.run) return;
@@ -433,7 +447,7 @@ async function init() {
   $("preset").append(...presets.map((p) => el("option", { value: p.text, text: p.name })));
   drawLegend($("legend"), S.scale);
   bind();
-  analysis = createAnalysis({ S, api, onRun, setLayerHead, runText, scale: () => S.scale });
+  analysis = createAnalysis({ S, api, onRun, setLayerHead, openHead, runText, scale: () => S.scale });
   window.__viewer.analysis = analysis;
   valueSide = createValueSide({ S, api, onRun, setLayerHead });
   window.__viewer.valueSide = valueSide;

@@ -54,3 +54,18 @@ export function divergingCss(v) {
   const mix = (c) => Math.round(255 + a * (c - 255));
   return `rgb(${mix(r)},${mix(g)},${mix(b)})`;
 }
+
+// Activation patching's normalised effect (patching.js): 0 = as the corrupted run (white), 1 = as
+// the clean run (red), below 0 toward blue (−1 full blue); past either end one overflow colour
+// each, never a clamped look-alike of 1 or −1, so a value outside [−1, 1] cannot hide.
+export const PATCH_COLORS = { zero: [255, 255, 255], one: [185, 28, 28], minusOne: [29, 78, 216],
+  over: [88, 28, 135], under: [15, 23, 42] };
+export function patchRgb(v) {
+  const c = PATCH_COLORS;
+  if (!Number.isFinite(v)) return [156, 163, 175];
+  if (v > 1) return c.over;
+  if (v < -1) return c.under;
+  const end = v >= 0 ? c.one : c.minusOne, a = Math.abs(v);
+  return c.zero.map((z, i) => Math.round(z + a * (end[i] - z)));
+}
+export const patchCss = (v) => `rgb(${patchRgb(v).join(",")})`;
