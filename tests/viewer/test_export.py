@@ -157,6 +157,8 @@ def test_the_snapshot_holds_the_live_apis_own_answers(saved, small_text_model_di
         assert answer == live, key
     kinds = {re.sub(r"\?.*", "", k).split("/")[-1] for k in answers}
     assert {"model", "run", "next", "query", "row", "ledger", "value"} <= kinds
+    # the panels at the opening view (1.2, the last token): one forward pass's data, as the API gives it
+    assert {"heads", "lens", "attribution", "sample", "walk"} <= kinds
     for key, entry in snap["bytes"].items():
         response = client.get("/api/" + key)
         assert base64.b64decode(entry["data"]) == response.data, key
@@ -203,7 +205,7 @@ def test_options_and_the_size_bound_choose_what_goes_in(trace, tmp_path):
     assert "heatmaps of 0.0 and 1.0 1.2; exact numbers (top-5 keys, Q·K panel, ledgers) of 1.2;" in info["holds"]
     snap = Page((tmp_path / "a.html").read_text()).snapshot
     assert snap["holds"]["heatmaps"] == info["heatmaps"] and info["values"] == ["0.0"]     # the opening head's
-    assert set(snap["packs"]) == {"run", "0.0", "1.2"}
+    assert set(snap["packs"]) == {"run", "panels", "0.0", "1.2"}
     assert {k.split("?")[0].split("/")[-1] for k in unpack({"packs": {"x": snap["packs"]["0.0"]}})} == {"value"}
     info = save_html(trace, tmp_path / "v.html", qk="none", values="1.1 1.3")
     assert info["exact"] == [] and info["values"] == ["1.1", "1.3"] and "value ledgers of 1.1 1.3;" in info["holds"]

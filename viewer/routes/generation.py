@@ -14,12 +14,11 @@ ln_final[position] @ wteᵀ (one [d] @ [d, V] product, no forward pass). Generat
 every generated position is an ordinary token of it.
 """
 
-import numpy as np
 from flask import Blueprint, jsonify
 
-from gpt2np import ops
-from gpt2np.generate import choose, decode
+from gpt2np.generate import decode
 
+from ..answers.panels import SAMPLING_DEFAULTS, sample_answer
 from .api import forward_lock, get_run, model, run_input, run_summary
 from .args import ABSENT, flag_arg, json_object, real_number, refuse_unknown_fields, whole_number
 from .errors import ApiError
@@ -35,49 +34,29 @@ EXAMPLE = '{"tokens": 3, "temperature": 0.8, "top_k": 40, "top_p": 0.9, "seed": 
 
 def sampling_settings(body=None):
     """temperature, top_k, top_p, seed and greedy from the URL (body None) or a JSON body.
-    Absent: temperature 1, no top-k, no top-p, no seed, not greedy."""
-    vocab = model().config.vocab_size
-    temperature = real_number("temperature", 0, MAX_TEMPERATURE, "temperature", body, default=1.0,
-                              above_low=True)
+    Absent: answers.panels.SAMPLING_DEFAULTS (temperature 1, no top-k, no top-p, no seed, not greedy)."""
+    vocab, d = model().config.vocab_size, SAMPLING_DEFAULTS
+    temperature = real_number("temperature", 0, MAX_TEMPERATURE, "temperature", body,
+                              default=d["temperature"], above_low=True)
     top_k = whole_number("top_k", 1, vocab, "top-k (how many of the most likely tokens to keep)",
-                         body, default=None)
-    top_p = real_number("top_p", 0, 1, "top-p (the probability mass to keep)", body, default=None,
-                        above_low=True)
-    seed = whole_number("seed", 0, MAX_SEED, "seed", body, default=None)
+                         body, default=d["top_k"])
+    top_p = real_number("top_p", 0, 1, "top-p (the probability mass to keep)", body,
+                        default=d["top_p"], above_low=True)
+    seed = whole_number("seed", 0, MAX_SEED, "seed", body, default=d["seed"])
     if body is None:
         greedy = flag_arg("greedy")
     else:
-        greedy = body.get("greedy", False)
+        greedy = body.get("greedy", d["greedy"])
         if not isinstance(greedy, bool):
             raise ApiError('"greedy": must be true or false.')
     return {"temperature": temperature, "top_k": top_k, "top_p": top_p, "seed": seed, "greedy": greedy}
-
-
-def logits_row(run, position):
-    """The logits [V] after `position`, from the run's ln_final row and the tied unembedding."""
-    final = run.ends["ln_final.hook_normalized"][position:position + 1]      # [1, d]
-    return ops.linear(final, model().params["wte.weight"].T)[0]               # [1, d] @ [d, V] -> [V]
-
-
-def candidate_row(c, temperature):
-    return {**c.__dict__, "logit_t": c.logit / temperature}
 
 
 @bp.get("/api/runs/<handle>/sample")
 def api_sample(handle):
     run = get_run(handle)
     position = whole_number("position", 0, run.n_tokens - 1, "position", default=run.n_tokens - 1)
-    s = sampling_settings()
-    temperature = 1.0 if s["greedy"] else s["temperature"]
-    # Without a seed nothing is drawn: choose() draws with a throwaway generator, and the draw is dropped.
-    rng = np.random.default_rng(0 if s["seed"] is None else s["seed"])
-    step = choose(logits_row(run, position), rng, position + 1, model().token_strings,
-                  s["temperature"], s["top_k"], s["top_p"], s["greedy"])
-    drawn = s["greedy"] or s["seed"] is not None
-    return jsonify({"handle": run.handle, "position": position, "token": run.tokens[position],
-                    "settings": s, "vocab_size": model().config.vocab_size, "n_kept": step.n_kept,
-                    "candidates": [candidate_row(c, temperature) for c in step.candidates],
-                    "chosen": candidate_row(step.chosen, temperature) if drawn else None})
+    return jsonify(sample_answer(model(), run, position, sampling_settings()))
 
 
 @bp.post("/api/runs/<handle>/generate")

@@ -16,11 +16,10 @@ from urllib.parse import quote
 from flask import Blueprint, jsonify
 
 from gpt2np import GPT2npError
-from gpt2np.analysis import interventions
 from gpt2np.analysis.examples import examples_for
 
 from ..answers.ledger import value_ledger
-from ..answers.walk import walk
+from ..answers.panels import LIST_K, attribution_answer, walk_answer
 from .analysis import MAX_K, json_bytes, url_token
 from .api import forward_lock, get_run, layer_head, model, rerun
 from .args import whole_number
@@ -48,7 +47,7 @@ def api_walk(handle):
 
     def compute():
         trace = rerun(run)                            # a forward pass, under the forward lock
-        return {"handle": run.handle, **walk(model(), trace, layer, head, query)}
+        return walk_answer(model(), run, trace, layer, head, query)
     return json_bytes(run.memo(("walk", layer, head, query), compute))
 
 
@@ -56,7 +55,7 @@ def api_walk(handle):
 def api_attribution(handle):
     run = get_run(handle)
     position = whole_number("position", 0, run.n_tokens - 1, "position", default=run.n_tokens - 1)
-    k = whole_number("k", 1, MAX_K, "number of tokens to list", default=5)
+    k = whole_number("k", 1, MAX_K, "number of tokens to list", default=LIST_K)
     token, versus = url_token("token"), url_token("versus")
     if versus is not None and versus == token:
         pair = examples_for(model())["pair"]
@@ -67,8 +66,7 @@ def api_attribution(handle):
     def compute():
         try:
             with forward_lock():                      # [parts, d] @ [d, vocab]
-                result = interventions.logit_attribution(model(), run.trace(), position, token, versus, k)
+                return attribution_answer(model(), run, position, token, versus, k)
         except GPT2npError as e:                      # ?versus= is the model's top-1 (the default ?token=)
             raise ApiError(f"?versus=: {e}") from None
-        return {"handle": run.handle, "k": k, **result}
     return json_bytes(run.memo(("attribution", position, token, versus, k), compute))
