@@ -1,10 +1,12 @@
-"""An exported file opened from disk (issue 20, §4): what one forward pass gives is in the file
+"""An exported file opened from disk (issue 20, §4, §5): what one forward pass gives is in the file
 and shown — the heads table, the logit lens and the attribution at the opening token, the
-sampling ledger (default and greedy), the walk at the opening head and token (§2.2) — and what
+sampling ledger (default and greedy), the walk at the opening head and token (§2.2), the √d
+what-if of the Q·K panel (§5) — and what
 needs the live server (ablation, the minimal pair, the findings, Generate, another token to
 follow) is a quiet note with the command, its inputs disabled: no red error box anywhere, no
 request, no console error. Screenshots: test-artifacts/export-live-only*.png (docs/images/)."""
 
+import numpy as np
 import pytest
 from browser import element_shot, shot, wait_head
 from test_export import open_file
@@ -60,6 +62,16 @@ def test_what_one_pass_gives_is_shown_and_the_rest_is_a_quiet_note(browser, save
     page.get_by_test_id("greedy").check()                            # saved too: the greedy ledger
     page.wait_for_function("() => JSON.parse(document.getElementById('sample-ledger').dataset.settings || '{}')"
                            ".greedy === true")
+
+    # §5 in the file: the √d what-if of the opening query, against float64 from the trace's q and k.
+    q = trace["blocks.2.attn.hook_q"][T - 1, 0].astype(np.float64)
+    k = trace["blocks.2.attn.hook_k"][:, 0].astype(np.float64)
+    for side, scores in (("real", k @ q / np.sqrt(cfg.d_head)), ("unscaled", k @ q)):
+        p = np.exp(scores - scores.max()) / np.exp(scores - scores.max()).sum()
+        entropy = -(p[p > 0] * np.log2(p[p > 0])).sum()
+        shown = float(page.get_by_test_id(f"whatif-{side}-entropy").inner_text())
+        assert abs(shown - entropy) <= 0.0005 + 1e-6, (side, shown, entropy)
+        assert page.locator(f"[data-testid=whatif-{side}] .whatif-cells i").count() == T
 
     # What needs the server: disabled, with a quiet note that gives the command.
     for testid in ("ablate-heads", "ablate-token", "ablate-run", "ablate-zero", "ablate-mean", "pair-b", "pair-run",
