@@ -4,6 +4,7 @@ This is the public face of gpt2np: it joins the pieces (hub -> config + weights 
 model.forward -> Trace) and checks inputs, so the forward pass itself only does math.
 """
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -117,20 +118,30 @@ class Model:
             return [f"<{int(i)}>" for i in ids]
         return self.tokenizer.token_strings(ids)
 
-    def run(self, text_or_ids, bos=False, z_ablation=None, engine=None):
+    def run(self, text_or_ids, bos=False, z_ablation=None, engine=None, workspace=None, kernels=None):
         """Text or token ids -> Trace with every intermediate of the forward pass.
 
         bos: prepend <|endoftext|> (GPT-2 saw it between documents in training).
         z_ablation: {(layer, head): value} replacing those heads' hook_z (0.0 = zero-ablation).
         engine: "fast" (the CPU schedule of engine.py) or "reference" (model.py's plain math, to
           step through in a debugger); the same numbers either way. Default: the model's `engine`.
+        workspace: a `gpt2np.Workspace` whose given-back arrays the pass writes into (the fast
+          engine; the reference one allocates its own). Give the trace back with
+          `workspace.give_back(trace)` once you are done with it. Without one, every array is
+          new and nothing is kept after you drop the trace.
+        kernels: the fast engine's kernels (default engine.CPU: one worker per core), e.g.
+          `engine.CPUKernels(workers=1)` to compute on the calling thread alone.
         """
         engine = self.engine if engine is None else check_engine(engine)
         ids = self.prompt_ids(text_or_ids, bos)
         for layer, head in z_ablation or {}:
             check_head(self.config, layer, head)
-        acts = ENGINES[engine].forward(self.params, self.config, ids, z_ablation)
-        return Trace(acts, ids, self.token_strings(ids), self.info.name, engine, model=self)
+        fast = {"kernels": kernels or cpu_engine.CPU} if engine == "fast" else {}   # model.py: neither
+        with workspace.one_pass() if workspace is not None else nullcontext() as lease:
+            if lease is not None and fast:
+                fast["memory"] = lease                 # the reference engine allocates its own
+            acts = ENGINES[engine].forward(self.params, self.config, ids, z_ablation, **fast)
+        return Trace(acts, ids, self.token_strings(ids), self.info.name, engine, model=self, lease=lease)
 
     def forward_step(self, cache, token, engine=None):
         """One KV-cached generation step (see model.kv_cache) -> (the new token's every

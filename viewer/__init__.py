@@ -66,6 +66,7 @@ def create_app(config=None):
                                                  engine=app.config["ENGINE"])
     app.extensions["gpt2np.runs"] = RunCache(app.config["CACHE_BYTES"])
     app.extensions["gpt2np.forward_lock"] = threading.Lock()       # api.forward_lock
+    app.extensions["gpt2np.workspace"] = gpt2np.Workspace()        # api.workspace
     app.extensions["gpt2np.induction"] = induction_probe(app.extensions["gpt2np.model"])
     app.before_request(refuse_foreign_host)
     app.register_blueprint(api.bp)

@@ -48,6 +48,12 @@ def runs():
     return current_app.extensions["gpt2np.runs"]
 
 
+def workspace():
+    """The app's gpt2np.Workspace: a run's trace is given back to it once its Run has taken the
+    arrays the page reads (those stay the Run's; the rest are written again by the next pass)."""
+    return current_app.extensions["gpt2np.workspace"]
+
+
 def forward_lock():
     """Held around every forward pass and analysis of the app: one at a time, as a 1,024-token
     trace of GPT-2 small is ~2 GB."""
@@ -130,10 +136,10 @@ def run_input(text_or_ids, bos):
         if run is not None:
             return run, True
         start = time.perf_counter()
-        trace = m.run(ids)
+        trace = m.run(ids, workspace=workspace())
         run = Run(handle, trace, bos, 0.0)
         run.elapsed = time.perf_counter() - start
-        del trace                                      # keep only what Run took from it
+        workspace().give_back(trace)                   # Run's arrays stay Run's; the others are reused
     runs().put(run)
     return run, False
 
@@ -203,9 +209,9 @@ def api_next(handle):
 def rerun(run):
     """The full trace of a cached run. The viewer keeps only part of it in memory, so the same ids
     are run again through the same model (the forward pass is deterministic; checked against the
-    cached pattern)."""
+    cached pattern). Give it back to `workspace()` when done."""
     with forward_lock():
-        trace = model().run(run.ids)
+        trace = model().run(run.ids, workspace=workspace())
     if not all(np.array_equal(trace.pattern(i), p) for i, p in enumerate(run.patterns)):
         raise ApiError("The re-run of this sentence differs from the cached run; not using it.", 500)
     return trace
@@ -220,7 +226,7 @@ def api_trace(handle):
     try:
         with os.fdopen(fd, "wb") as f:
             trace.save(f)
-        del trace
+        workspace().give_back(trace)
         f = open(path, "rb")
     finally:
         os.unlink(path)                                # the open handle keeps the data readable

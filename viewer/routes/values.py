@@ -21,7 +21,7 @@ from gpt2np.analysis.examples import examples_for
 from ..answers.ledger import value_ledger
 from ..answers.panels import LIST_K, attribution_answer, walk_answer
 from .analysis import MAX_K, json_bytes, url_token
-from .api import forward_lock, get_run, layer_head, model, rerun
+from .api import forward_lock, get_run, layer_head, model, rerun, workspace
 from .args import whole_number
 from .errors import ApiError
 
@@ -47,7 +47,9 @@ def api_walk(handle):
 
     def compute():
         trace = rerun(run)                            # a forward pass, under the forward lock
-        return walk_answer(model(), run, trace, layer, head, query)
+        answer = walk_answer(model(), run, trace, layer, head, query)
+        workspace().give_back(trace)                  # what the answer still holds of it is not reused
+        return answer
     return json_bytes(run.memo(("walk", layer, head, query), compute))
 
 
