@@ -240,7 +240,12 @@ class CPUKernels(model.Kernels):
         return out
 
     def layer_norm(self, x, weight, bias, eps):
-        return self.by_rows(ops.layer_norm, x, weight, bias, eps)
+        """ops.layer_norm on blocks of rows, one per worker -> normalized [T, d], scale [T, 1]."""
+        y, scale = self.empty(x.shape), self.empty((len(x), 1))
+        workers = min(self.workers, len(x) // MIN_ROWS_PER_CORE)
+        over_groups(lambda rows: ops.layer_norm(x[rows], weight, bias, eps, out=(y[rows], scale[rows])),
+                    len(x), workers)
+        return y, scale
 
     def gelu(self, x):
         return self.by_rows(ops.gelu_new, x)
@@ -262,12 +267,19 @@ class CPUKernels(model.Kernels):
 CPU = CPUKernels()      # one worker per core, new arrays; never changed (make other kernels instead)
 
 
-def forward(params, config, ids, z_ablation=None, kernels=CPU, memory=None):
+def forward(params, config, ids, edit=model.keep, kernels=CPU, memory=None):
     """model.forward with the CPU schedule's kernels, BLAS held to one thread.
     memory: a Workspace's Lease for this pass (`Workspace.one_pass`); None: new arrays."""
     with one_blas_thread():
-        return model.forward(params, config, ids, z_ablation,
+        return model.forward(params, config, ids, edit,
                              kernels if memory is None else kernels.for_pass(memory))
+
+
+def blocks_from(params, config, layer, resid_pre, edit=model.keep, kernels=CPU):
+    """model.blocks_from (the blocks from `layer` on) with the CPU schedule's kernels, BLAS held to
+    one thread."""
+    with one_blas_thread():
+        return model.blocks_from(params, config, layer, resid_pre, edit, kernels)
 
 
 def forward_step(params, config, cache, token, kernels=CPU):

@@ -87,6 +87,25 @@ class Trace(Mapping):
     def n_layer(self):
         return sum(1 for name in self._arrays if name.endswith(".attn.hook_pattern"))
 
+    def check_position(self, position):
+        """A position (negative: from the end) -> its index 0…T−1; out of range: GPT2npError."""
+        T = self.n_tokens
+        if not -T <= position < T:
+            raise GPT2npError(f"Position {position} is out of range: the text has tokens 0–{T - 1}.")
+        return position % T
+
+    def result(self, layer, model=None):
+        """blocks.{layer}.attn.hook_result [T, H, d]: what each head wrote into the residual stream,
+        z_h · W_O^h (model.head_results; no c_proj bias: the sum over heads plus that bias is
+        hook_attn_out). Computed on request from hook_z and the model's c_proj weight, not stored.
+        model: needed for a trace loaded from a file (default: the model that ran it)."""
+        model = model or self.model
+        if model is None:
+            raise GPT2npError("This trace was loaded from a file and does not know its model's weights: "
+                              "pass the model, trace.result(layer, model).")
+        from .model import head_results
+        return head_results(self[f"blocks.{layer}.attn.hook_z"], model.params[f"h.{layer}.attn.c_proj.weight"])
+
     def pattern(self, layer, head=None):
         """blocks.{layer}.attn.hook_pattern [H, T, T], or one head's [T, T]."""
         p = self[f"blocks.{layer}.attn.hook_pattern"]

@@ -6,9 +6,10 @@ page shows the same numbers with or without a server."""
 
 import numpy as np
 
-from gpt2np import GPT2npError, analysis, ops
+from gpt2np import GPT2npError, analysis
 from gpt2np.analysis import findings, interventions
 from gpt2np.generate import choose
+from gpt2np.model import unembed
 
 from .walk import walk
 
@@ -54,9 +55,9 @@ def attribution_answer(m, run, position, token=None, versus=None, k=LIST_K):
 
 
 def logits_row(m, run, position):
-    """The logits [V] after `position`, from the run's ln_final row and the tied unembedding."""
+    """The logits [V] after `position`: the model's LM head (`model.unembed`) on the run's ln_final row."""
     final = run.ends["ln_final.hook_normalized"][position:position + 1]      # [1, d]
-    return ops.linear(final, m.params["wte.weight"].T)[0]                    # [1, d] @ [d, V] -> [V]
+    return unembed(m.params, final)[0]                                        # [1, V] -> [V]
 
 
 def candidate_row(c, temperature):

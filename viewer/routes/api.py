@@ -28,7 +28,8 @@ from flask import Blueprint, current_app, jsonify, render_template, send_file
 from ..answers.describe import describe_run, model_summary, next_tokens, overview_bytes, pattern_bytes, wire_headers
 from ..answers.ledger import ledger, pattern_row, query_panel
 from ..answers.runs import Run, run_handle
-from .args import flag_arg, json_object, refuse_unknown_fields, whole_number
+from . import args
+from .args import flag_arg, json_object, refuse_unknown_fields
 from .errors import ApiError
 
 VIEWER_DIR = str(Path(__file__).resolve().parent.parent)     # static/ and templates/ are there
@@ -66,13 +67,6 @@ def security_headers(response):
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "no-referrer")
     return response
-
-
-# -- arguments ------------------------------------------------------------------------------------
-def layer_head():
-    cfg = model().config
-    return (whole_number("layer", 0, cfg.n_layer - 1, "layer"),
-            whole_number("head", 0, cfg.n_head - 1, "head"))
 
 
 def get_run(handle):
@@ -166,7 +160,7 @@ def binary(data, headers=None, **named):
 @bp.get("/api/runs/<handle>/pattern")
 def api_pattern(handle):
     run = get_run(handle)
-    layer, head = layer_head()
+    layer, head = args.layer_head(model().config)
     return binary(*pattern_bytes(run, layer, head))
 
 
@@ -178,32 +172,31 @@ def api_overview(handle):
 @bp.get("/api/runs/<handle>/row")
 def api_row(handle):
     run = get_run(handle)
-    layer, head = layer_head()
-    query = whole_number("query", 0, run.n_tokens - 1, "query position")
+    layer, head = args.layer_head(model().config)
+    query = args.position(run, "query")
     return jsonify(pattern_row(run, layer, head, query))
 
 
 @bp.get("/api/runs/<handle>/query")
 def api_query(handle):
     run = get_run(handle)
-    layer, head = layer_head()
-    query = whole_number("query", 0, run.n_tokens - 1, "query position")
+    layer, head = args.layer_head(model().config)
+    query = args.position(run, "query")
     return jsonify(query_panel(run, layer, head, query, flag_arg("ignore_sink")))
 
 
 @bp.get("/api/runs/<handle>/ledger")
 def api_ledger(handle):
     run = get_run(handle)
-    layer, head = layer_head()
-    query = whole_number("query", 0, run.n_tokens - 1, "query position")
-    key = whole_number("key", 0, run.n_tokens - 1, "key position")
+    layer, head = args.layer_head(model().config)
+    query, key = args.position(run, "query"), args.position(run, "key")
     return jsonify(ledger(run, layer, head, query, key))
 
 
 @bp.get("/api/runs/<handle>/next")
 def api_next(handle):
     run = get_run(handle)
-    return jsonify(next_tokens(run, whole_number("position", 0, run.n_tokens - 1, "position"), model()))
+    return jsonify(next_tokens(run, args.position(run), model()))
 
 
 def rerun(run):

@@ -8,17 +8,18 @@ ledger of the next token, and Generate, which continues a run and runs the longe
 The ledger is `gpt2np.generate.choose` on the logits row at `position`: the top candidates with
 logit, logit/T, p_temperature, top-k, running sum, top-p and p_draw (`generate.distribution`), and,
 with a seed, the token that seed draws first (what Generate with that seed appends). A run keeps no
-logits, only ln_final.hook_normalized, so the row is recomputed as the model does:
-ln_final[position] @ wteᵀ (one [d] @ [d, V] product, no forward pass). Generate runs
-`Model.generate` from the run's ids, then makes the new run as POST /api/run does (`api.run_input`):
-every generated position is an ordinary token of it.
+logits, only ln_final.hook_normalized, so the row is the model's own LM head on it
+(`gpt2np.model.unembed`: ln_final[position] @ wteᵀ, one [d] @ [d, V] product, no forward pass).
+Generate runs `Model.generate` from the run's ids, then makes the new run as POST /api/run does
+(`api.run_input`): every generated position is an ordinary token of it.
 """
 
 from flask import Blueprint, jsonify
 
-from gpt2np.generate import decode
+from gpt2np.generate import SAMPLING_RANGES, decode
 
 from ..answers.panels import SAMPLING_DEFAULTS, sample_answer
+from . import args
 from .api import forward_lock, get_run, model, run_input, run_summary
 from .args import ABSENT, flag_arg, json_object, real_number, refuse_unknown_fields, whole_number
 from .errors import ApiError
@@ -35,14 +36,15 @@ EXAMPLE = '{"tokens": 3, "temperature": 0.8, "top_k": 40, "top_p": 0.9, "seed": 
 def sampling_settings(body=None):
     """temperature, top_k, top_p, seed and greedy from the URL (body None) or a JSON body.
     Absent: answers.panels.SAMPLING_DEFAULTS (temperature 1, no top-k, no top-p, no seed, not greedy)."""
-    vocab, d = model().config.vocab_size, SAMPLING_DEFAULTS
-    temperature = real_number("temperature", 0, MAX_TEMPERATURE, "temperature", body,
-                              default=d["temperature"], above_low=True)
-    top_k = whole_number("top_k", 1, vocab, "top-k (how many of the most likely tokens to keep)",
-                         body, default=d["top_k"])
-    top_p = real_number("top_p", 0, 1, "top-p (the probability mass to keep)", body,
-                        default=d["top_p"], above_low=True)
-    seed = whole_number("seed", 0, MAX_SEED, "seed", body, default=d["seed"])
+    r = SAMPLING_RANGES              # gpt2np's ranges, with the viewer's caps on temperature, top-k, seed
+    d = SAMPLING_DEFAULTS
+    temperature = real_number("temperature", r["temperature"].low, MAX_TEMPERATURE, "temperature", body,
+                              default=d["temperature"], above_low=r["temperature"].above_low)
+    top_k = whole_number("top_k", r["top_k"].low, model().config.vocab_size,
+                         "top-k (how many of the most likely tokens to keep)", body, default=d["top_k"])
+    top_p = real_number("top_p", r["top_p"].low, r["top_p"].high, "top-p (the probability mass to keep)",
+                        body, default=d["top_p"], above_low=r["top_p"].above_low)
+    seed = whole_number("seed", r["seed"].low, MAX_SEED, "seed", body, default=d["seed"])
     if body is None:
         greedy = flag_arg("greedy")
     else:
@@ -55,7 +57,7 @@ def sampling_settings(body=None):
 @bp.get("/api/runs/<handle>/sample")
 def api_sample(handle):
     run = get_run(handle)
-    position = whole_number("position", 0, run.n_tokens - 1, "position", default=run.n_tokens - 1)
+    position = args.position(run, last_by_default=True)
     return jsonify(sample_answer(model(), run, position, sampling_settings()))
 
 

@@ -19,31 +19,26 @@ from gpt2np import GPT2npError
 from gpt2np.analysis.examples import examples_for
 
 from ..answers.ledger import value_ledger
-from ..answers.panels import LIST_K, attribution_answer, walk_answer
-from .analysis import MAX_K, json_bytes, url_token
-from .api import forward_lock, get_run, layer_head, model, rerun, workspace
-from .args import whole_number
+from ..answers.panels import attribution_answer, walk_answer
+from . import args
+from .analysis import json_bytes
+from .api import forward_lock, get_run, model, rerun, workspace
 from .errors import ApiError
 
 bp = Blueprint("values", __name__)
 
 
-def layer_head_query(run):
-    layer, head = layer_head()
-    return layer, head, whole_number("query", 0, run.n_tokens - 1, "query position")
-
-
 @bp.get("/api/runs/<handle>/value")
 def api_value(handle):
     run = get_run(handle)
-    layer, head, query = layer_head_query(run)
+    layer, head, query = args.layer_head_query(run, model().config)
     return jsonify(value_ledger(model(), run.trace(), layer, head, query))
 
 
 @bp.get("/api/runs/<handle>/walk")
 def api_walk(handle):
     run = get_run(handle)
-    layer, head, query = layer_head_query(run)
+    layer, head, query = args.layer_head_query(run, model().config)
 
     def compute():
         trace = rerun(run)                            # a forward pass, under the forward lock
@@ -56,9 +51,8 @@ def api_walk(handle):
 @bp.get("/api/runs/<handle>/attribution")
 def api_attribution(handle):
     run = get_run(handle)
-    position = whole_number("position", 0, run.n_tokens - 1, "position", default=run.n_tokens - 1)
-    k = whole_number("k", 1, MAX_K, "number of tokens to list", default=LIST_K)
-    token, versus = url_token("token"), url_token("versus")
+    position, k = args.position(run, last_by_default=True), args.tokens_to_list()
+    token, versus = args.url_token(model(), "token"), args.url_token(model(), "versus")
     if versus is not None and versus == token:
         pair = examples_for(model())["pair"]
         e_g = (f"e.g. ?token={quote(pair['answer'])}&versus={quote(pair['versus'])}, " if pair else "")
