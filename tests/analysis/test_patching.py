@@ -121,7 +121,7 @@ def test_every_site_agrees_with_transformers_hooks_gpt2_scaled(scaled, engine, p
 
 
 def test_every_site_agrees_with_transformers_hooks_demo(demo_pair, parity_record):
-    from gpt2np.hub import DEMO_DIR
+    from gpt2np.files.hub import DEMO_DIR
     model, clean, corrupted, k, answer, versus = demo_pair
     result = check_against_transformers(model, hf_model(DEMO_DIR), clean, corrupted, answer, versus, "fast",
                                         parity_record, "demo")
