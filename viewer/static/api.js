@@ -26,10 +26,13 @@ export class Latest {
 const request = saved ? (url, options) => saved.fetch(url, options) : (url, options) => fetch(url, options);
 
 export class ApiError extends Error {
-  constructor(status, message, data = null) {
+  // liveOnly: a saved file's answer for what needs the live server (snapshot.js); shown as a note.
+  // data: the error's JSON body (some carry more than the message: both tokenizations of a pair).
+  constructor(status, message, liveOnly = false, data = null) {
     super(message);
     this.status = status;
-    this.data = data;                      // the error's JSON body: some carry more than the message
+    this.liveOnly = liveOnly;
+    this.data = data;
   }
   get expired() {
     return this.status === 404 && /Unknown or expired run/.test(this.message);
@@ -37,12 +40,13 @@ export class ApiError extends Error {
 }
 
 async function fail(response) {
-  let message = `HTTP ${response.status}`, data = null;
+  let message = `HTTP ${response.status}`, liveOnly = false, data = null;
   try {
     data = await response.json();
     message = data.error || message;
+    liveOnly = data.live_only === true;
   } catch (_) { /* not JSON: keep the status line */ }
-  throw new ApiError(response.status, message, data);
+  throw new ApiError(response.status, message, liveOnly, data);
 }
 
 async function getJson(url, options) {
@@ -126,8 +130,8 @@ export const api = {
       buffer = lines.pop();
       for (const line of lines) if (line.trim()) onEvent((last = JSON.parse(line)));
     }
-    if (last?.event === "error") throw new ApiError(last.status, last.error, last);
-    if (last?.event !== "result") throw new ApiError(500, last?.message || "The sweep ended without a result.", last);
+    if (last?.event === "error") throw new ApiError(last.status, last.error, false, last);
+    if (last?.event !== "result") throw new ApiError(500, last?.message || "The sweep ended without a result.", false, last);
     return last;
   },
   // The corpus page (viewer/corpus.py): the results file given with --corpus.

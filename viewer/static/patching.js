@@ -39,11 +39,7 @@ export class PatchPanel {
       $("patch-answer").value = pair.answer;
       $("patch-versus").value = pair.versus;
     } else $("patch-example").hidden = true;
-    this.tip = $("patch-tip");
-    if (ctx.api.saved) {
-      for (const id of ["patch-run", "patch-example"]) $(id).disabled = true;
-      this.status("Patching runs the model hundreds of times: open the live viewer for it (not in this file).");
-    }
+    this.tip = $("patch-tip");          // in a saved file liveonly.js turns the controls off, with its note
   }
 
   status(text, progress = null) {
