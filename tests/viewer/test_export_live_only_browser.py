@@ -75,9 +75,10 @@ def test_what_one_pass_gives_is_shown_and_the_rest_is_a_quiet_note(browser, save
 
     # What needs the server: disabled, with a quiet note that gives the command.
     for testid in ("ablate-heads", "ablate-token", "ablate-run", "ablate-zero", "ablate-mean", "pair-b", "pair-run",
-                   "findings-run", "generate", "generate-n", "lens-target", "attr-token", "attr-versus"):
+                   "findings-run", "generate", "generate-n", "lens-target", "attr-token", "attr-versus",
+                   "patch-corrupted", "patch-run", "patch-example"):
         assert page.get_by_test_id(testid).is_disabled(), testid
-    for kind in ("ablate", "pair", "findings", "generate", "lens", "attribution"):
+    for kind in ("ablate", "pair", "findings", "generate", "lens", "attribution", "patch"):
         note = page.get_by_test_id(f"live-only-{kind}")
         assert note.is_visible() and COMMAND in note.inner_text(), kind
     assert visible_errors(page) == []                                # no red box
