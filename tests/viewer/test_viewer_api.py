@@ -345,7 +345,7 @@ def test_create_app_defaults_and_env(monkeypatch, small_model_dir):
     app = create_app()
     assert app.config["MODEL"] == str(small_model_dir) and not app.debug
     assert app.config["MAX_CONTENT_LENGTH"] == 256 * 1024
-    assert set(app.blueprints) == {"viewer", "analysis", "values", "corpus", "generation"}
+    assert set(app.blueprints) == {"viewer", "analysis", "values", "corpus", "generation", "patching"}
     monkeypatch.delenv("GPT2NP_MODEL")
     from viewer import DEFAULTS
     assert DEFAULTS["MODEL"] == "demo"
