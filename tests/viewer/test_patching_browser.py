@@ -121,6 +121,7 @@ def test_a_corrupted_sentence_of_another_length_shows_both_tokenizations(demo_pa
     assert "tokens" in page.get_by_test_id("patch-error").inner_text()
     assert page.get_by_test_id("patch-grids").locator("td").count() == 0
     page.get_by_test_id("patching").screenshot(path=str(ARTIFACTS / "patching-mismatch.png"))
+    shutil.copy(ARTIFACTS / "patching-mismatch.png", IMAGES / "patching-mismatch.png")
     assert len(page.watch.console_errors) == 1 and "400" in page.watch.console_errors[0]   # the refused POST
     page.watch.console_errors.clear()
 

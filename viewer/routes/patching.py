@@ -199,6 +199,7 @@ def api_patch(handle):
              "corrupted_tokens": corrupted_tokens,
              "differ": [t for t, (a, b) in enumerate(zip(clean, corrupted)) if a != b]}
     response = current_app.response_class(sweep.lines(first), mimetype="application/x-ndjson")
-    response.headers["Cache-Control"] = "no-store"
+    # No "Cache-Control: no-store" (a POST is not cached anyway): with it Chromium reports a streamed
+    # fetch read to its end as aborted now and then (microsoft/playwright#42742).
     response.headers["X-Accel-Buffering"] = "no"
     return response
