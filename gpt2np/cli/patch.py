@@ -59,13 +59,13 @@ def build_parser():
     add_model_option(p)
     add_bos_option(p, "both texts")
     add_engine_option(p)
-    p.add_argument("--workers", type=int, default=N_CORES,
+    p.add_argument("--workers", type=int,
                    help=f"--pairs: worker processes on this machine (default {N_CORES}: one per core)")
     p.add_argument("--scheduler", metavar="ADDRESS",
                    help="--pairs: run on a Dask distributed cluster (tcp://host:port) instead")
-    p.add_argument("--resamples", type=int, default=RESAMPLES,
+    p.add_argument("--resamples", type=int,
                    help=f"--pairs: bootstrap resamples of the interval (default {RESAMPLES})")
-    p.add_argument("--seed", type=int, default=0, help="--pairs: seed of the bootstrap (default 0)")
+    p.add_argument("--seed", type=int, help="--pairs: seed of the bootstrap (default 0)")
     p.add_argument("--progress", action="store_true",
                    help="show the progress bar on standard error even when it is not a terminal")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON instead of text")
@@ -166,9 +166,9 @@ def check_args(args, model):
     if args.top < 1:
         raise UsageError(f"--top must be at least 1, got {args.top}.")
     if args.pairs is None:
-        for name, given in (("--workers", args.workers != N_CORES), ("--scheduler", args.scheduler),
-                            ("--resamples", args.resamples != RESAMPLES), ("--seed", args.seed != 0)):
-            if given:
+        for name, value in (("--workers", args.workers), ("--scheduler", args.scheduler),
+                            ("--resamples", args.resamples), ("--seed", args.seed)):
+            if value is not None:
                 raise UsageError(f"{name} goes with --pairs FILE (many pairs); one pair is patched here.")
     if args.pairs is not None and (args.clean is not None or args.example or args.answer or args.versus):
         raise UsageError("--pairs FILE takes every pair, answer and versus from the file: leave out "
@@ -209,8 +209,9 @@ def patch_command(argv):
         if args.pairs:
             good, bad = read_pairs(args.pairs)
             r = patch_pairs(args.model, good, sites=sites, position=args.position, head=args.head,
-                            bos=args.bos, workers=args.workers, scheduler=args.scheduler,
-                            resamples=args.resamples, seed=args.seed, bad=bad,
+                            bos=args.bos, workers=N_CORES if args.workers is None else args.workers,
+                            scheduler=args.scheduler, bad=bad, seed=args.seed or 0,
+                            resamples=RESAMPLES if args.resamples is None else args.resamples,
                             progress=bar, engine=args.engine)
         else:
             r = patch(model, args.clean, args.corrupted, args.answer, args.versus, sites=sites,
@@ -219,7 +220,7 @@ def patch_command(argv):
     except KeyboardInterrupt:
         bar.close()
         unit = "pairs" if args.pairs else "patched runs"
-        print(f"\ngpt2np patch: interrupted after {bar.done} {unit}; nothing was printed. Run the same "
+        print(f"gpt2np patch: interrupted after {bar.done} {unit}; nothing was printed. Run the same "
               "command again to start over.", file=sys.stderr)
         return 130
     finally:
