@@ -146,9 +146,11 @@ def print_pairs(r, n_top, out=None):
         cells += [(s["mean"][i][j], site, row, col, s["low"][i][j], s["high"][i][j], s["n"][i][j])
                   for i, row in enumerate(s["rows"]) for j, col in enumerate(s["columns"])
                   if s["mean"][i][j] is not None]
-    print(f"\nthe {n_top} cells with the largest mean:", file=out)
+    several = [c for c in cells if c[-1] >= 2]      # a cell of one pair has no interval: ranked last
+    print(f"\nthe {n_top} cells with the largest mean" + (" (of those with two pairs or more)" if several
+                                                        and len(several) < len(cells) else "") + ":", file=out)
     print(f"  {'site':<11} {'row':<9} {'column':<8} {'mean':>8}  {'95% interval':<20} pairs", file=out)
-    for mean, site, row, col, low, high, n in sorted(cells, key=lambda c: -c[0])[:n_top]:
+    for mean, site, row, col, low, high, n in sorted(several or cells, key=lambda c: -c[0])[:n_top]:
         iv = f"[{low:.4f}, {high:.4f}]" if low is not None else "[—]"
         print(f"  {site:<11} {row:<9} {col:<8} {mean:>8.4f}  {iv:<20} {n}", file=out)
 
