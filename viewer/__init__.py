@@ -49,6 +49,7 @@ def create_app(config=None):
     """
     from flask import Flask
 
+    from .answers.panels import induction_probe
     from .answers.runs import RunCache
     from .routes import analysis, api, corpus, generation, values
     from .routes.errors import register_error_handlers
@@ -66,7 +67,7 @@ def create_app(config=None):
     app.extensions["gpt2np.runs"] = RunCache(app.config["CACHE_BYTES"])
     app.extensions["gpt2np.forward_lock"] = threading.Lock()       # api.forward_lock
     app.extensions["gpt2np.workspace"] = gpt2np.Workspace()        # api.workspace
-    app.extensions["gpt2np.induction"] = analysis.induction_probe(app.extensions["gpt2np.model"])
+    app.extensions["gpt2np.induction"] = induction_probe(app.extensions["gpt2np.model"])
     app.before_request(refuse_foreign_host)
     app.register_blueprint(api.bp)
     app.register_blueprint(analysis.bp)

@@ -206,7 +206,7 @@ def patch_command(argv):
     model = load(args.model, engine=args.engine)
     check_args(args, model)
     sites = [s.strip() for s in args.sites.split(",") if s.strip()]
-    bar = ProgressBar("pair" if args.pairs else "run", show=args.progress or sys.stderr.isatty())
+    bar = ProgressBar("pair" if args.pairs else "run", visible=args.progress or sys.stderr.isatty())
     try:
         if args.pairs:
             good, bad = read_pairs(args.pairs)

@@ -16,11 +16,10 @@ from urllib.parse import quote
 from flask import Blueprint, jsonify
 
 from gpt2np import GPT2npError
-from gpt2np.analysis import interventions
 from gpt2np.analysis.examples import examples_for
 
 from ..answers.ledger import value_ledger
-from ..answers.walk import walk
+from ..answers.panels import attribution_answer, walk_answer
 from . import args
 from .analysis import json_bytes
 from .api import forward_lock, get_run, model, rerun, workspace
@@ -43,9 +42,9 @@ def api_walk(handle):
 
     def compute():
         trace = rerun(run)                            # a forward pass, under the forward lock
-        steps = walk(model(), trace, layer, head, query)
-        workspace().give_back(trace)                  # what steps still holds of it is not reused
-        return {"handle": run.handle, **steps}
+        answer = walk_answer(model(), run, trace, layer, head, query)
+        workspace().give_back(trace)                  # what the answer still holds of it is not reused
+        return answer
     return json_bytes(run.memo(("walk", layer, head, query), compute))
 
 
@@ -63,8 +62,7 @@ def api_attribution(handle):
     def compute():
         try:
             with forward_lock():                      # [parts, d] @ [d, vocab]
-                result = interventions.logit_attribution(model(), run.trace(), position, token, versus, k)
+                return attribution_answer(model(), run, position, token, versus, k)
         except GPT2npError as e:                      # ?versus= is the model's top-1 (the default ?token=)
             raise ApiError(f"?versus=: {e}") from None
-        return {"handle": run.handle, "k": k, **result}
     return json_bytes(run.memo(("attribution", position, token, versus, k), compute))
