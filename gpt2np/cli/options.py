@@ -1,6 +1,6 @@
 """What every subcommand of `python -m gpt2np` shares, defined once: the text argument (or - for
 standard input), --model, --bos and --engine; reading standard input; the user error that exits
-with status 2; how a token is printed."""
+with status 2; how a token is printed; the progress bar on standard error."""
 
 import sys
 
@@ -55,3 +55,26 @@ def read_stdin():
         raise GPT2npError(f"Standard input is not valid UTF-8: byte 0x{data[e.start]:02x} at offset "
                           f"{e.start}. Save the text as UTF-8.") from None
     return text[:-2] if text.endswith("\r\n") else text[:-1] if text.endswith("\n") else text
+
+
+class ProgressBar:
+    """A `progress(done, total)` callback (corpus.measure, patching.patch, ...): a tqdm bar on
+    standard error, counting `unit`s; created at the first call. visible=False: no bar, only `done`
+    kept (what an interrupted command reports)."""
+
+    def __init__(self, unit, visible=True):
+        self.bar, self.unit, self.visible, self.done = None, unit, visible, 0
+
+    def __call__(self, done, total):
+        self.done = done
+        if not self.visible:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+            self.bar = tqdm(total=total, initial=done, unit=self.unit, file=sys.stderr,
+                            dynamic_ncols=True, smoothing=0.1)
+        self.bar.update(done - self.bar.n)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
