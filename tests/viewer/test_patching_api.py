@@ -94,11 +94,12 @@ def test_different_token_counts_show_both_tokenizations(client, demo, ran):
     ({"versus": " she and he"}, '"versus":'),
     ({"answer": ["he"]}, '"answer":'),
     ({"versus": PAIR["answer"]}, "the same token"),
-    ({"sites": ["resid_pre", "bogus"]}, "'bogus' is not a site"),
+    ({"sites": ["resid_pre", "bogus"]}, "\"sites\": Unknown patching site 'bogus'"),
     ({"sites": 3}, '"sites" must be a list'),
-    ({"sites": ["z_position"]}, 'give "head"'),
-    ({"head": "99.0"}, "99"),
-    ({"head": "0.0 0.1"}, "give one head"),
+    ({"sites": []}, '"sites": No patching site given'),
+    ({"sites": ["z_position"]}, "say which head"),
+    ({"head": "99.0"}, '"head": '),
+    ({"head": "0.0 0.1"}, '"head": Give one head'),
     ({"head": 5}, '"head" must be text'),
     ({"position": 999}, '"position": 999 is out of range'),
     ({"position": "1"}, '"position": "1" is not a whole number'),
@@ -182,3 +183,13 @@ def test_a_client_that_goes_away_stops_the_sweep(demo_app, ran, held_after_first
         assert "cancelled" in seen and seen["done"] == [1]
     finally:
         server.shutdown()
+
+
+def test_z_position_of_one_head_as_the_page_asks(client, demo, ran):
+    handle, _ = ran
+    asked = body(sites=["attn_out", "z_position"], head=HEAD)
+    result = events(client.post(f"/api/runs/{handle}/patch", json=asked))[-1]
+    expected = library.patch(demo, SENTENCE, PAIR["corrupted"], PAIR["answer"], PAIR["versus"],
+                             sites=["attn_out", "z_position"], head=HEAD)
+    assert list(result["grids"]) == ["attn_out", "z_position"] and result["grids"]["z_position"]["rows"] == [HEAD]
+    np.testing.assert_array_equal(np.array(result["grids"]["z_position"]["ld"]), expected.grids["z_position"].ld)

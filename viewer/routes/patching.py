@@ -30,8 +30,8 @@ from flask import Blueprint, current_app
 
 from gpt2np import GPT2npError
 from gpt2np.analysis.examples import examples_for
-from gpt2np.analysis.patching import ALL_SITES, SITES, PatchingCancelled, patch
-from gpt2np.heads import head_name, parse_heads
+from gpt2np.analysis.patching import ALL_SITES, SITES, PatchingCancelled, check_sites, patch
+from gpt2np.heads import head_name
 
 from ..answers.runs import finite
 from . import args
@@ -66,34 +66,25 @@ def corrupted_ids(m, value, bos):
                    f"e.g. {example()}.")
 
 
-def site_list(value):
-    """"sites": a list of names or text "resid_pre,z" -> the names, checked; absent: the default."""
-    if value is None:
-        return list(SITES)
-    if isinstance(value, str):
-        value = [s for s in value.replace(",", " ").split() if s]
-    if not isinstance(value, list) or not all(isinstance(s, str) for s in value) or not value:
+def sites_and_head(m, body):
+    """"sites" (a list of names, or text "resid_pre z") and "head" ("L.H", for z_position) -> as
+    `patching.check_sites` checks them (the library's one check: names, one head, z_position's
+    head; a head with the default sites adds z_position). Absent sites: the default."""
+    sites, head = body.get("sites"), body.get("head")
+    if sites is None:
+        sites = list(SITES)
+    elif isinstance(sites, str):
+        sites = [s for s in sites.replace(",", " ").split() if s]
+    if not isinstance(sites, list) or not all(isinstance(s, str) for s in sites):
         raise ApiError(f'"sites" must be a list of site names, some of {", ".join(ALL_SITES)}.')
-    unknown = [s for s in value if s not in ALL_SITES]
-    if unknown:
-        shown = ascii(unknown[0])[:40]
-        raise ApiError(f'"sites": {shown} is not a site: choose from {", ".join(ALL_SITES)}.')
-    return list(dict.fromkeys(value))
-
-
-def one_head(value, sites):
-    """"head": "L.H" (the head whose z is patched position by position) -> (layer, head) or None."""
-    if value is None or value == "":
-        if "z_position" in sites:
-            raise ApiError('The site "z_position" patches one head\'s z position by position: give "head", '
-                           'e.g. "head": "1.2".')
-        return None
-    if not isinstance(value, str):
+    if head == "":
+        head = None
+    if head is not None and not isinstance(head, str):
         raise ApiError('"head" must be text LAYER.HEAD, e.g. "1.2".')
-    heads = parse_heads(value, model().config)       # its errors name the valid layers and heads
-    if len(heads) != 1:
-        raise ApiError(f'"head": give one head, not {len(heads)}.')
-    return heads[0]
+    try:
+        return check_sites(m, sites, head)
+    except GPT2npError as e:
+        raise ApiError(f'"{"head" if head is not None and "head" in str(e) else "sites"}": {e}') from None
 
 
 def token_field(m, body, name):
@@ -180,8 +171,7 @@ def api_patch(handle):
     if answer == versus:
         raise ApiError(f'"answer" and "versus" are the same token ({m.token_strings([answer])[0]!r}): a logit '
                        "difference needs two different tokens.")
-    sites = site_list(body.get("sites"))
-    head = one_head(body.get("head"), sites)
+    sites, head = sites_and_head(m, body)
     position = args.position(run, body=body, last_by_default=True)
     clean_tokens, corrupted_tokens = m.token_strings(clean), m.token_strings(corrupted)
     if len(clean) != len(corrupted):
@@ -191,8 +181,6 @@ def api_patch(handle):
                        f"need as many. Clean: {show(clean_tokens)}. Corrupted: {show(corrupted_tokens)}. "
                        "Change words for words of as many tokens.",
                        clean_tokens=clean_tokens, corrupted_tokens=corrupted_tokens)
-    if head is not None and "z_position" not in sites:
-        sites.append("z_position")
     kwargs = {"sites": sites, "position": position, "head": head_name(*head) if head else None}
     sweep = Sweep(m, forward_lock(), (clean, corrupted, answer, versus), kwargs, current_app.logger)
     first = {"event": "start", "handle": run.handle, "clean_tokens": clean_tokens,

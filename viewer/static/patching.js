@@ -100,6 +100,7 @@ export class PatchPanel {
     const body = { corrupted, answer: this.token("patch-answer"), versus: this.token("patch-versus"), sites };
     if ($("patch-site-z_position").checked) {
       const S = this.ctx.S;
+      sites.push("z_position");
       body.head = $("patch-head").value.trim() || `${S.layer}.${S.head}`;
       $("patch-head").value = body.head;
     }
