@@ -322,11 +322,13 @@ def test_unexpected_errors_are_a_plain_json_500(app, client, ran, monkeypatch):
 
 # -- cache, factory, command line ----------------------------------------------------------------------
 def test_cache_is_bounded_and_keeps_the_newest(small_tok_dir):
-    app = create_app({"MODEL": str(small_tok_dir), "CACHE_BYTES": 1})
+    app = create_app({"MODEL": str(small_tok_dir)})
     c = app.test_client()
-    first = c.post("/api/run", json={"text": "One sentence."}).get_json()["handle"]
-    second = c.post("/api/run", json={"text": "Another sentence."}).get_json()["handle"]
     cache = app.extensions["gpt2np.runs"]
+    first = c.post("/api/run", json={"text": "One sentence."}).get_json()
+    cache.max_bytes = int(first["cache"]["bytes"] * 1.6)       # room for one run of this size, not two
+    first = first["handle"]
+    second = c.post("/api/run", json={"text": "Another sentence."}).get_json()["handle"]
     assert len(cache) == 1 and second in cache and first not in cache
     assert c.get(f"/api/runs/{second}/overview").status_code == 200
     assert "Run the sentence again" in error_of(c.get(f"/api/runs/{first}/overview"), 404)

@@ -1,0 +1,108 @@
+"""Admission to the model: one expensive request at a time, a bounded number waiting, no Flask.
+
+    gate = ModelGate(max_waiting=8)
+    with gate.slot():             # waits its turn; Busy(ahead) at once when max_waiting already wait
+        ...                       # a forward pass, an ablation, a generation
+
+Every request that runs the model (or does work of a forward pass's size) goes through `slot()`;
+cheap answers (the page, /api/model, value, lens, sample, the heatmaps) never do, so they never
+wait behind expensive ones. A request beyond the bound is refused at once (the viewer answers 503
+with Retry-After) instead of queueing: the memory of the viewer does not grow with its clients.
+
+`client_gone(environ)` tells whether the client of a WSGI request has closed its connection (the
+viewer drops such a request when it gets its slot, and generation stops at its next token), and
+`give_back_memory()` returns the allocator's free memory to the system (glibc `malloc_trim`).
+"""
+
+import ctypes
+import ctypes.util
+import select
+import socket
+import threading
+from contextlib import contextmanager
+
+
+class Busy(Exception):
+    """The model has `ahead` requests running or waiting, the most it takes: try again later."""
+
+    def __init__(self, ahead):
+        super().__init__(f"busy: {ahead} request{'' if ahead == 1 else 's'} ahead")
+        self.ahead = ahead
+
+
+class ClientGone(Exception):
+    """The client of this request closed its connection: nothing more to compute for it."""
+
+
+class ModelGate:
+    """One request at a time in `slot()`; at most `max_waiting` waiting for it (0: none wait)."""
+
+    def __init__(self, max_waiting):
+        self.max_waiting = int(max_waiting)
+        self._cond = threading.Condition()
+        self._waiting = 0
+        self._running = False
+
+    def load(self):
+        """(running, waiting): 1 or 0 running, how many wait."""
+        with self._cond:
+            return int(self._running), self._waiting
+
+    @contextmanager
+    def slot(self, on_release=None):
+        """Wait for the model, or raise Busy at once when `max_waiting` requests already wait.
+        on_release(waiting) is called after the slot is given up, with how many still wait."""
+        with self._cond:
+            if self._running and self._waiting >= self.max_waiting:
+                raise Busy(int(self._running) + self._waiting)
+            self._waiting += 1
+            try:
+                while self._running:
+                    self._cond.wait()
+            finally:
+                self._waiting -= 1
+            self._running = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._running = False
+                waiting = self._waiting
+                self._cond.notify()
+            if on_release is not None:
+                on_release(waiting)
+
+
+def client_gone(environ):
+    """True when the client of this request has closed its connection (werkzeug's server puts the
+    socket in environ["werkzeug.socket"]; without one, e.g. Flask's test client: False)."""
+    sock = environ.get("werkzeug.socket")
+    if sock is None:
+        return False
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+        if not readable:
+            return False                          # nothing to read: still there, waiting
+        return sock.recv(1, socket.MSG_PEEK) == b""   # readable and empty: the peer closed
+    except (OSError, ValueError):                 # reset, or already closed on our side
+        return True
+
+
+def _malloc_trim():
+    name = ctypes.util.find_library("c")
+    try:
+        trim = ctypes.CDLL(name).malloc_trim
+    except (OSError, AttributeError, TypeError):  # not glibc (musl, macOS, Windows)
+        return None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return trim
+
+
+MALLOC_TRIM = _malloc_trim()
+
+
+def give_back_memory():
+    """Return the allocator's free memory to the system (glibc's malloc_trim(0); elsewhere nothing).
+    NumPy's large arrays are freed into the C heap, which glibc keeps after a burst of them.
+    -> True if trimmed."""
+    return bool(MALLOC_TRIM and MALLOC_TRIM(0) is not None)
