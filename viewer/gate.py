@@ -35,42 +35,67 @@ class ClientGone(Exception):
 
 
 class ModelGate:
-    """One request at a time in `slot()`; at most `max_waiting` waiting for it (0: none wait)."""
+    """One request at a time in `slot()`; at most `max_waiting` waiting for it (0: none wait).
+    A waiting request whose client left (its `gone()` says so) leaves the queue: checked every
+    `poll` seconds while it waits, for every waiting request when the queue is full, and once more
+    when it gets the model."""
 
-    def __init__(self, max_waiting):
-        self.max_waiting = int(max_waiting)
+    def __init__(self, max_waiting, poll=0.5):
+        self.max_waiting, self.poll = int(max_waiting), poll
         self._cond = threading.Condition()
-        self._waiting = 0
+        self._waiting = []            # Waiter per waiting request, in arrival order
         self._running = False
 
     def load(self):
         """(running, waiting): 1 or 0 running, how many wait."""
         with self._cond:
-            return int(self._running), self._waiting
+            return int(self._running), len(self._waiting)
 
     @contextmanager
-    def slot(self, on_release=None):
+    def slot(self, gone=None):
         """Wait for the model, or raise Busy at once when `max_waiting` requests already wait.
-        on_release(waiting) is called after the slot is given up, with how many still wait."""
+        gone: a function telling whether this request's client has left -> ClientGone, no work."""
+        waiter = Waiter(gone)
         with self._cond:
-            if self._running and self._waiting >= self.max_waiting:
-                raise Busy(int(self._running) + self._waiting)
-            self._waiting += 1
+            if self._running and len(self._waiting) >= self.max_waiting:
+                self._drop_gone()
+                if len(self._waiting) >= self.max_waiting:
+                    raise Busy(int(self._running) + len(self._waiting))
+            self._waiting.append(waiter)
             try:
-                while self._running:
-                    self._cond.wait()
+                while self._running and not waiter.dropped:
+                    self._cond.wait(self.poll)
+                    waiter.dropped = waiter.dropped or waiter.left()
             finally:
-                self._waiting -= 1
+                if waiter in self._waiting:
+                    self._waiting.remove(waiter)
+            if waiter.dropped or waiter.left():
+                self._cond.notify_all()
+                raise ClientGone()
             self._running = True
         try:
             yield
         finally:
             with self._cond:
                 self._running = False
-                waiting = self._waiting
-                self._cond.notify()
-            if on_release is not None:
-                on_release(waiting)
+                self._cond.notify_all()
+
+    def _drop_gone(self):
+        """Under the lock: take the waiting requests whose client left out of the queue."""
+        for waiter in [w for w in self._waiting if w.left()]:
+            waiter.dropped = True                      # its thread wakes and raises ClientGone
+            self._waiting.remove(waiter)
+        self._cond.notify_all()
+
+
+class Waiter:
+    """A request waiting for the model: `gone()` (or None) tells whether its client left."""
+
+    def __init__(self, gone):
+        self.gone, self.dropped = gone, False
+
+    def left(self):
+        return bool(self.gone and self.gone())
 
 
 def client_gone(environ):

@@ -167,7 +167,9 @@ def test_a_request_whose_client_left_is_dropped_before_any_work(small_model_dir)
             assert gate.load() == (1, 3)
             for s in clients:                         # the clients leave while waiting
                 s.close()
-            time.sleep(0.2)
+            while gate.load() != (1, 0) and time.time() < deadline:
+                time.sleep(0.01)
+            assert gate.load() == (1, 0)              # they left the queue while the model was busy
         deadline = time.time() + 10
         while gate.load() != (0, 0) and time.time() < deadline:
             time.sleep(0.01)

@@ -61,9 +61,8 @@ def model_slot(work_bytes=0, what="This request"):
     cache's bound while the work runs (RunCache.reserve). Look the run up inside, not before: a
     waiting request keeps no run alive."""
     runs().check(what, work_bytes)                    # refuse before waiting for nothing
-    with gate().slot():
-        if client_gone(request.environ):
-            raise ClientGone()
+    environ = request.environ
+    with gate().slot(gone=lambda: client_gone(environ)):
         g.expensive = True
         with runs().reserve(work_bytes, what):
             yield

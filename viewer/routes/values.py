@@ -23,7 +23,7 @@ from gpt2np.analysis.examples import examples_for
 from ..answers.ledger import value_ledger
 from ..answers.walk import walk
 from .analysis import MAX_K, gated_memo, json_bytes, url_token
-from .api import get_run, layer_head, model
+from .api import get_run, layer_head, model, stop_if_gone
 from .args import whole_number
 from .errors import ApiError
 
@@ -48,6 +48,7 @@ def api_walk(handle):
     layer, head, query = layer_head_query(run)
 
     def compute():                                    # one block for one token, from the kept arrays
+        stop_if_gone()                                # (not for a client that left)
         return {"handle": run.handle, **walk(model(), run.trace(), layer, head, query)}
     return json_bytes(run.memo(("walk", layer, head, query), compute))
 
