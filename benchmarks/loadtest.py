@@ -309,7 +309,11 @@ def client(k, port, args, ids, deadline, results, counter, connections, layers, 
         status, data = call("run", "POST", "/api/run", {"ids": ids})
         if status == 503:
             time.sleep(RETRY_WAIT)
-        return json.loads(data)["handle"] if status == 200 else None
+        if status != 200:
+            return None
+        handle = json.loads(data)["handle"]
+        counter.setdefault("handles", []).append(handle)
+        return handle
 
     order = list(ENDPOINTS)
     rng.shuffle(order)
@@ -353,6 +357,19 @@ def latency_summary(seconds):
             "max_s": round(s[-1], 3)}
 
 
+def cache_bytes(port, handles):
+    """The bytes the server's run cache holds, as GET /api/runs/<handle> reports it (any handle
+    still cached), or None."""
+    for handle in reversed(handles):
+        try:
+            status, data, _ = request(port, "GET", f"/api/runs/{handle}", timeout=30)
+        except (OSError, http.client.HTTPException):
+            return None
+        if status == 200:
+            return json.loads(data)["cache"]["bytes"]
+    return None
+
+
 def scenario_load(args, model_dir, vocab, layers, heads):
     server = Server(model_dir, args.cache_mb, args.work_dir, args.server_env, args.trim_probe)
     try:
@@ -385,6 +402,7 @@ def scenario_load(args, model_dir, vocab, layers, heads):
         drained = time.monotonic() - start
         time.sleep(args.after_seconds)
         after = server.rss()
+        cache_after = cache_bytes(server.port, counter.get("handles", []))
         trimmed = None
         if args.trim_probe and server.proc.poll() is None:
             server.trim()
@@ -407,6 +425,7 @@ def scenario_load(args, model_dir, vocab, layers, heads):
                 "aborted": guard.aborted, "server_killed": guard.killed,
                 "rss_idle_before_gb": gb(idle_before), "rss_peak_gb": gb(guard.peak()),
                 f"rss_{args.after_seconds}s_after_gb": gb(after), "rss_after_malloc_trim_gb": gb(trimmed),
+                "cache_after_gb": gb(cache_after),
                 "api_model": {"n": len(guard.model_latency), "codes": guard.model_status,
                               **latency_summary(guard.model_latency)},
                 "endpoints": endpoints, "leftover_files": server.leftovers(), "server": server.command}
@@ -515,6 +534,8 @@ def markdown(report):
             after = next(v for k, v in s.items() if k.startswith("rss_") and k.endswith("s_after_gb"))
             lines += ["", f"RSS idle before {s['rss_idle_before_gb']} GB, peak {s['rss_peak_gb']} GB, "
                           f"after the load (+{report['args']['after_seconds']} s) {after} GB"
+                          + (f" (the run cache holding {s['cache_after_gb']} GB of it)"
+                             if s.get("cache_after_gb") is not None else "")
                           + (f", after malloc_trim(0) {s['rss_after_malloc_trim_gb']} GB"
                              if s.get("rss_after_malloc_trim_gb") is not None else "") + "; "
                           f"{s['requests']} requests, all answered or closed {s['drained_after_s']} s "

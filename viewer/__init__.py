@@ -63,7 +63,7 @@ def create_app(config=None):
     from flask import Flask
 
     from .answers.runs import RunCache
-    from .gate import ModelGate
+    from .gate import ModelGate, map_large_blocks
     from .routes import analysis, api, corpus, generation, values
     from .routes.errors import register_error_handlers
     from .routes.host import refuse_foreign_host
@@ -79,6 +79,7 @@ def create_app(config=None):
                                                  engine=app.config["ENGINE"])
     app.extensions["gpt2np.runs"] = RunCache(app.config["CACHE_BYTES"])
     app.extensions["gpt2np.gate"] = ModelGate(app.config["MAX_WAITING"])   # api.model_slot
+    map_large_blocks()                     # freed arrays go back to the system (gate.py)
     app.extensions["gpt2np.induction"] = analysis.induction_probe(app.extensions["gpt2np.model"])
     app.before_request(refuse_foreign_host)
     app.register_blueprint(api.bp)

@@ -113,17 +113,28 @@ def client_gone(environ):
         return True
 
 
-def _malloc_trim():
-    name = ctypes.util.find_library("c")
+def _glibc(name, argtypes):
     try:
-        trim = ctypes.CDLL(name).malloc_trim
+        function = getattr(ctypes.CDLL(ctypes.util.find_library("c")), name)
     except (OSError, AttributeError, TypeError):  # not glibc (musl, macOS, Windows)
         return None
-    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
-    return trim
+    function.argtypes, function.restype = argtypes, ctypes.c_int
+    return function
 
 
-MALLOC_TRIM = _malloc_trim()
+MALLOC_TRIM = _glibc("malloc_trim", [ctypes.c_size_t])
+MALLOPT = _glibc("mallopt", [ctypes.c_int, ctypes.c_int])
+M_MMAP_THRESHOLD = -3                   # glibc's mallopt parameter (malloc.h)
+MMAP_THRESHOLD = 1 << 20                # blocks of 1 MB and more: their own mapping, unmapped when freed
+
+
+def map_large_blocks():
+    """Give every block of 1 MB or more (NumPy's arrays of a forward pass) its own mapping, returned
+    to the system when freed (glibc's mallopt(M_MMAP_THRESHOLD); elsewhere nothing). By default
+    glibc raises this threshold up to 32 MB after frees, so a pass's [T, d] and [T, 4d] arrays end
+    up in per-thread heaps that the process keeps: under load, one pass's worth per thread.
+    -> True if set."""
+    return bool(MALLOPT and MALLOPT(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1)
 
 
 def give_back_memory():
