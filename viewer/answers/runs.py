@@ -185,21 +185,27 @@ class RunCache:
             raise TooLarge(what, nbytes, self.max_bytes)
 
     @contextmanager
-    def reserve(self, nbytes, what="This request"):
-        """Hold nbytes of the bound for work under way, evicting the oldest runs to make room."""
-        self.check(what, nbytes)
+    def reserve(self, nbytes, what="This request", keep=None):
+        """Hold nbytes of the bound for work under way, evicting the oldest runs to make room, but
+        not the run `keep` (a handle: the run the work reads, counted with it). Yields a Reservation
+        whose release() gives the room back early (e.g. before the work's result is put here)."""
+        kept = self.get(keep) if keep is not None else None
+        self.check(what, nbytes + (kept.nbytes() if kept is not None else 0))
+        reservation = Reservation(self, nbytes)
         with self._lock:
             self._reserved += nbytes
-            self._evict(keep=0)
+            self._evict(keep=0, spare=keep)
         try:
-            yield
+            yield reservation
         finally:
-            with self._lock:
-                self._reserved -= nbytes
+            reservation.release()
 
-    def _evict(self, keep):
-        while len(self._runs) > keep and self._total() + self._reserved > self.max_bytes:
-            self._runs.popitem(last=False)
+    def _evict(self, keep, spare=None):
+        """Under the lock: drop the oldest runs (not `spare`, a handle) until runs and reservations
+        fit the bound, keeping at least `keep` runs."""
+        order = [h for h in self._runs if h != spare]
+        while order and len(self._runs) > keep and self._total() + self._reserved > self.max_bytes:
+            del self._runs[order.pop(0)]
 
     def nbytes(self):
         # Under the lock: another request's put() may be adding or evicting runs meanwhile.
@@ -214,3 +220,15 @@ class RunCache:
 
     def __contains__(self, handle):
         return handle in self._runs
+
+
+class Reservation:
+    """Bytes held in a RunCache's bound for work under way (`RunCache.reserve`)."""
+
+    def __init__(self, cache, nbytes):
+        self.cache, self.nbytes = cache, nbytes
+
+    def release(self):
+        with self.cache._lock:
+            self.cache._reserved -= self.nbytes
+            self.nbytes = 0

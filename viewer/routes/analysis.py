@@ -65,7 +65,7 @@ def gated_memo(handle, key, work_bytes, what, compute):
     for the model (`api.model_slot`, holding work_bytes) and looks the run up only then."""
     data = get_run(handle).memo_get(key)
     if data is None:
-        with model_slot(work_bytes, what):
+        with model_slot(work_bytes, what, handle):
             run = get_run(handle)
             data = run.memo(key, lambda: compute(run))
     return json_bytes(data)

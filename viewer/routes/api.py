@@ -54,18 +54,19 @@ def gate():
 
 
 @contextmanager
-def model_slot(work_bytes=0, what="This request"):
+def model_slot(work_bytes=0, what="This request", handle=None):
     """The model for this request: every forward pass and analysis of the app runs inside, one at a
     time (a 1,024-token trace of GPT-2 small is ~2 GB). Busy (503) when too many wait (gate.py);
     a client that left meanwhile is dropped here, before any work; `work_bytes` are held against the
-    cache's bound while the work runs (RunCache.reserve). Look the run up inside, not before: a
-    waiting request keeps no run alive."""
+    cache's bound while the work runs (RunCache.reserve; the run `handle` the work reads is kept
+    and counted with it). Look the run up inside, not before: a waiting request keeps no run alive.
+    Yields the Reservation."""
     runs().check(what, work_bytes)                    # refuse before waiting for nothing
     environ = request.environ
     with gate().slot(gone=lambda: client_gone(environ)):
         g.expensive = True
-        with runs().reserve(work_bytes, what):
-            yield
+        with runs().reserve(work_bytes, what, keep=handle) as reservation:
+            yield reservation
 
 
 @bp.teardown_app_request
@@ -154,7 +155,7 @@ def run_input(text_or_ids, bos):
     if run is not None:
         return run, True
     runs().check(f"A run of {len(ids):,} tokens", run_bytes(m.config, len(ids)))
-    with model_slot(trace_bytes(m.config, len(ids)), f"The forward pass of {len(ids):,} tokens"):
+    with model_slot(trace_bytes(m.config, len(ids)), f"The forward pass of {len(ids):,} tokens") as reservation:
         run = runs().get(handle)                       # the same sentence may have just run
         if run is not None:
             return run, True
@@ -163,7 +164,8 @@ def run_input(text_or_ids, bos):
         run = Run(handle, trace, bos, 0.0)
         run.elapsed = time.perf_counter() - start
         del trace                                      # keep only what Run took from it
-    runs().put(run)
+        reservation.release()                          # the pass is over: its run takes the room
+        runs().put(run)
     return run, False
 
 
@@ -236,7 +238,7 @@ def api_trace(handle):
     and written to a temporary file without a name (tempfile.TemporaryFile: O_TMPFILE, or unlinked
     at once), so that a server killed at any moment leaves no file behind."""
     n = get_run(handle).n_tokens
-    with model_slot(trace_bytes(model().config, n), f"The trace of {n:,} tokens"):
+    with model_slot(trace_bytes(model().config, n), f"The trace of {n:,} tokens", handle):
         run = get_run(handle)
         trace = model().run(run.ids)
         if not all(np.array_equal(trace.pattern(i), p) for i, p in enumerate(run.patterns)):

@@ -94,7 +94,7 @@ def api_generate(handle):
     s = sampling_settings(body)
     m = model()
     n = get_run(handle).n_tokens + tokens
-    with model_slot(generation_bytes(m.config, n), "Generate"):
+    with model_slot(generation_bytes(m.config, n), "Generate", handle):
         run = get_run(handle)                         # looked up once the model is ours
         ids, bos = [int(i) for i in run.ids], run.bos
         del run
