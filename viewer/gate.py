@@ -35,7 +35,8 @@ class ClientGone(Exception):
 
 
 class ModelGate:
-    """One request at a time in `slot()`; at most `max_waiting` waiting for it (0: none wait).
+    """One request at a time in `slot()`, first come first served; at most `max_waiting` waiting
+    for it (0: none wait).
     A waiting request whose client left (its `gone()` says so) leaves the queue: checked every
     `poll` seconds while it waits, for every waiting request when the queue is full, and once more
     when it gets the model."""
@@ -53,32 +54,40 @@ class ModelGate:
 
     @contextmanager
     def slot(self, gone=None):
-        """Wait for the model, or raise Busy at once when `max_waiting` requests already wait.
-        gone: a function telling whether this request's client has left -> ClientGone, no work."""
+        """Wait for the model, in order of arrival, or raise Busy at once when `max_waiting`
+        requests already wait. gone: a function telling whether this request's client has left
+        -> ClientGone, no work."""
         waiter = Waiter(gone)
         with self._cond:
             if self._running and len(self._waiting) >= self.max_waiting:
                 self._drop_gone()
                 if len(self._waiting) >= self.max_waiting:
                     raise Busy(int(self._running) + len(self._waiting))
-            self._waiting.append(waiter)
-            try:
-                while self._running and not waiter.dropped:
+            if self._running:
+                self._waiting.append(waiter)
+                while not (waiter.granted or waiter.dropped):
                     self._cond.wait(self.poll)
-                    waiter.dropped = waiter.dropped or waiter.left()
-            finally:
-                if waiter in self._waiting:
-                    self._waiting.remove(waiter)
-            if waiter.dropped or waiter.left():
-                self._cond.notify_all()
-                raise ClientGone()
+                    if not waiter.granted and waiter.left():
+                        waiter.dropped = True
+                        self._waiting.remove(waiter)
+                if waiter.dropped:
+                    raise ClientGone()
             self._running = True
+            if waiter.left():                          # it left while waiting: pass the model on
+                self._pass_on()
+                raise ClientGone()
         try:
             yield
         finally:
             with self._cond:
-                self._running = False
-                self._cond.notify_all()
+                self._pass_on()
+
+    def _pass_on(self):
+        """Under the lock: the model goes to the first waiting request, if any."""
+        self._running = bool(self._waiting)
+        if self._waiting:
+            self._waiting.pop(0).granted = True
+        self._cond.notify_all()
 
     def _drop_gone(self):
         """Under the lock: take the waiting requests whose client left out of the queue."""
@@ -92,7 +101,7 @@ class Waiter:
     """A request waiting for the model: `gone()` (or None) tells whether its client left."""
 
     def __init__(self, gone):
-        self.gone, self.dropped = gone, False
+        self.gone, self.dropped, self.granted = gone, False, False
 
     def left(self):
         return bool(self.gone and self.gone())

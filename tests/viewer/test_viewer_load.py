@@ -80,6 +80,24 @@ def test_gate_lets_one_run_max_waiting_wait_and_refuses_the_next():
     assert order == ["first", "second"] and gate.load() == (0, 0)
 
 
+def test_the_gate_serves_in_order_of_arrival():
+    gate, order, threads = ModelGate(max_waiting=4), [], []
+
+    def waiter(n):
+        with gate.slot():
+            order.append(n)
+    with gate.slot():
+        for n in range(4):
+            threads.append(threading.Thread(target=waiter, args=(n,)))
+            threads[-1].start()
+            deadline = time.time() + 10
+            while gate.load() != (1, n + 1) and time.time() < deadline:
+                time.sleep(0.005)
+    for t in threads:
+        t.join(10)
+    assert order == [0, 1, 2, 3] and gate.load() == (0, 0)
+
+
 def test_a_full_queue_is_a_503_with_retry_after_and_cheap_answers_still_come(small_app):
     c = small_app.test_client()
     handle = c.post("/api/run", json={"ids": IDS}).get_json()["handle"]
