@@ -4,6 +4,7 @@ This is the public face of gpt2np: it joins the pieces (hub -> config + weights 
 model.forward -> Trace) and checks inputs, so the forward pass itself only does math.
 """
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -117,20 +118,68 @@ class Model:
             return [f"<{int(i)}>" for i in ids]
         return self.tokenizer.token_strings(ids)
 
-    def run(self, text_or_ids, bos=False, z_ablation=None, engine=None):
+    def run(self, text_or_ids, bos=False, z_ablation=None, engine=None, workspace=None, kernels=None,
+            edit=None):
         """Text or token ids -> Trace with every intermediate of the forward pass.
 
         bos: prepend <|endoftext|> (GPT-2 saw it between documents in training).
-        z_ablation: {(layer, head): value} replacing those heads' hook_z (0.0 = zero-ablation).
+        z_ablation: {(layer, head): value} replacing those heads' hook_z (0.0 = zero-ablation; a
+          [d_head] or [T, d_head] array to mean-ablate). A convenience: it becomes an `edit`.
+        edit: a function edit(name, array) -> array called on every intermediate before the pass
+          goes on with it (model.keep, model.replacing); the trace holds what the pass went on with.
         engine: "fast" (the CPU schedule of engine.py) or "reference" (model.py's plain math, to
           step through in a debugger); the same numbers either way. Default: the model's `engine`.
+        workspace: a `gpt2np.Workspace` whose given-back arrays the pass writes into (the fast
+          engine; the reference one allocates its own). Give the trace back with
+          `workspace.give_back(trace)` once you are done with it. Without one, every array is
+          new and nothing is kept after you drop the trace.
+        kernels: the fast engine's kernels (default engine.CPU: one worker per core), e.g.
+          `engine.CPUKernels(workers=1)` to compute on the calling thread alone.
         """
         engine = self.engine if engine is None else check_engine(engine)
         ids = self.prompt_ids(text_or_ids, bos)
-        for layer, head in z_ablation or {}:
+        edit = reading_path.keep if edit is None else edit
+        if z_ablation:
+            edit = self.z_ablation_edit(z_ablation, then=edit)
+        fast = {"kernels": kernels or cpu_engine.CPU} if engine == "fast" else {}   # model.py: neither
+        with workspace.one_pass() if workspace is not None else nullcontext() as lease:
+            if lease is not None and fast:
+                fast["memory"] = lease                 # the reference engine allocates its own
+            acts = ENGINES[engine].forward(self.params, self.config, ids, edit, **fast)
+        return Trace(acts, ids, self.token_strings(ids), self.info.name, engine, model=self, lease=lease)
+
+    def z_ablation_edit(self, z_ablation, then=reading_path.keep):
+        """{(layer, head): value} -> the `edit` that puts value in those heads' hook_z (after `then`)."""
+        changes = {}
+        for (layer, head), value in z_ablation.items():
             check_head(self.config, layer, head)
-        acts = ENGINES[engine].forward(self.params, self.config, ids, z_ablation)
-        return Trace(acts, ids, self.token_strings(ids), self.info.name, engine, model=self)
+            changes.setdefault(f"blocks.{layer}.attn.hook_z", []).append(((slice(None), head), value))
+        replace = reading_path.replacing(changes)
+        return lambda name, array: replace(name, then(name, array))
+
+    def blocks_from(self, layer, resid_pre, edit=reading_path.keep, engine=None):
+        """The blocks from `layer` on, on the residual stream entering it (model.blocks_from)
+        -> {name: array} of their intermediates. engine: as for `run`."""
+        engine = self.engine if engine is None else check_engine(engine)
+        return ENGINES[engine].blocks_from(self.params, self.config, layer, resid_pre, edit)
+
+    def token_id(self, token, hint=", e.g. ' big'"):
+        """A token given as an id or as text that is exactly one token -> its id, checked.
+        hint: the example the error message gives (analysis.examples gives the model's own)."""
+        if isinstance(token, (int, np.integer)) and not isinstance(token, bool):
+            return int(self.check_ids([int(token)])[0])          # out of the vocabulary: an error
+        if not isinstance(token, str) or not token:
+            raise GPT2npError(f"Give the token as text or as an id, got {token!r}.")
+        if self.tokenizer is None:
+            if token.isdigit():
+                return self.token_id(int(token), hint)
+            raise GPT2npError("This model has no tokenizer: give the token as an id.")
+        ids = self.encode(token)
+        if len(ids) != 1:
+            pieces = ", ".join(repr(s) for s in self.token_strings(ids))
+            raise GPT2npError(f"{token!r} is {len(ids)} tokens ({pieces}), not one. Give a single "
+                              f"token (often with its leading space{hint}) or its id.")
+        return ids[0]
 
     def forward_step(self, cache, token, engine=None):
         """One KV-cached generation step (see model.kv_cache) -> (the new token's every

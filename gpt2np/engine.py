@@ -20,16 +20,17 @@ What the schedule does, and why:
     after the block, all masked, are written as exact -inf / 0 instead of computed (at 1,024
     tokens that skips almost half of the q·k products and of the softmax).
   The calling thread computes the first group itself while the pool computes the others.
-  - The arrays a pass writes come from `Reuse`: the last pass's arrays of the same shapes, once
-    nothing refers to them any more (the caller has dropped that trace). Fresh memory costs more
-    than writing it: the operating system must map and zero every page first (at 1,024 tokens a
-    trace is 2.1 GB), and on a virtual machine that hands freed memory back to its host, each page
-    is also faulted in again there. A trace or array you keep is never written again.
+  - Memory is reused only when the caller asks for it: `Model.run(..., workspace=ws)` takes the
+    arrays a pass writes from a `Workspace`, which hands out only arrays of traces given back to it
+    (`ws.give_back(trace)`); without one a pass writes fresh arrays and nothing is kept after it.
+    Fresh memory costs more than writing it: the operating system must map and zero every page
+    first (at 1,024 tokens a trace is 2.1 GB), and on a virtual machine that hands freed memory
+    back to its host, each page is also faulted in again there.
 """
 
 import os
-import sys
 import threading
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
@@ -37,6 +38,7 @@ import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from . import model, ops
+from .errors import GPT2npError
 
 N_CORES = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 _pool = ThreadPoolExecutor(N_CORES, thread_name_prefix="gpt2np-engine")
@@ -100,84 +102,124 @@ def attend_block_rows(q, k, v, scores, pattern, z):
         np.matmul(p, v[:, :b], out=z[:, a:b])                        # [h,rows,b] @ [h,b,dh] -> [h,rows,dh]
 
 
-def unshared(spares, free_count):
-    """Pop arrays off the list `spares` until one has no reference but this function's local:
-    return it (None if none has). The others are someone else's now and are dropped."""
-    while spares:
-        a = spares.pop()
-        if sys.getrefcount(a) == free_count:
-            return a
-    return None
+class Workspace:
+    """Memory for forward passes, owned by the caller: `model.run(text, workspace=ws)` writes its
+    arrays into arrays given back to `ws` earlier (same shapes), or new ones; `ws.give_back(trace)`
+    returns a trace's arrays for the next pass to write, and the trace refuses to be read from then on.
 
+        ws = gpt2np.Workspace()
+        for text in texts:
+            trace = model.run(text, workspace=ws)
+            ...                                   # read it, copy what you want to keep
+            ws.give_back(trace)                   # the next pass writes into these arrays
 
-# What sys.getrefcount shows in `unshared` for an array nothing else refers to, found by trying:
-# 2 (the local and the argument) up to Python 3.13; 1 from 3.14, whose interpreter may lend the
-# local to the call without counting it. None (never reuse) where there are no reference counts.
-FREE_COUNT = next((n for n in (1, 2, 3) if hasattr(sys, "getrefcount")
-                   and unshared([np.empty(0)], n) is not None), None)
+    What is kept: the arrays given back since the last pass ended. A pass takes the ones of the
+    shapes it writes; when it ends, the ones it did not take are let go (so a workspace holds at
+    most what was given back since, and nothing once it is dropped or `clear()`ed). A pass that
+    fails lets its arrays go.
 
+    Views you kept: giving back does not need a promise. Every array a pass writes is handed out
+    as a view of its memory through a `memoryview`, which every further view (a row, a reshape, a
+    transpose, the trace's own q, k and v) keeps alive. `give_back` holds only a weak reference to
+    it: an array of the trace that anything still reaches (an array or a view of it you kept)
+    keeps that reference alive and is simply not reused; it stays yours, freed when you drop it.
+    Only arrays nothing else can reach any more are written again. No reference count is read:
+    a weak reference is dead only once its object is gone, so a wrong guess can only mean less
+    reuse, never a held array overwritten. (Digging the memory out from under a view, through
+    `.base.obj` or a pointer, defeats this, as it would defeat any bookkeeping.)
 
-class Reuse:
-    """Output arrays for a pass, handed out again by the next pass once nothing else refers to them.
-
-    During a pass (`one_pass`), `empty(shape)` returns an array of the last pass with that shape
-    if no one holds it any more (no trace, no view of it: its only references are this object's),
-    otherwise a new one. After the pass only that pass's arrays are kept, so what stays allocated
-    between passes is at most one trace's worth, freed when the next pass needs other shapes or
-    by `clear()`. Outside a pass, or while another thread's pass holds this object, `empty` is
-    np.empty.
+    Threads: passes in several threads may share one workspace. They run at the same time; each
+    given-back array goes to one pass only, the others get new arrays.
     """
 
     def __init__(self):
-        self.lock = threading.Lock()
-        self.kept = {}          # shape -> arrays of the last pass
-        self.taken = None       # shape -> arrays handed out in the pass under way
-        self.owner = None       # the thread whose pass this is
+        self._lock = threading.Lock()
+        self._free = {}         # shape -> arrays given back, free to write
+
+    def __repr__(self):
+        with self._lock:
+            n = sum(map(len, self._free.values()))
+            mb = sum(a.nbytes for arrays in self._free.values() for a in arrays) / 1e6
+        return f"<gpt2np.Workspace: {n} arrays given back, {mb:.1f} MB>"
 
     @contextmanager
     def one_pass(self):
-        """Run a pass inside this: its `empty` calls reuse the last pass's arrays (a pass another
-        thread starts meanwhile gets new ones)."""
-        with self.lock:
-            mine = self.owner is None
-            if mine:
-                self.owner, self.taken = threading.get_ident(), {}
+        """Run one pass inside this: it yields the pass's `Lease` (give it to `forward` as memory).
+        When the pass ends, the given-back arrays it did not take are let go."""
         try:
-            yield
+            yield Lease(self)
         finally:
-            if mine:
-                with self.lock:
-                    self.kept, self.taken, self.owner = self.taken, None, None
+            with self._lock:
+                self._free = {}
 
-    def empty(self, shape):
-        with self.lock:
-            if self.owner != threading.get_ident():
-                return np.empty(shape, dtype=np.float32)
-            a = unshared(self.kept.get(shape, []), FREE_COUNT) if FREE_COUNT else None
-            if a is None:
-                a = np.empty(shape, dtype=np.float32)
-            else:
-                a.flags.writeable = True                     # a Trace hands its arrays out read-only
-            self.taken.setdefault(shape, []).append(a)
-            return a
+    def _take(self, shape):
+        with self._lock:
+            spares = self._free.get(shape)
+            return spares.pop() if spares else None
+
+    def give_back(self, trace):
+        """Hand a trace computed with this workspace back: from now on the trace refuses to be read
+        (its arrays are no longer reachable through it), and the next passes may write its arrays,
+        except any that something still reaches (see the class docstring)."""
+        lease = getattr(trace, "_lease", None)
+        if getattr(trace, "given_back", False):
+            raise GPT2npError("This trace was already given back to its workspace; give each trace "
+                              "back once.")
+        if lease is None or lease.workspace is not self:
+            raise GPT2npError("This trace was not computed with this workspace: give back only "
+                              "traces from model.run(..., workspace=ws) with the same ws.")
+        trace._given_back()                               # drops its arrays
+        with self._lock:
+            for memory, handed_out in lease.arrays:
+                if handed_out() is None:                  # nothing reaches it any more
+                    self._free.setdefault(memory.shape, []).append(memory)
+        lease.arrays = []
 
     def clear(self):
-        """Let go of the arrays kept for reuse (their memory is freed if nothing else holds them)."""
-        with self.lock:
-            self.kept = {}
+        """Let go of the arrays given back (freed, as nothing else holds them)."""
+        with self._lock:
+            self._free = {}
+
+
+class Lease:
+    """The arrays one pass took from a Workspace: each is the workspace's own memory, handed out
+    as a view through a memoryview; kept here are the memory and a weak reference to that view's
+    memoryview (which every view of it keeps alive)."""
+
+    def __init__(self, workspace):
+        self.workspace = workspace
+        self.arrays = []        # (memory, weakref to the memoryview the pass's array is a view of)
+
+    def empty(self, shape):
+        memory = self.workspace._take(shape)
+        if memory is None:
+            memory = np.empty(shape, dtype=np.float32)
+        array = np.asarray(memoryview(memory))           # a view whose base is a memoryview
+        self.arrays.append((memory, weakref.ref(array.base)))
+        return array
 
 
 class CPUKernels(model.Kernels):
-    """model.Kernels that split their work into `workers` groups run at once (default: one per core)."""
+    """model.Kernels that split their work into `workers` groups run at once (default: one per core).
+    memory: where the arrays they write come from, a Workspace's `Lease` for one pass (None: new
+    arrays). Their settings are fixed when made: for other settings make other kernels
+    (`CPUKernels(workers=1)`, `kernels.for_pass(lease)`)."""
 
-    def __init__(self, workers=N_CORES):    # the four kernels are the methods below
+    def __init__(self, workers=N_CORES, memory=None):    # the four kernels are the methods below
         self.workers = workers
-        self.memory = Reuse()
+        self.memory = memory
+
+    def for_pass(self, memory):
+        """The same kernels writing into `memory` (a Lease), for one pass."""
+        return CPUKernels(self.workers, memory)
+
+    def empty(self, shape):
+        return np.empty(shape, dtype=np.float32) if self.memory is None else self.memory.empty(shape)
 
     def linear(self, x, weight, bias=None):
         """ops.linear (y = x @ W + b) with the output columns, or on long inputs the rows, split
         across the workers."""
-        y = self.memory.empty((x.shape[0], weight.shape[1]))                    # [T, n_out]
+        y = self.empty((x.shape[0], weight.shape[1]))                           # [T, n_out]
         workers = max(1, min(self.workers, x.shape[0] * weight.size // MIN_PRODUCT_PER_CORE))
         if workers == 1:
             return ops.linear(x, weight, bias, out=y)
@@ -192,13 +234,18 @@ class CPUKernels(model.Kernels):
     def by_rows(self, fn, x, *args):
         """fn(x, *args, out=...) on blocks of rows of x, one block per worker; fn must treat every
         row on its own (LayerNorm, GELU): the blocks then give exactly the numbers of one call."""
-        out = self.memory.empty(x.shape)
+        out = self.empty(x.shape)
         workers = min(self.workers, len(x) // MIN_ROWS_PER_CORE)
         over_groups(lambda rows: fn(x[rows], *args, out=out[rows]), len(x), workers)
         return out
 
     def layer_norm(self, x, weight, bias, eps):
-        return self.by_rows(ops.layer_norm, x, weight, bias, eps)
+        """ops.layer_norm on blocks of rows, one per worker -> normalized [T, d], scale [T, 1]."""
+        y, scale = self.empty(x.shape), self.empty((len(x), 1))
+        workers = min(self.workers, len(x) // MIN_ROWS_PER_CORE)
+        over_groups(lambda rows: ops.layer_norm(x[rows], weight, bias, eps, out=(y[rows], scale[rows])),
+                    len(x), workers)
+        return y, scale
 
     def gelu(self, x):
         return self.by_rows(ops.gelu_new, x)
@@ -209,25 +256,35 @@ class CPUKernels(model.Kernels):
         if q.shape[1] != k.shape[1]:
             return model.attend(q, k, v)
         H, T, dh = q.shape
-        scores = self.memory.empty((H, T, T))
-        pattern = self.memory.empty((H, T, T))
-        z = self.memory.empty((H, T, dh))
+        scores = self.empty((H, T, T))
+        pattern = self.empty((H, T, T))
+        z = self.empty((H, T, dh))
         over_groups(lambda h: attend_block_rows(q[h], k[h], v[h], scores[h], pattern[h], z[h]),
                     H, self.workers)
         return scores, pattern, z
 
 
-CPU = CPUKernels()
+CPU = CPUKernels()      # one worker per core, new arrays; never changed (make other kernels instead)
 
 
-def forward(params, config, ids, z_ablation=None, kernels=CPU):
-    """model.forward with the CPU schedule's kernels, BLAS held to one thread."""
-    with one_blas_thread(), kernels.memory.one_pass():
-        return model.forward(params, config, ids, z_ablation, kernels)
+def forward(params, config, ids, edit=model.keep, kernels=CPU, memory=None):
+    """model.forward with the CPU schedule's kernels, BLAS held to one thread.
+    memory: a Workspace's Lease for this pass (`Workspace.one_pass`); None: new arrays."""
+    with one_blas_thread():
+        return model.forward(params, config, ids, edit,
+                             kernels if memory is None else kernels.for_pass(memory))
+
+
+def blocks_from(params, config, layer, resid_pre, edit=model.keep, kernels=CPU):
+    """model.blocks_from (the blocks from `layer` on) with the CPU schedule's kernels, BLAS held to
+    one thread."""
+    with one_blas_thread():
+        return model.blocks_from(params, config, layer, resid_pre, edit, kernels)
 
 
 def forward_step(params, config, cache, token, kernels=CPU):
     """model.forward_step (one token over the KV cache) with the CPU schedule's kernels, BLAS held
-    to one thread: of its products only the LM head is large enough to be split across the cores."""
-    with one_blas_thread(), kernels.memory.one_pass():
+    to one thread: of its products only the LM head is large enough to be split across the cores.
+    A step's arrays are small (one row each): they are new every step."""
+    with one_blas_thread():
         return model.forward_step(params, config, cache, token, kernels)

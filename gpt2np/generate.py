@@ -26,6 +26,7 @@ logit, p before and after temperature, whether it survives top-k and top-p, the 
 probability it was drawn with; then the chosen token.
 """
 
+import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -93,9 +94,34 @@ class Generation:
                 "settings": self.settings, "steps": [s.to_dict() for s in self.steps]}
 
 
-def softmax64(x):
-    e = np.exp(x - x.max())
-    return e / e.sum()
+# -- next-token probabilities and ranks: the one home of both, read by analysis/ and the viewer too --
+def probabilities(logits):
+    """Softmax in float64 over the vocabulary. [..., V] -> [..., V]"""
+    z = np.asarray(logits, dtype=np.float64)
+    p = np.exp(z - z.max(axis=-1, keepdims=True))
+    return p / p.sum(axis=-1, keepdims=True)
+
+
+def largest(values, k):
+    """The indices of the k largest of values [V], largest first; ties: the lower index first.
+    -> [min(k, V)] int64. Only the k-th largest and those above it are sorted."""
+    values = np.asarray(values)
+    k = min(k, len(values))
+    if k < 1:
+        return np.empty(0, dtype=np.int64)
+    kth = np.partition(values, len(values) - k)[len(values) - k]               # the k-th largest
+    tied = np.flatnonzero(values >= kth)                                       # k or more candidates
+    return tied[np.lexsort((tied, -values[tied]))][:k]
+
+
+def ranked_at_or_before(values, i):
+    """[V] bool: index i and those ranked before it (a larger value, or equal and a lower index)."""
+    return (values > values[i]) | ((values == values[i]) & (np.arange(len(values)) <= i))
+
+
+def rank_of(values, i):
+    """1-based rank of index i in values [V], ranked as `largest` ranks them (1 = the largest)."""
+    return int(ranked_at_or_before(values, i).sum())
 
 
 def distribution(logits, temperature=1.0, top_k=None, top_p=None):
@@ -107,7 +133,7 @@ def distribution(logits, temperature=1.0, top_k=None, top_p=None):
     """
     logits = np.asarray(logits, dtype=np.float64)
     V = len(logits)
-    p_temperature = softmax64(logits / temperature)
+    p_temperature = probabilities(logits / temperature)
     kept_k = np.ones(V, dtype=bool)
     if top_k is not None and top_k < V:                   # the k-th largest logit or above
         kept_k = logits >= np.partition(logits, V - top_k)[V - top_k]
@@ -122,13 +148,8 @@ def distribution(logits, temperature=1.0, top_k=None, top_p=None):
         kept_p = np.zeros(V, dtype=bool)
         kept_p[order[mass_before < top_p]] = True         # until the running sum reaches top_p
     p_draw = np.where(kept_p, p_temperature, 0.0) / p_temperature[kept_p].sum()
-    return {"logits": logits, "p": softmax64(logits), "p_temperature": p_temperature, "top_k": kept_k,
+    return {"logits": logits, "p": probabilities(logits), "p_temperature": p_temperature, "top_k": kept_k,
             "after_k": after_k, "top_p": kept_p, "p_draw": p_draw}
-
-
-def ranked_at_or_before(logits, i):
-    """[V] bool: token i and the tokens ranked before it (a larger logit, or equal and a lower id)."""
-    return (logits > logits[i]) | ((logits == logits[i]) & (np.arange(len(logits)) <= i))
 
 
 def choose(logits, rng, position, token_strings, temperature=1.0, top_k=None, top_p=None,
@@ -138,9 +159,7 @@ def choose(logits, rng, position, token_strings, temperature=1.0, top_k=None, to
     d = distribution(logits, 1.0, 1) if greedy else distribution(logits, temperature, top_k, top_p)
     logits = d["logits"]
     chosen = int(np.argmax(logits)) if greedy else int(rng.choice(len(logits), p=d["p_draw"]))
-    n = min(N_CANDIDATES, len(logits))
-    top = np.argpartition(-logits, n - 1)[:n]                        # the n largest logits, unordered
-    shown = [int(i) for i in top[np.lexsort((top, -logits[top]))]]   # largest first, ties: lower id
+    shown = largest(logits, N_CANDIDATES).tolist()                   # largest first, ties: lower id
     strings = dict(zip(shown + [chosen], token_strings(shown + [chosen])))
 
     def candidate(i):
@@ -151,27 +170,74 @@ def choose(logits, rng, position, token_strings, temperature=1.0, top_k=None, to
     return Step(position, [candidate(i) for i in shown], candidate(chosen), int(d["top_p"].sum()))
 
 
+@dataclass(frozen=True)
+class Range:
+    """The values a sampling setting takes: low..high (above low, with `above_low`), finite; a
+    whole number with `whole`."""
+    low: float
+    high: float = math.inf
+    above_low: bool = False
+    whole: bool = False
+
+    def holds(self, x):
+        kinds = (int, np.integer) if self.whole else (int, float, np.number)
+        if isinstance(x, bool) or not isinstance(x, kinds):
+            return False
+        if not self.whole and not finite(x):
+            return False
+        return bool((self.low < x if self.above_low else self.low <= x) and x <= self.high)
+
+    def text(self):
+        """In words: "a number above 0", "a whole number of at least 1", "a number in (0, 1]"."""
+        noun = "a whole number" if self.whole else "a number"
+        if self.high < math.inf:
+            return f"{noun} in {'(' if self.above_low else '['}{self.low:g}, {self.high:g}]"
+        return f"{noun} {'above' if self.above_low else 'of at least'} {self.low:g}"
+
+
+def finite(x):
+    """Not inf or nan, and for an int, small enough to be a float."""
+    try:
+        return math.isfinite(x)
+    except OverflowError:
+        return False
+
+
+# The sampling settings' ranges: the one home for them (the command line and the viewer read them).
+SAMPLING_RANGES = {
+    "temperature": Range(0, above_low=True),
+    "top_k": Range(1, whole=True),
+    "top_p": Range(0, 1, above_low=True),
+    "seed": Range(0, whole=True),
+}
+# What an absent (None) setting means, and why a range is what it is.
+SAMPLING_ABSENT = {"top_k": "no limit", "top_p": "no limit", "seed": "a fresh one"}
+TOP_P_MEANS = "the share of probability mass the kept tokens must reach."
+GREEDY_HINT = ("A temperature of 0 means always the most likely token: that is greedy decoding "
+               "(greedy=True; on the command line --greedy).")
+
+
+def check_sampling(settings, spelled=str, none="None", greedy_hint=GREEDY_HINT):
+    """Refuse a sampling setting outside its range (SAMPLING_RANGES) with a GPT2npError.
+
+    settings: {name: value} of the settings given. spelled(name) is the name in the caller's words
+    ("--top-k"); `none` how the caller leaves a setting out (None: the message does not say).
+    """
+    for name, value in settings.items():
+        r = SAMPLING_RANGES[name]
+        if r.holds(value):
+            continue
+        absent = f" (or {none} for {SAMPLING_ABSENT[name]})" if none and name in SAMPLING_ABSENT else ""
+        why = {"temperature": f". {greedy_hint}", "top_p": f": {TOP_P_MEANS}"}.get(name, ".")
+        raise GPT2npError(f"{spelled(name)} must be {r.text()}{absent}, got {value!r}{why}")
+
+
 def check_settings(max_new_tokens, temperature, top_k, top_p, seed, greedy):
-    def whole(x):
-        return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
-    if not whole(max_new_tokens) or max_new_tokens < 1:
+    if not Range(1, whole=True).holds(max_new_tokens):
         raise GPT2npError(f"max_new_tokens must be a whole number of at least 1, got {max_new_tokens!r}.")
-    if greedy:
-        return
-    if seed is not None and (not whole(seed) or seed < 0):
-        raise GPT2npError(f"seed must be a whole number of at least 0 (or None for a fresh one), got {seed!r}.")
-    if not isinstance(temperature, (int, float, np.number)) or isinstance(temperature, bool) \
-            or not np.isfinite(temperature) or temperature <= 0:
-        raise GPT2npError(f"temperature must be a number above 0, got {temperature!r}. A temperature "
-                          "of 0 means always the most likely token: that is greedy decoding "
-                          "(greedy=True; on the command line --greedy).")
-    if top_k is not None and (not whole(top_k) or top_k < 1):
-        raise GPT2npError(f"top_k must be a whole number of at least 1 (or None for no limit), "
-                          f"got {top_k!r}.")
-    if top_p is not None and (not isinstance(top_p, (int, float, np.number)) or isinstance(top_p, bool)
-                              or not 0 < top_p <= 1):
-        raise GPT2npError(f"top_p must be a number in (0, 1] (or None for no limit), got {top_p!r}: "
-                          "the share of probability mass the kept tokens must reach.")
+    if not greedy:
+        given = {"top_k": top_k, "top_p": top_p, "seed": seed}
+        check_sampling({"temperature": temperature, **{k: v for k, v in given.items() if v is not None}})
 
 
 def checked_prompt(model, prompt, bos=False):

@@ -20,11 +20,35 @@ Shapes: T tokens, d = n_embd, H = n_head, dh = d_head = d / H, V = vocab_size.
 The four heavy computations (linear layers, LayerNorm, GELU, `attend`) are passed in as `kernels`;
 the defaults below are the plain math. `engine.py` supplies faster kernels for the CPU that compute
 the same arrays; the tests hold the two equal.
+
+Every intermediate passes through one step, `edit(name, array)`, before the pass goes on with it:
+by default (`keep`) it returns the array as computed. An edit that returns another array replaces
+that activation for everything computed after it; this is how head ablation and activation
+patching change a run (`replacing`). The trace holds the arrays the pass went on with.
 """
 
 import numpy as np
 
 from .ops import gelu_new, layer_norm, linear, softmax
+
+
+def keep(name, array):
+    """The default `edit`: every activation as computed."""
+    return array
+
+
+def replacing(changes):
+    """An `edit` that replaces parts of named activations: changes {name: [(index, value), ...]}
+    gives that activation with array[index] = value for each pair (a copy: the array computed is
+    not written). E.g. {"blocks.5.attn.hook_z": [((slice(None), 1), 0.0)]} zero-ablates head 5.1."""
+    def edit(name, array):
+        if name not in changes:
+            return array
+        array = array.copy()
+        for index, value in changes[name]:
+            array[index] = value
+        return array
+    return edit
 
 
 def embed(params, ids, start=0):
@@ -71,8 +95,7 @@ class Kernels:
 PLAIN = Kernels()
 
 
-def attention(x, c_attn_w, c_attn_b, c_proj_w, c_proj_b, n_head, z_ablation=None, kernels=PLAIN,
-              cached=None):
+def attention(x, c_attn_w, c_attn_b, c_proj_w, c_proj_b, n_head, edit=keep, kernels=PLAIN, cached=None):
     """Causal multi-head self-attention, every step kept.
 
     x [T, d] (the LayerNormed residual stream) -> dict of
@@ -81,8 +104,8 @@ def attention(x, c_attn_w, c_attn_b, c_proj_w, c_proj_b, n_head, z_ablation=None
       pattern  [H, T, T]    softmax of scores along the key axis
       z        [T, H, dh]   pattern-weighted sum of values, per head
       out      [T, d]       heads concatenated and projected back into the residual stream
-    z_ablation: optional {head: value} replacing z[:, head] (0.0 to zero-ablate a head, a [dh] or
-      [T, dh] array to mean-ablate it) before the output projection.
+    edit: called on each of them by its name in the block (`attn.hook_z`, ...), see `keep`.
+      A replaced score is softmaxed again, a replaced pattern weighs the values again.
     cached: optional (k, v) [t, H, dh] of the t positions before x's (the KV cache, see `kv_cache`):
       the queries of x then attend over those keys and values followed by their own, and the k, v
       returned hold all t + T positions.
@@ -94,47 +117,75 @@ def attention(x, c_attn_w, c_attn_b, c_proj_w, c_proj_b, n_head, z_ablation=None
     if cached is not None:                                       # earlier positions: reused, not recomputed
         k = np.concatenate([cached[0], k])                       # [t, H, dh] + [T, H, dh] -> [t+T, H, dh]
         v = np.concatenate([cached[1], v])
+    q, k, v = edit("attn.hook_q", q), edit("attn.hook_k", k), edit("attn.hook_v", v)
 
     heads = lambda a: a.transpose(1, 0, 2)                       # noqa: E731  [T,H,dh] <-> [H,T,dh]
     scores, pattern, z_heads = kernels.attend(heads(q), heads(k), heads(v))
-    z = np.ascontiguousarray(heads(z_heads))                     # [H, T, dh] -> [T, H, dh]
+    if (edited := edit("attn.hook_attn_scores", scores)) is not scores:    # attend's steps after an
+        scores, pattern = edited, softmax(edited, axis=-1)                 # edit are done again
+    if (edited := edit("attn.hook_pattern", pattern)) is not pattern:
+        pattern, z_heads = edited, edited @ heads(v)                       # [H,T,T] @ [H,T,dh]
+    z = edit("attn.hook_z", np.ascontiguousarray(heads(z_heads)))          # [H, T, dh] -> [T, H, dh]
 
-    for head, value in (z_ablation or {}).items():
-        z[:, head, :] = value
-    out = kernels.linear(z.reshape(T, d), c_proj_w, c_proj_b)    # [T, H·dh] -> [T, d]
+    out = edit("hook_attn_out", kernels.linear(z.reshape(T, d), c_proj_w, c_proj_b))   # [T, H·dh] -> [T, d]
     return {"q": q, "k": k, "v": v, "scores": scores, "pattern": pattern, "z": z, "out": out}
 
 
-def mlp(x, c_fc_w, c_fc_b, c_proj_w, c_proj_b, kernels=PLAIN):
+def head_results(z, c_proj_w):
+    """What each head writes into the residual stream (TransformerLens's `attn.hook_result`):
+    z_h · W_O^h, where W_O^h is rows h·dh … (h+1)·dh − 1 of c_proj's weight. Their sum over the
+    heads plus c_proj's bias is `attention`'s out, which computes that sum as one product.
+
+    z [T, H, dh], c_proj_w [H·dh, d] -> [T, H, d]
+    """
+    T, H, dh = z.shape
+    w_o = c_proj_w.reshape(H, dh, -1)                                  # [H·dh, d] -> [H, dh, d]
+    return (z.transpose(1, 0, 2) @ w_o).transpose(1, 0, 2)            # [H,T,dh] @ [H,dh,d] -> [T, H, d]
+
+
+def mlp(x, c_fc_w, c_fc_b, c_proj_w, c_proj_b, edit=keep, kernels=PLAIN):
     """Position-wise feed-forward network. x [T, d] -> dict of pre, post [T, d_mlp] and out [T, d]"""
-    pre = kernels.linear(x, c_fc_w, c_fc_b)           # [T, d] -> [T, d_mlp]
-    post = kernels.gelu(pre)                          # [T, d_mlp]
-    out = kernels.linear(post, c_proj_w, c_proj_b)    # [T, d_mlp] -> [T, d]
+    pre = edit("mlp.hook_pre", kernels.linear(x, c_fc_w, c_fc_b))           # [T, d] -> [T, d_mlp]
+    post = edit("mlp.hook_post", kernels.gelu(pre))                         # [T, d_mlp]
+    out = edit("hook_mlp_out", kernels.linear(post, c_proj_w, c_proj_b))    # [T, d_mlp] -> [T, d]
     return {"pre": pre, "post": post, "out": out}
 
 
-def block(params, i, resid_pre, config, z_ablation=None, kernels=PLAIN, cached=None):
+def normalize(x, weight, bias, eps, name, edit=keep, kernels=PLAIN):
+    """LayerNorm `name` (ln1, ln2, ln_final) with its two named steps, as in TransformerLens:
+    hook_scale [T, 1] = √(var + eps) of each row, hook_normalized [T, d] = (x − mean) / scale ·
+    weight + bias. -> (scale, normalized). A replaced scale divides the centered rows again."""
+    normalized, scale = kernels.layer_norm(x, weight, bias, eps)                   # [T, d], [T, 1]
+    if (edited := edit(f"{name}.hook_scale", scale)) is not scale:
+        scale, normalized = edited, (x - x.mean(axis=-1, keepdims=True)) / edited * weight + bias
+    return scale, edit(f"{name}.hook_normalized", normalized)
+
+
+def block(params, i, resid_pre, config, edit=keep, kernels=PLAIN, cached=None):
     """Transformer block i: x + attn(ln_1(x)), then + mlp(ln_2(·)).
 
     resid_pre [T, d] -> dict of every intermediate, named as in TransformerLens under `blocks.i.`
+    edit: called on each intermediate with its full name (`blocks.i.attn.hook_z`), see `keep`.
     cached: this layer's (k, v) of earlier positions, passed to `attention`.
     """
-    p = lambda name: params[f"h.{i}.{name}"]  # noqa: E731 - checkpoint name inside this block
+    p = lambda name: params[f"h.{i}.{name}"]                # noqa: E731 - checkpoint name inside this block
+    named = lambda name, a: edit(f"blocks.{i}.{name}", a)   # noqa: E731 - this block's activation names
     eps = config.layer_norm_epsilon
 
-    ln1 = kernels.layer_norm(resid_pre, p("ln_1.weight"), p("ln_1.bias"), eps)   # [T, d]
+    resid_pre = named("hook_resid_pre", resid_pre)                                              # [T, d]
+    scale1, ln1 = normalize(resid_pre, p("ln_1.weight"), p("ln_1.bias"), eps, "ln1", named, kernels)  # [T, 1], [T, d]
     attn = attention(ln1, p("attn.c_attn.weight"), p("attn.c_attn.bias"),
-                     p("attn.c_proj.weight"), p("attn.c_proj.bias"), config.n_head, z_ablation, kernels,
-                     cached)
-    resid_mid = resid_pre + attn["out"]                                          # [T, d]
+                     p("attn.c_proj.weight"), p("attn.c_proj.bias"), config.n_head, named, kernels, cached)
+    resid_mid = named("hook_resid_mid", resid_pre + attn["out"])                                # [T, d]
 
-    ln2 = kernels.layer_norm(resid_mid, p("ln_2.weight"), p("ln_2.bias"), eps)   # [T, d]
+    scale2, ln2 = normalize(resid_mid, p("ln_2.weight"), p("ln_2.bias"), eps, "ln2", named, kernels)
     m = mlp(ln2, p("mlp.c_fc.weight"), p("mlp.c_fc.bias"), p("mlp.c_proj.weight"),
-            p("mlp.c_proj.bias"), kernels)
-    resid_post = resid_mid + m["out"]                                            # [T, d]
+            p("mlp.c_proj.bias"), named, kernels)
+    resid_post = named("hook_resid_post", resid_mid + m["out"])                                 # [T, d]
 
     return {
         "hook_resid_pre": resid_pre,
+        "ln1.hook_scale": scale1,
         "ln1.hook_normalized": ln1,
         "attn.hook_q": attn["q"],
         "attn.hook_k": attn["k"],
@@ -144,6 +195,7 @@ def block(params, i, resid_pre, config, z_ablation=None, kernels=PLAIN, cached=N
         "attn.hook_z": attn["z"],
         "hook_attn_out": attn["out"],
         "hook_resid_mid": resid_mid,
+        "ln2.hook_scale": scale2,
         "ln2.hook_normalized": ln2,
         "mlp.hook_pre": m["pre"],
         "mlp.hook_post": m["post"],
@@ -152,36 +204,55 @@ def block(params, i, resid_pre, config, z_ablation=None, kernels=PLAIN, cached=N
     }
 
 
-def forward(params, config, ids, z_ablation=None, kernels=PLAIN, cache=None):
+def blocks_from(params, config, layer, resid_pre, edit=keep, kernels=PLAIN, cache=None):
+    """Blocks `layer`, layer + 1, ..., n_layer − 1 on the residual stream entering `layer`.
+
+    resid_pre [T, d] -> dict of their intermediates (names `blocks.i.…`), the last block's
+    `hook_resid_post` being the final residual stream. `forward` runs them from layer 0; activation
+    patching runs them from the first layer a patch changes (the earlier ones cannot change).
+    cache: the KV cache of earlier positions (see `forward`).
+    """
+    acts, x = {}, resid_pre
+    for i in range(layer, config.n_layer):
+        out = block(params, i, x, config, edit, kernels, None if cache is None else cache[i])
+        for name, value in out.items():
+            acts[f"blocks.{i}.{name}"] = value
+        x = out["hook_resid_post"]                                         # [T, d]
+    return acts
+
+
+def forward(params, config, ids, edit=keep, kernels=PLAIN, cache=None):
     """Run GPT-2 on token ids and return every intermediate, in forward order.
 
     ids [T] int -> dict name -> array, names as in TransformerLens (no batch axis), ending with
-    `ln_final.hook_normalized` [T, d] and `logits` [T, V] for every position.
-    z_ablation: optional {(layer, head): value} that replaces that head's `hook_z` (see `attention`).
+    `ln_final.hook_scale` [T, 1], `ln_final.hook_normalized` [T, d] and `logits` [T, V] for every
+    position.
+    edit: called on every intermediate with its name before the pass goes on with it (see `keep`,
+      `replacing`); the default changes nothing.
     cache: the KV cache of the t tokens before `ids` (`kv_cache` of their forward pass): ids are
       then positions t, t+1, ...; everything is computed for them alone, except `attn.hook_k` and
       `attn.hook_v`, which hold all t + T positions (the next cache), and the scores and pattern,
       [H, T, t + T].
     """
     ids = np.asarray(ids, dtype=np.int64)
-    by_layer = {}
-    for (layer, head), value in (z_ablation or {}).items():
-        by_layer.setdefault(layer, {})[head] = value
-
     acts = {}
     tok, pos = embed(params, ids, start=0 if cache is None else len(cache[0][0]))
-    acts["hook_embed"], acts["hook_pos_embed"] = tok, pos
-    x = tok + pos                                                          # [T, d]
-    for i in range(config.n_layer):
-        layer = block(params, i, x, config, by_layer.get(i), kernels, None if cache is None else cache[i])
-        for name, value in layer.items():
-            acts[f"blocks.{i}.{name}"] = value
-        x = acts[f"blocks.{i}.hook_resid_post"]                            # [T, d]
+    acts["hook_embed"], acts["hook_pos_embed"] = edit("hook_embed", tok), edit("hook_pos_embed", pos)
+    x = acts["hook_embed"] + acts["hook_pos_embed"]                        # [T, d]
+    acts.update(blocks_from(params, config, 0, x, edit, kernels, cache))
+    x = acts[f"blocks.{config.n_layer - 1}.hook_resid_post"]               # [T, d]
 
-    final = kernels.layer_norm(x, params["ln_f.weight"], params["ln_f.bias"], config.layer_norm_epsilon)
-    acts["ln_final.hook_normalized"] = final                               # [T, d]
-    acts["logits"] = kernels.linear(final, params["wte.weight"].T)         # [T, d] @ [d, V] -> [T, V], tied LM head
+    acts["ln_final.hook_scale"], acts["ln_final.hook_normalized"] = normalize(
+        x, params["ln_f.weight"], params["ln_f.bias"], config.layer_norm_epsilon, "ln_final", edit, kernels)
+    final = acts["ln_final.hook_normalized"]                               # [T, d]
+    logits = unembed(params, final, kernels)                               # [T, d] -> [T, V], tied LM head
+    acts["logits"] = edit("logits", logits)
     return acts
+
+
+def unembed(params, final, kernels=PLAIN):
+    """The LM head, tied to the token embedding: logits = ln_final @ wteᵀ. [T, d] -> [T, V]"""
+    return kernels.linear(final, params["wte.weight"].T)                   # [T, d] @ [d, V] -> [T, V]
 
 
 def kv_cache(acts, config):

@@ -16,15 +16,18 @@ SQRT_2_OVER_PI = np.float32(np.sqrt(2.0 / np.pi))
 def layer_norm(x, weight, bias, eps, out=None):
     """Normalise each row of x to mean 0, variance 1, then scale and shift.
 
-    x [T, d], weight [d], bias [d] -> [T, d] (written into `out` when given)
+    x [T, d], weight [d], bias [d] -> normalized [T, d], scale [T, 1] = √(var + eps), the divisor
+    (TransformerLens's `hook_scale`); written into out=(normalized, scale) when given.
     """
+    out_normalized, out_scale = (None, None) if out is None else out
     mean = x.mean(axis=-1, keepdims=True)                       # [T, 1]
-    y = np.subtract(x, mean, out=out)                           # [T, d]  centered
+    y = np.subtract(x, mean, out=out_normalized)                # [T, d]  centered
     var = np.mean(y * y, axis=-1, keepdims=True)                # [T, 1]  biased variance
-    y /= np.sqrt(var + np.float32(eps))                         # [T, d]  normalized, in place
+    scale = np.sqrt(var + np.float32(eps), out=out_scale)       # [T, 1]
+    y /= scale                                                  # [T, d]  normalized, in place
     y *= weight
     y += bias
-    return y
+    return y, scale
 
 
 def gelu_new(x, out=None):

@@ -4,6 +4,8 @@ A Trace is a read-only mapping from TransformerLens names (`blocks.3.attn.hook_p
 arrays, kept in forward order, together with the token ids and their display strings. It can be
 saved to and loaded from a `.npz` file (no pickle: tokens are stored as JSON text), and shown as
 the viewer's page: `to_html()`, and inline in a notebook (`_repr_html_`, see gpt2np/html.py).
+A trace computed with a workspace (`model.run(text, workspace=ws)`) can be given back to it
+(`ws.give_back(trace)`, see engine.Workspace); from then on it refuses to be read.
 """
 
 import json
@@ -20,12 +22,20 @@ def residual_stream_names(n_layer):
     return ["blocks.0.hook_resid_pre"] + [f"blocks.{L}.hook_resid_post" for L in range(n_layer)]
 
 
-class Trace(Mapping):
-    """Named intermediates of one run. `trace[name]`, `trace.names()`, `trace.ids`, `trace.tokens`."""
+GIVEN_BACK = ("This trace was given back to its workspace (ws.give_back): its arrays may now hold "
+              "another pass's numbers, so it can no longer be read. Copy what you need "
+              "(trace[name].copy()) before giving it back, or run the text again.")
 
-    def __init__(self, arrays, ids, tokens, model_name="", engine="", model=None):
-        self._arrays = dict(arrays)
-        for array in self._arrays.values():
+
+class Trace(Mapping):
+    """Named intermediates of one run. `trace[name]`, `trace.names()`, `trace.ids`, `trace.tokens`.
+    lease: the workspace memory its arrays are in (engine.Lease, set by Model.run), if any."""
+
+    def __init__(self, arrays, ids, tokens, model_name="", engine="", model=None, lease=None):
+        self._named = dict(arrays)
+        self._lease = lease
+        self.given_back = False         # True once given back to its workspace: nothing can be read
+        for array in self._named.values():
             array.flags.writeable = False
         self.ids = np.asarray(ids, dtype=np.int64)
         self.ids.flags.writeable = False
@@ -34,6 +44,16 @@ class Trace(Mapping):
         self.engine = engine            # which code computed it: "fast" or "reference" (api.ENGINES)
         self.model = model              # the Model that ran it (None once loaded from a file): its
         #                                 card and tokenizer for to_html's next-token strings
+
+    @property
+    def _arrays(self):
+        if self.given_back:
+            raise GPT2npError(GIVEN_BACK)
+        return self._named
+
+    def _given_back(self):
+        """For Workspace.give_back: let go of every array; from now on every read refuses."""
+        self._named, self._lease, self.given_back = {}, None, True
 
     # -- mapping ------------------------------------------------------------------------------
     def __getitem__(self, name):
@@ -67,6 +87,25 @@ class Trace(Mapping):
     def n_layer(self):
         return sum(1 for name in self._arrays if name.endswith(".attn.hook_pattern"))
 
+    def check_position(self, position):
+        """A position (negative: from the end) -> its index 0…T−1; out of range: GPT2npError."""
+        T = self.n_tokens
+        if not -T <= position < T:
+            raise GPT2npError(f"Position {position} is out of range: the text has tokens 0–{T - 1}.")
+        return position % T
+
+    def result(self, layer, model=None):
+        """blocks.{layer}.attn.hook_result [T, H, d]: what each head wrote into the residual stream,
+        z_h · W_O^h (model.head_results; no c_proj bias: the sum over heads plus that bias is
+        hook_attn_out). Computed on request from hook_z and the model's c_proj weight, not stored.
+        model: needed for a trace loaded from a file (default: the model that ran it)."""
+        model = model or self.model
+        if model is None:
+            raise GPT2npError("This trace was loaded from a file and does not know its model's weights: "
+                              "pass the model, trace.result(layer, model).")
+        from .model import head_results
+        return head_results(self[f"blocks.{layer}.attn.hook_z"], model.params[f"h.{layer}.attn.c_proj.weight"])
+
     def pattern(self, layer, head=None):
         """blocks.{layer}.attn.hook_pattern [H, T, T], or one head's [T, T]."""
         p = self[f"blocks.{layer}.attn.hook_pattern"]
@@ -78,6 +117,8 @@ class Trace(Mapping):
         return sum(seen.values())
 
     def __repr__(self):
+        if self.given_back:
+            return f"<Trace {self.model_name or 'model'}: {self.n_tokens} tokens, given back to its workspace>"
         return (f"<Trace {self.model_name or 'model'} ({self.engine or 'engine?'}): {self.n_tokens} tokens, "
                 f"{len(self)} arrays, {self.nbytes() / 1e6:.1f} MB>")
 
@@ -89,8 +130,8 @@ class Trace(Mapping):
 
     def _repr_html_(self):
         """A notebook shows the trace as the viewer, in an iframe (None, so the text repr, when the
-        trace does not know its model: one loaded from a file)."""
-        if self.model is None:
+        trace does not know its model: one loaded from a file; or was given back)."""
+        if self.model is None or self.given_back:
             return None
         from .html import notebook_view
         return notebook_view(self)._repr_html_()

@@ -79,6 +79,7 @@ def create_app(config=None):
                                                  engine=app.config["ENGINE"])
     app.extensions["gpt2np.runs"] = RunCache(app.config["CACHE_BYTES"])
     app.extensions["gpt2np.gate"] = ModelGate(app.config["MAX_WAITING"])   # api.model_slot
+    app.extensions["gpt2np.workspace"] = gpt2np.Workspace()        # api.workspace
     map_large_blocks()                     # freed arrays go back to the system (gate.py)
     app.extensions["gpt2np.induction"] = analysis.induction_probe(app.extensions["gpt2np.model"])
     app.before_request(refuse_foreign_host)

@@ -1,7 +1,8 @@
 """What a trace shows, measured: the statistics of attention patterns and the head types
 (`stats.py`, whose names this package also gives: `gpt2np.analysis.sink_mass`, ...), the findings
 report as data (`findings.py`), interventions (`interventions.py`: logit lens, ablation, minimal
-pairs, direct logit attribution) and the same statistics over many texts (`corpus/`).
+pairs, direct logit attribution), activation patching (`patching.py`) and the same statistics over
+many texts (`corpus/`).
 
 Imports run one way: these modules read traces and call `Model.run`; the model never imports them.
 """

@@ -31,11 +31,13 @@ from difflib import SequenceMatcher
 import numpy as np
 
 from ..errors import GPT2npError
+from ..generate import largest, probabilities, rank_of
 from ..heads import head_name, parse_heads
+from ..model import unembed
 from ..ops import layer_norm
 from ..trace import residual_stream_names
 from .examples import examples_for, token_hint
-from .stats import common_prefix, head_output_weights, next_token_top_k, probabilities
+from .stats import common_prefix, head_output_weights, next_token_top_k
 
 
 # -- small shared helpers ------------------------------------------------------------------------
@@ -46,40 +48,21 @@ def top_tokens(model, logits, k=5):
             for s, i, p in zip(model.token_strings(ids), ids, probs)]
 
 
-def rank_of(probs, token_id):
-    """1-based rank of a token among all tokens (1 = most probable)."""
-    return int((probs > probs[token_id]).sum()) + 1
-
-
 def token_id(model, token):
-    """A token given as an id or as text that is exactly one token -> id."""
-    if isinstance(token, (int, np.integer)) and not isinstance(token, bool):
-        return int(model.check_ids([int(token)])[0])          # out of the vocabulary: an error
-    if not isinstance(token, str) or not token:
-        raise GPT2npError(f"Give the token as text or as an id, got {token!r}.")
-    if model.tokenizer is None:
-        if token.isdigit():
-            return token_id(model, int(token))
-        raise GPT2npError("This model has no tokenizer: give the token as an id.")
-    ids = model.encode(token)
-    if len(ids) != 1:
-        pieces = ", ".join(repr(s) for s in model.token_strings(ids))
-        raise GPT2npError(f"{token!r} is {len(ids)} tokens ({pieces}), not one. Give a single "
-                          f"token (often with its leading space{token_hint(model)}) or its id.")
-    return ids[0]
+    """A token given as an id or as text that is exactly one token -> id (Model.token_id), with
+    the model's own example in the message when it is not one token."""
+    return model.token_id(token, hint=token_hint(model))
 
 
 def check_position(trace, position):
-    T = trace.n_tokens
-    if not -T <= position < T:
-        raise GPT2npError(f"Position {position} is out of range: the text has tokens 0–{T - 1}.")
-    return position % T
+    """A position (negative: from the end) -> its index, checked (Trace.check_position)."""
+    return trace.check_position(position)
 
 
 # -- logit lens ----------------------------------------------------------------------------------
 def lens_logits(resid, ln_f_weight, ln_f_bias, wte, eps):
     """Read logits off a residual stream: ln_f, then the tied unembedding. [..., d] -> [..., V]"""
-    return layer_norm(resid, ln_f_weight, ln_f_bias, eps) @ wte.T    # [..., d] @ [d, V]
+    return layer_norm(resid, ln_f_weight, ln_f_bias, eps)[0] @ wte.T    # [..., d] @ [d, V]
 
 
 def logit_lens(model, trace, position=-1, k=5, target=None):
@@ -295,9 +278,7 @@ def frozen_ln_final(model, trace, position):
 def pushed_tokens(model, effects, k=5):
     """The k tokens a row of logit effects [V] raises most and lowers most.
     -> {"up": [{"token", "id", "effect"}] (largest first), "down": [...] (most negative first)}"""
-    k = min(k, effects.shape[-1])
-    up, down = np.argpartition(-effects, k - 1)[:k], np.argpartition(effects, k - 1)[:k]
-    up, down = up[np.argsort(-effects[up], kind="stable")], down[np.argsort(effects[down], kind="stable")]
+    up, down = largest(effects, k), largest(-effects, k)                 # ties: the lower id first
     listed = lambda ids: [{"token": s, "id": int(i), "effect": float(effects[i])}  # noqa: E731
                           for s, i in zip(model.token_strings(ids), ids)]
     return {"up": listed(up), "down": listed(down)}
@@ -329,7 +310,8 @@ def logit_attribution(model, trace, position, token=None, other=None, k=5):
     position = check_position(trace, position)
     wte, lnf = model.params["wte.weight"], trace["ln_final.hook_normalized"][position].astype(np.float64)
     if token is None:
-        target = int(np.argmax(trace["ln_final.hook_normalized"][position] @ wte.T))   # [d] @ [d, V]
+        final = trace["ln_final.hook_normalized"][position:position + 1]                # [1, d]
+        target = int(np.argmax(unembed(model.params, final)[0]))                         # the model's top-1
     else:
         target = token_id(model, token)
     versus = None if other is None else token_id(model, other)

@@ -35,11 +35,14 @@ Head types (`classify_head`, thresholds in `THRESHOLDS`), decided in this order:
     mixed           none of the above: attends sharply but by content (to a related word,
                     say), which these positional statistics do not name
 
-The next-token predictions (`probabilities`, `next_token_top_k`) read the logits in float64, for the
-command line, the logit lens, ablation and the viewer alike.
+The next-token predictions (`next_token_top_k`, with `probabilities` and `largest` from
+gpt2np/generate.py, their one home) read the logits in float64, for the command line, the logit
+lens, ablation and the viewer alike.
 """
 
 import numpy as np
+
+from ..generate import largest, probabilities
 
 THRESHOLDS = {
     "induction": 0.4,       # induction score on the probe
@@ -58,18 +61,12 @@ POSITIONAL_TYPES = (("previous-token", "previous", "previous"), ("self", "self",
 
 
 # -- next-token predictions ---------------------------------------------------------------------
-def probabilities(logits):
-    """Softmax in float64 over the vocabulary. [..., V] -> [..., V]"""
-    z = np.asarray(logits, dtype=np.float64)
-    p = np.exp(z - z.max(axis=-1, keepdims=True))
-    return p / p.sum(axis=-1, keepdims=True)
-
-
 def next_token_top_k(logits, k=5, block=64):
     """The k most probable next tokens after every position, best first; ties: the lower id first.
 
-    logits [..., V] -> (ids [..., k] int64, probs [..., k] float64). Rows are done `block` at a
-    time, so 1,024 positions of GPT-2's vocabulary never need a [1024, V] float64 array.
+    logits [..., V] -> (ids [..., k] int64, probs [..., k] float64). `probabilities` and `largest`
+    (gpt2np/generate.py) on rows done `block` at a time, so 1,024 positions of GPT-2's vocabulary
+    never need a [1024, V] float64 array.
     """
     logits = np.asarray(logits)
     V = logits.shape[-1]
@@ -79,10 +76,7 @@ def next_token_top_k(logits, k=5, block=64):
     probs = np.empty((len(rows), k), dtype=np.float64)
     for start in range(0, len(rows), block):
         p = probabilities(rows[start:start + block])                  # [B, V]
-        kth = -np.partition(-p, k - 1, axis=-1)[:, k - 1]             # [B] the k-th largest
-        for b, row in enumerate(p):
-            tied = np.flatnonzero(row >= kth[b])                      # k or more candidates
-            ids[start + b] = tied[np.lexsort((tied, -row[tied]))][:k]
+        ids[start:start + len(p)] = [largest(row, k) for row in p]    # [B, k]
         probs[start:start + len(p)] = np.take_along_axis(p, ids[start:start + len(p)], axis=-1)
     return ids.reshape(*logits.shape[:-1], k), probs.reshape(*logits.shape[:-1], k)
 
@@ -122,7 +116,7 @@ def top_keys(pattern, query, k=5, skip_first=False):
     """
     row = np.asarray(pattern[query, : query + 1], dtype=np.float64)    # [T] -> [query + 1]
     keys = candidate_keys(query, skip_first)
-    best = keys[np.argsort(-row[keys], kind="stable")][:k]
+    best = keys[largest(row[keys], k)]
     return [(int(j), float(row[j])) for j in best]
 
 

@@ -6,12 +6,16 @@ from ..files.hub import KNOWN_MODELS, resolve
 from .options import DEFAULT_MODEL
 
 
-def download_command(argv):
+def build_parser():
     p = argparse.ArgumentParser(prog="gpt2np download",
                                 description="Download a model's files ahead of time.")
     p.add_argument("name", nargs="?", default=DEFAULT_MODEL,
                    help=f"{', '.join(KNOWN_MODELS)} or a Hub repo id (default {DEFAULT_MODEL})")
-    args = p.parse_args(argv)
+    return p
+
+
+def download_command(argv):
+    args = build_parser().parse_args(argv)
     source = resolve(args.name)
     print(f"{args.name}: ready in {source.directory}")
     return 0

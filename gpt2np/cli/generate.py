@@ -8,7 +8,7 @@ import argparse
 import json
 
 from ..api import load
-from ..generate import checked_prompt, decode, fresh_seed
+from ..generate import SAMPLING_RANGES, check_sampling, checked_prompt, decode, fresh_seed
 from .options import (
     UsageError,
     add_bos_option,
@@ -19,7 +19,7 @@ from .options import (
     show,
 )
 
-SAMPLING_OPTIONS = ("temperature", "top_k", "top_p", "seed")
+SAMPLING_OPTIONS = tuple(SAMPLING_RANGES)           # temperature, top_k, top_p, seed
 
 
 def build_parser():
@@ -50,23 +50,19 @@ def check_options(args):
     """The options' own ranges, before any model is loaded."""
     if args.tokens < 1:
         raise UsageError(f"--tokens must be at least 1, got {args.tokens}.")
-    if args.greedy:
-        given = [f"--{name.replace('_', '-')}" for name in SAMPLING_OPTIONS if getattr(args, name) is not None]
-        if given:
-            raise UsageError(f"--greedy takes the most likely token every time: {', '.join(given)} "
-                             f"{'does' if len(given) == 1 else 'do'} not apply. Drop "
-                             f"{'it' if len(given) == 1 else 'them'}, or drop --greedy to sample.")
-        return
-    if args.temperature is not None and not 0 < args.temperature < float("inf"):
-        raise UsageError(f"--temperature must be a number above 0, got {args.temperature}. For the "
-                         "most likely token at every step use --greedy.")
-    if args.seed is not None and args.seed < 0:
-        raise UsageError(f"--seed must be 0 or more, got {args.seed}.")
-    if args.top_k is not None and args.top_k < 1:
-        raise UsageError(f"--top-k must be at least 1, got {args.top_k}.")
-    if args.top_p is not None and not 0 < args.top_p <= 1:
-        raise UsageError(f"--top-p must be in (0, 1], got {args.top_p}: the share of probability "
-                         "the kept tokens must reach.")
+    given = {name: getattr(args, name) for name in SAMPLING_OPTIONS if getattr(args, name) is not None}
+    if args.greedy and given:
+        named = [option(name) for name in given]
+        raise UsageError(f"--greedy takes the most likely token every time: {', '.join(named)} "
+                         f"{'does' if len(named) == 1 else 'do'} not apply. Drop "
+                         f"{'it' if len(named) == 1 else 'them'}, or drop --greedy to sample.")
+    check_sampling(given, spelled=option, none=None,
+                   greedy_hint="For the most likely token at every step use --greedy.")
+
+
+def option(name):
+    """A setting's name as an option: top_k -> --top-k."""
+    return f"--{name.replace('_', '-')}"
 
 
 class Stream:

@@ -49,10 +49,8 @@ def six_layer_dir(tmp_path_factory):
     return path
 
 
-@pytest.fixture
-def one_thread(monkeypatch):
-    """The engine on one thread, as corpus windows are computed: the same float32 patterns."""
-    monkeypatch.setattr(cpu_engine.CPU, "workers", 1)
+# The engine on one thread, as corpus windows are computed: the same float32 patterns.
+ONE_THREAD = cpu_engine.CPUKernels(workers=1)
 
 
 # -- the reference, written here in float64 ------------------------------------------------------
@@ -101,7 +99,7 @@ def top(entries, k):
 
 
 # -- statistics ----------------------------------------------------------------------------------
-def test_statistics_match_a_float64_reference(small_text_model_dir, one_thread):
+def test_statistics_match_a_float64_reference(small_text_model_dir):
     model = gpt2np.load(small_text_model_dir)
     window, stride, k = 16, 11, 3
     r = corpus.measure(model, TEXTS, window=window, stride=stride, bos=True, top_k=k, workers=0)
@@ -116,7 +114,7 @@ def test_statistics_match_a_float64_reference(small_text_model_dir, one_thread):
     queries = {}      # (stat, layer, head) -> [(value, window, position)]
     types = {}        # head name -> {type: windows}
     for w, ids in enumerate(windows):
-        trace = model.run(ids)
+        trace = model.run(ids, kernels=ONE_THREAD)
         for L, q in enumerate(reference_queries(model, trace)):
             for name, values in q.items():
                 for h in range(model.config.n_head):
@@ -157,7 +155,7 @@ def test_statistics_match_a_float64_reference(small_text_model_dir, one_thread):
             assert model.encode(view["text"]) == ids[1:]
 
 
-def test_predictions_match_a_per_window_reference(six_layer_dir, one_thread):
+def test_predictions_match_a_per_window_reference(six_layer_dir):
     """Windows of 4 tokens: with so few keys, random heads often put ≥ 30% on position 0, so
     prediction 3 holds in some windows and fails in others."""
     model = gpt2np.load(six_layer_dir)
@@ -166,7 +164,7 @@ def test_predictions_match_a_per_window_reference(six_layer_dir, one_thread):
     verdicts = {1: [], 2: [], 3: [], 5: []}
     sink_counts = {4: [], 5: []}
     for ids in reference_windows(model, TEXTS, 4, 4, bos=False):
-        trace = model.run(ids)
+        trace = model.run(ids, kernels=ONE_THREAD)
         p = [trace.pattern(L) for L in range(6)]
         verdicts[1].append(all((np.triu(x, 1) == 0).all() for x in p))
         verdicts[2].append(all((x[:, 0, 0] == 1.0).all() for x in p))
@@ -307,9 +305,8 @@ def test_local_workers_and_a_dask_cluster_give_identical_results(small_text_mode
     window is computed on one thread, so the core count does not change a bit."""
     from distributed import LocalCluster
     kw = dict(window=12, stride=9)
-    monkeypatch.setattr(cpu_engine.CPU, "workers", 3)
+    monkeypatch.setattr(cpu_engine, "CPU", cpu_engine.CPUKernels(workers=3))   # the default kernels
     here = corpus.measure(small_text_model_dir, TEXTS, workers=0, **kw)
-    assert cpu_engine.CPU.workers == 3
     one = corpus.measure(small_text_model_dir, TEXTS, workers=1, **kw)
     two = corpus.measure(small_text_model_dir, TEXTS, workers=2, **kw)
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",

@@ -20,7 +20,7 @@ from reference import hf_model, tensor_relative_delta
 import gpt2np
 from gpt2np import GPT2Config, GPT2npError, model
 from gpt2np.files.hub import DEMO_DIR
-from gpt2np.generate import choose, distribution
+from gpt2np.generate import check_sampling, choose, distribution, largest, rank_of
 
 BOUND = 1e-5       # max|Δ| / max|ref| per tensor, cached step vs full forward pass
 PROMPT = "The quick brown fox"
@@ -243,6 +243,36 @@ def test_bad_settings_are_refused(gen_model, kwargs, message):
         gen_model.generate(PROMPT, **kwargs)
 
 
+# Each setting's edges, by hand: (accepted, refused). The command line and the viewer read the same
+# ranges (gpt2np.generate.SAMPLING_RANGES); their own tests send the refused ones.
+EDGES = {"temperature": ([1e-9, 1, 100.0, np.float32(0.5)], [0, -1e-9, float("inf"), float("nan"), 10**400, True, "1"]),
+         "top_k": ([1, np.int64(50257), 10**30], [0, -1, 2.5, True]),
+         "top_p": ([1e-9, 0.5, 1, 1.0], [0, 1.0000001, -0.5, float("nan")]),
+         "seed": ([0, 2**64], [-1, 1.0, False])}
+
+
+@pytest.mark.parametrize("name", EDGES)
+def test_sampling_ranges_at_their_edges(name):
+    accepted, refused = EDGES[name]
+    for value in accepted:
+        check_sampling({name: value})
+    for value in refused:
+        with pytest.raises(GPT2npError, match=f"^{name} must be "):
+            check_sampling({name: value})
+
+
+def test_largest_ranks_ties_to_the_lower_id():
+    values = np.array([1.0, 3.0, 3.0, 2.0, 3.0, 0.5])
+    assert largest(values, 2).tolist() == [1, 2]
+    assert largest(values, 4).tolist() == [1, 2, 4, 3]
+    assert largest(values, 99).tolist() == [1, 2, 4, 3, 0, 5]
+    assert largest(-values, 2).tolist() == [5, 0]
+    assert [rank_of(values, i) for i in range(6)] == [5, 1, 2, 4, 3, 6]
+    rng = np.random.default_rng(0)
+    ints = rng.integers(0, 5, 300)                          # many ties: against a full stable sort
+    assert largest(ints, 40).tolist() == sorted(range(300), key=lambda i: (-ints[i], i))[:40]
+
+
 def test_greedy_ignores_the_sampling_settings(gen_model):
     g = gen_model.generate(PROMPT, max_new_tokens=5, greedy=True, temperature=0)
     assert len(g.new_ids) == 5 and "temperature" not in g.settings
@@ -328,10 +358,11 @@ def test_cli_show_steps_and_json(gen_dir, gen_model):
     (["--temperature", "0"], ("--temperature must be a number above 0, got 0.0. For the most likely "
                               "token at every step use --greedy.")),
     (["--temperature", "-1"], "--greedy"), (["--temperature", "inf"], "above 0"),
-    (["--seed", "-1"], "--seed must be 0 or more"),
-    (["--top-p", "0"], "--top-p must be in (0, 1]"),
-    (["--top-p", "1.01"], "--top-p must be in (0, 1]"),
-    (["--top-k", "0"], "--top-k must be at least 1"),
+    (["--seed", "-1"], "--seed must be a whole number of at least 0, got -1."),
+    (["--top-p", "0"], ("--top-p must be a number in (0, 1], got 0.0: the share of probability mass the "
+                        "kept tokens must reach.")),
+    (["--top-p", "1.01"], "--top-p must be a number in (0, 1], got 1.01"),
+    (["--top-k", "0"], "--top-k must be a whole number of at least 1, got 0."),
     (["--seed", "1", "--greedy"], "--seed does not apply"),
     (["--bos", "word" + " word" * 200], "Too many tokens"),
     (["--bos", "word" + " word" * 126], "fills the context of gen-2x4x64 (128 tokens)"),

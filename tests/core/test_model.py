@@ -8,9 +8,9 @@ from gpt2np import ops
 from gpt2np.model import causal_mask
 
 EXPECTED_BLOCK_NAMES = [
-    "hook_resid_pre", "ln1.hook_normalized", "attn.hook_q", "attn.hook_k", "attn.hook_v",
+    "hook_resid_pre", "ln1.hook_scale", "ln1.hook_normalized", "attn.hook_q", "attn.hook_k", "attn.hook_v",
     "attn.hook_attn_scores", "attn.hook_pattern", "attn.hook_z", "hook_attn_out", "hook_resid_mid",
-    "ln2.hook_normalized", "mlp.hook_pre", "mlp.hook_post", "hook_mlp_out", "hook_resid_post"]
+    "ln2.hook_scale", "ln2.hook_normalized", "mlp.hook_pre", "mlp.hook_post", "hook_mlp_out", "hook_resid_post"]
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,7 @@ def test_names_in_forward_order(small, trace):
     expected = ["hook_embed", "hook_pos_embed"]
     for i in range(L):
         expected += [f"blocks.{i}.{n}" for n in EXPECTED_BLOCK_NAMES]
-    expected += ["ln_final.hook_normalized", "logits"]
+    expected += ["ln_final.hook_scale", "ln_final.hook_normalized", "logits"]
     assert trace.names() == expected
 
 
@@ -37,7 +37,8 @@ def test_shapes(small, trace):
     shapes = {"hook_embed": (T, d), "blocks.1.attn.hook_q": (T, H, dh),
               "blocks.1.attn.hook_attn_scores": (H, T, T), "blocks.1.attn.hook_pattern": (H, T, T),
               "blocks.1.attn.hook_z": (T, H, dh), "blocks.1.mlp.hook_pre": (T, 4 * d),
-              "ln_final.hook_normalized": (T, d), "logits": (T, V)}
+              "ln_final.hook_normalized": (T, d), "logits": (T, V),
+              "blocks.1.ln1.hook_scale": (T, 1), "ln_final.hook_scale": (T, 1)}
     for name, shape in shapes.items():
         assert trace[name].shape == shape, name
         assert trace[name].dtype == np.float32, name
@@ -115,8 +116,9 @@ def test_zero_ablation_zeroes_z_and_changes_output(small):
 
 def test_ops_known_values():
     x = np.array([[1.0, 2.0, 3.0, 4.0]], dtype=np.float32)
-    y = ops.layer_norm(x, np.ones(4, np.float32), np.zeros(4, np.float32), 1e-5)
+    y, scale = ops.layer_norm(x, np.ones(4, np.float32), np.zeros(4, np.float32), 1e-5)
     np.testing.assert_allclose(y, [[-1.3416355, -0.4472118, 0.4472118, 1.3416355]], rtol=1e-5)
+    np.testing.assert_allclose(scale, [[np.sqrt(1.25 + 1e-5)]], rtol=1e-6)      # var of 1, 2, 3, 4 is 1.25
     g = ops.gelu_new(np.array([-3.0, -1.0, 0.0, 1.0, 3.0], dtype=np.float32))
     np.testing.assert_allclose(g, [-0.00363739, -0.15880801, 0.0, 0.84119199, 2.99636261], atol=1e-6)
     s = ops.softmax(np.array([[0.0, np.log(3.0), -np.inf]], dtype=np.float32))

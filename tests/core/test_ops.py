@@ -51,9 +51,11 @@ def test_layer_norm_eps_on_rows_of_tiny_variance():
     d = 64
     x = (1e-3 * RNG.standard_normal((4, d)) + 5.0).astype(np.float32)   # variance ~1e-6 « eps 1e-5
     w, b = np.ones(d, np.float32), np.zeros(d, np.float32)
-    ours = ops.layer_norm(x, w, b, 1e-5)
+    ours, scale = ops.layer_norm(x, w, b, 1e-5)
     right = layer_norm64(x, w, b, 1e-5)
     assert np.max(np.abs(ours - right)) <= 1e-4 * np.max(np.abs(right))
+    right_scale = np.sqrt(x.astype(np.float64).var(-1, keepdims=True) + 1e-5)   # [4, 1], ≈ √eps here
+    assert scale.shape == (4, 1) and np.max(np.abs(scale - right_scale) / right_scale) <= 1e-5
     assert far_apart(right, layer_norm64(x, w, b, 1e-12), 0.5)         # a tiny eps changes it by O(1)
     assert far_apart(right, layer_norm64(x, w, b, 1e-3), 0.1)
 
@@ -63,7 +65,7 @@ def test_layer_norm_uses_the_biased_variance():
     x = RNG.standard_normal((8, d)).astype(np.float32)
     w = (1 + 0.1 * RNG.standard_normal(d)).astype(np.float32)
     b = (0.1 * RNG.standard_normal(d)).astype(np.float32)
-    ours = ops.layer_norm(x, w, b, 1e-5)
+    ours, _ = ops.layer_norm(x, w, b, 1e-5)
     assert np.max(np.abs(ours - layer_norm64(x, w, b, 1e-5))) <= 1e-6
     assert far_apart(ours, layer_norm64(x, w, b, 1e-5, ddof=1), 0.05)
 

@@ -5,6 +5,7 @@ every tensor under the name gpt2np gives it (TransformerLens names, no batch axi
 
     wte / wpe output            -> hook_embed, hook_pos_embed
     block input                 -> blocks.i.hook_resid_pre
+    ln_1 input, float64 formula -> blocks.i.ln1.hook_scale                    [T, 1] √(var + ε)
     ln_1 output                 -> blocks.i.ln1.hook_normalized
     attn.c_attn output, split   -> blocks.i.attn.hook_q / hook_k / hook_v       [T, H, dh]
     q, k (float64) + causal mask-> blocks.i.attn.hook_attn_scores              [H, T, T]
@@ -12,10 +13,11 @@ every tensor under the name gpt2np gives it (TransformerLens names, no batch axi
     attn.c_proj input           -> blocks.i.attn.hook_z                        [T, H, dh]
     attn.c_proj output          -> blocks.i.hook_attn_out
     ln_2 input / output         -> blocks.i.hook_resid_mid, blocks.i.ln2.hook_normalized
+                                   (ln2.hook_scale from the input, as for ln_1)
     mlp.c_fc / mlp.act output   -> blocks.i.mlp.hook_pre, blocks.i.mlp.hook_post
     mlp.c_proj output           -> blocks.i.hook_mlp_out
     block output                -> blocks.i.hook_resid_post
-    ln_f output, lm_head output -> ln_final.hook_normalized, logits
+    ln_f output, lm_head output -> ln_final.hook_normalized, logits (ln_final.hook_scale from its input)
 
 `compare` measures every name of a gpt2np Trace against it, relative to the reference's magnitude
 at each position, and checks that masked scores are exactly -inf.
@@ -64,6 +66,7 @@ def hf_trace(model, ids):
     for i, block in enumerate(t.h):
         b = f"blocks.{i}."
         on_input(block, b + "hook_resid_pre")
+        on_input(block.ln_1, b + "ln1.input")
         on_output(block.ln_1, b + "ln1.hook_normalized")
         on_output(block.attn.c_attn, b + "c_attn")
         on_input(block.attn.c_proj, b + "attn.hook_z")
@@ -74,6 +77,7 @@ def hf_trace(model, ids):
         on_output(block.mlp.act, b + "mlp.hook_post")
         on_output(block.mlp.c_proj, b + "hook_mlp_out")
         on_output(block, b + "hook_resid_post")
+    on_input(t.ln_f, "ln_final.input")
     on_output(t.ln_f, "ln_final.hook_normalized")
     try:
         with torch.no_grad():
@@ -93,7 +97,20 @@ def hf_trace(model, ids):
         ref[b + "attn.hook_pattern"] = attentions[0].numpy()
         ref[b + "attn.hook_attn_scores"] = scores_float64(ref[b + "attn.hook_q"], ref[b + "attn.hook_k"])
     ref["logits"] = out.logits[0].numpy()
+    eps = model.config.layer_norm_epsilon
+    for i in range(len(t.h)):
+        b = f"blocks.{i}."
+        ref[b + "ln1.hook_scale"] = ln_scale_float64(ref.pop(b + "ln1.input"), eps)
+        ref[b + "ln2.hook_scale"] = ln_scale_float64(ref[b + "hook_resid_mid"], eps)
+    ref["ln_final.hook_scale"] = ln_scale_float64(ref.pop("ln_final.input"), eps)
     return ref
+
+
+def ln_scale_float64(x, eps):
+    """LayerNorm's divisor √(var + ε) of each row (biased variance), in float64 from the input
+    transformers' LayerNorm received. x [T, d] -> [T, 1]"""
+    x = x.astype(np.float64)
+    return np.sqrt(x.var(axis=-1, keepdims=True) + eps)
 
 
 def scores_float64(q, k):
@@ -184,3 +201,80 @@ def check(model, hf, ids, record, bounds=RANDOM_BOUNDS, label="", engine=None):
             failures.append(f"{name} (T={len(ids)}): {measured:.3e} > {bound:.0e}")
     assert not failures, "\n".join(failures)
     return trace
+
+
+# -- activation patching in transformers, with forward hooks ----------------------------------------
+PATCH_ATTENTION = "gpt2np_patched_pattern"     # an attention function registered with transformers
+
+
+def hf_patched_logits(model, ids, site, layer, index, clean):
+    """transformers' logits [T, V] for `ids` with one activation patched from `clean` (hf_trace of
+    the clean input), by hooks on its own modules — the independent twin of gpt2np.analysis.patching:
+
+        resid_pre  [t]        pre-hook on block `layer`: its input hidden_states at position t
+        resid_post [t]        hook on block `layer`: its output at t
+        attn_out   [t]        hook on attn.c_proj: its output at t (resid_dropout is off in eval)
+        mlp_out    [t]        hook on the mlp: its output at t
+        z          [h]        pre-hook on attn.c_proj: its input columns h·dh … (h+1)·dh − 1, every position
+        z_position [(t, h)]   the same at position t only
+        pattern    [h]        eager attention with head h's weights replaced by the clean pattern,
+                              then multiplied by the values again (a registered attention function)
+    """
+    import torch
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface
+    from transformers.models.gpt2.modeling_gpt2 import eager_attention_forward
+    block = model.transformer.h[layer]
+    dh = model.config.n_embd // model.config.n_head
+    value = lambda name: torch.from_numpy(np.ascontiguousarray(clean[f"blocks.{layer}.{name}"]))  # noqa: E731
+    handles = []
+
+    def put(tensor, where, new):
+        tensor = tensor.clone()
+        tensor[where] = new
+        return tensor
+
+    if site == "resid_pre":
+        def pre(module, args, kwargs):
+            hidden = args[0] if args else kwargs["hidden_states"]
+            hidden = put(hidden, (0, index), value("hook_resid_pre")[index])
+            return ((hidden, *args[1:]), kwargs) if args else (args, {**kwargs, "hidden_states": hidden})
+        handles.append(block.register_forward_pre_hook(pre, with_kwargs=True))
+    elif site in ("resid_post", "attn_out", "mlp_out"):
+        module, name = {"resid_post": (block, "hook_resid_post"), "attn_out": (block.attn.c_proj, "hook_attn_out"),
+                        "mlp_out": (block.mlp, "hook_mlp_out")}[site]
+
+        def post(module, args, output):
+            if isinstance(output, tuple):
+                return (put(output[0], (0, index), value(name)[index]), *output[1:])
+            return put(output, (0, index), value(name)[index])
+        handles.append(module.register_forward_hook(post))
+    elif site in ("z", "z_position"):
+        t, h = (slice(None), index) if site == "z" else index
+        z = value("attn.hook_z")[t, h]
+
+        def pre_proj(module, args):
+            return (put(args[0], (0, t, slice(h * dh, (h + 1) * dh)), z),)
+        handles.append(block.attn.c_proj.register_forward_pre_hook(pre_proj))
+    elif site == "pattern":
+        pattern = value("attn.hook_pattern")[index]
+
+        def attention(module, query, key, val, mask, **kwargs):
+            out, weights = eager_attention_forward(module, query, key, val, mask, **kwargs)
+            if module.layer_idx == layer:
+                weights = put(weights, (0, index), pattern)
+                out = torch.matmul(weights, val).transpose(1, 2)
+            return out, weights
+        AttentionInterface.register(PATCH_ATTENTION, attention)
+        AttentionMaskInterface.register(PATCH_ATTENTION, AttentionMaskInterface._global_mapping["eager"])
+        model.set_attn_implementation(PATCH_ATTENTION)
+    else:
+        raise ValueError(site)
+    try:
+        with torch.no_grad():
+            return model(torch.tensor([list(ids)])).logits[0].numpy()
+    finally:
+        for handle in handles:
+            handle.remove()
+        if site == "pattern":
+            model.set_attn_implementation("eager")

@@ -11,20 +11,7 @@ top weight and key; the model's row from hook_pattern. And the claim the panel m
 import numpy as np
 import pytest
 
-from viewer import create_app
-
 SENTENCE = "Mr. Darcy and Miss Bennet walked in the garden."
-
-
-@pytest.fixture(scope="module")
-def app():
-    return create_app({"MODEL": "demo"})
-
-
-@pytest.fixture(scope="module")
-def ran(app):
-    body = app.test_client().post("/api/run", json={"text": SENTENCE}).get_json()
-    return body["handle"], app.extensions["gpt2np.model"].run(SENTENCE)
 
 
 def entropy_bits(p):
@@ -40,9 +27,8 @@ def expected_unscaled(trace, layer, head, query):
     return e / e.sum()
 
 
-def test_the_row_without_sqrt_d_is_softmax_of_q_dot_k(app, ran):
+def test_the_row_without_sqrt_d_is_softmax_of_q_dot_k(client, ran):
     handle, trace = ran
-    client = app.test_client()
     T, n_layer, n_head = trace.n_tokens, trace.n_layer, trace["blocks.0.attn.hook_q"].shape[1]
     checked = 0
     for layer in range(n_layer):
@@ -70,11 +56,11 @@ def test_the_row_without_sqrt_d_is_softmax_of_q_dot_k(app, ran):
     assert checked == n_layer * n_head * 3
 
 
-def test_the_model_row_is_the_scaled_one(ran, app):
+def test_the_model_row_is_the_scaled_one(ran, client):
     """Against a mix-up of the two rows: the model's row is softmax(q·k ÷ √d_head), not the other."""
     handle, trace = ran
     layer, head, query = trace.n_layer - 1, 0, trace.n_tokens - 1
-    w = app.test_client().get(f"/api/runs/{handle}/query?layer={layer}&head={head}&query={query}").get_json()["what_if"]
+    w = client.get(f"/api/runs/{handle}/query?layer={layer}&head={head}&query={query}").get_json()["what_if"]
     q = trace[f"blocks.{layer}.attn.hook_q"][query, head].astype(np.float64)
     k = trace[f"blocks.{layer}.attn.hook_k"][: query + 1, head].astype(np.float64)
     s = k @ q / np.sqrt(q.shape[0])

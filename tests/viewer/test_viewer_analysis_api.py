@@ -20,7 +20,7 @@ from gpt2np.analysis import findings, interventions
 from viewer import create_app
 from viewer.answers.runs import MEMO_ENTRIES, run_handle
 from viewer.answers.wire import quantize
-from viewer.routes.analysis import MAX_K
+from viewer.routes.args import MAX_K
 
 SENTENCE = "The trophy doesn't fit in the suitcase because it is too big."
 SMALL = "The trophy doesn't fit in the suitcase because it is too small."
@@ -34,23 +34,6 @@ def as_json(data):
 
 def without(d, *keys):
     return {k: v for k, v in d.items() if k not in keys}
-
-
-@pytest.fixture(scope="module")
-def demo(demo_app):
-    return demo_app.extensions["gpt2np.model"]
-
-
-@pytest.fixture()
-def client(demo_app):
-    return demo_app.test_client()
-
-
-@pytest.fixture(scope="module")
-def ran(demo_app):
-    """SENTENCE run through the viewer: (its handle, the trace gpt2np gives for the same text)."""
-    body = demo_app.test_client().post("/api/run", json={"text": SENTENCE}).get_json()
-    return body["handle"], demo_app.extensions["gpt2np.model"].run(SENTENCE)
 
 
 @pytest.fixture(scope="module")

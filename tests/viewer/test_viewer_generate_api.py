@@ -19,18 +19,8 @@ SETTINGS = [dict(temperature=1.0), dict(temperature=0.7, top_k=5), dict(temperat
 
 
 @pytest.fixture(scope="module")
-def app(demo_app):
-    return demo_app
-
-
-@pytest.fixture(scope="module")
-def client(app):
-    return app.test_client()
-
-
-@pytest.fixture(scope="module")
-def run(client):
-    return client.post("/api/run", json={"text": SENTENCE}).get_json()
+def run(demo_app):
+    return demo_app.test_client().post("/api/run", json={"text": SENTENCE}).get_json()
 
 
 def query(settings):

@@ -11,12 +11,11 @@ import json
 from urllib.parse import quote
 
 import numpy as np
-import pytest
 from apierrors import error_of
 from demofacts import multi_token_word, single_token
 
 from gpt2np.analysis import interventions
-from viewer.routes.analysis import MAX_K
+from viewer.routes.args import MAX_K
 
 SENTENCE = "Mr. Darcy and Miss Bennet walked in the garden."
 COREF = "The trophy doesn't fit in the suitcase because it is too big."
@@ -25,27 +24,6 @@ COREF = "The trophy doesn't fit in the suitcase because it is too big."
 def f32_text(values):
     """float32 values as the shortest text that reads back to them."""
     return [str(v) for v in np.asarray(values, dtype=np.float32).ravel()]
-
-
-@pytest.fixture(scope="module")
-def app(demo_app):
-    return demo_app
-
-
-@pytest.fixture(scope="module")
-def demo(app):
-    return app.extensions["gpt2np.model"]
-
-
-@pytest.fixture()
-def client(app):
-    return app.test_client()
-
-
-@pytest.fixture(scope="module")
-def ran(app):
-    body = app.test_client().post("/api/run", json={"text": SENTENCE}).get_json()
-    return body["handle"], app.extensions["gpt2np.model"].run(SENTENCE)
 
 
 def write_of(model, trace, layer, head, query):
@@ -219,9 +197,9 @@ def test_attribution_errors_name_the_field(client, ran, demo):
 
 
 # -- what a run keeps -----------------------------------------------------------------------------
-def test_run_keeps_the_value_side_and_counts_it(app, ran):
+def test_run_keeps_the_value_side_and_counts_it(demo_app, ran):
     handle, trace = ran
-    run = app.extensions["gpt2np.runs"].get(handle)
+    run = demo_app.extensions["gpt2np.runs"].get(handle)
     kept = run.trace()
     for name in ["hook_embed", "hook_pos_embed", "ln_final.hook_normalized"] + [
             f"blocks.{L}.{n}" for L in range(trace.n_layer)

@@ -49,10 +49,11 @@ def run_bytes(config, n_tokens):
 def trace_bytes(config, n_tokens):
     """The bytes of a whole forward pass's Trace of n_tokens (float32, every name counted): per block
     resid_pre, ln1, q, k, v, z, attn_out, resid_mid, ln2, mlp_out, resid_post [T, d], the MLP's
-    pre and post [T, d_mlp], scores and pattern [H, T, T]; the embeddings, ln_final and the logits."""
+    pre and post [T, d_mlp], scores and pattern [H, T, T], ln1's and ln2's hook_scale [T, 1]; the
+    embeddings, ln_final (and its hook_scale) and the logits."""
     L, H, d, T = config.n_layer, config.n_head, config.n_embd, n_tokens
-    per_layer = 11 * T * d + 2 * T * config.d_mlp + 2 * H * T * T
-    return 4 * (L * per_layer + 3 * T * d + T * config.vocab_size)
+    per_layer = 11 * T * d + 2 * T * config.d_mlp + 2 * H * T * T + 2 * T
+    return 4 * (L * per_layer + 3 * T * d + T + T * config.vocab_size)
 
 
 class TooLarge(GPT2npError):

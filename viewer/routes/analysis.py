@@ -21,20 +21,19 @@ from flask import Blueprint, current_app, jsonify, request
 
 from gpt2np import GPT2npError, analysis
 from gpt2np.analysis import findings, interventions
-from gpt2np.analysis.examples import examples_for, token_hint
+from gpt2np.analysis.examples import examples_for
 from gpt2np.heads import parse_heads
 
 from ..answers.describe import next_tokens
 from ..answers.runs import finite, trace_bytes
 from ..answers.wire import ENCODING, lower_triangle_bytes
-from .api import binary, get_run, layer_head, model, model_slot, parse_run_body, run_input
-from .args import json_object, refuse_unknown_fields, whole_number
+from . import args
+from .api import binary, get_run, model, model_slot, parse_run_body, run_input
+from .args import json_object, refuse_unknown_fields
 from .errors import ApiError
 
 bp = Blueprint("analysis", __name__)
 
-MAX_K = 20                       # most tokens per list in the lens and the ablation
-MAX_TOKEN_CHARS = 100            # a "token" longer than this is not echoed back
 ABLATE_FIELDS = ("heads", "mode", "position", "token", "k")
 
 
@@ -74,32 +73,6 @@ def gated_memo(handle, key, work_bytes, what, compute):
 def heads_bytes(config, n_tokens):
     """float64 [H, T, T] of one layer, twice: the value-weighted attention and its temporaries."""
     return 2 * 8 * config.n_head * n_tokens ** 2
-
-
-def token_arg(token):
-    """A token to follow, given as text (exactly one token) or an id -> its id, or None."""
-    if token is None or token == "":
-        return None
-    if isinstance(token, bool) or not isinstance(token, (int, str)):
-        raise ApiError(f'"token" must be text (one token{token_hint(model())}) or a token id.')
-    if isinstance(token, str) and len(token) > MAX_TOKEN_CHARS:
-        raise ApiError(f"The token is {len(token):,} characters long: give one token "
-                       f'(often with its leading space{token_hint(model())}) or its id.')
-    return interventions.token_id(model(), token)   # not one token, or out of range: a 400
-
-
-def url_token(name):
-    """A token from the URL, as ?name= (text, exactly one token) or ?name_id= (an id) -> its id,
-    or None when neither is given. Errors name the field."""
-    text = request.args.get(name) or None
-    if f"{name}_id" in request.args:
-        if text is not None:
-            raise ApiError(f"Give ?{name}= (a token as text) or ?{name}_id= (its id), not both.")
-        return whole_number(f"{name}_id", 0, model().config.vocab_size - 1, "token id")
-    try:
-        return token_arg(text)
-    except (ApiError, GPT2npError) as e:
-        raise ApiError(f"?{name}=: {e}") from None
 
 
 def head_list(heads):
@@ -161,9 +134,8 @@ def api_findings(handle):
 def api_lens(handle):
     run = get_run(handle)
     m = model()
-    position = whole_number("position", 0, run.n_tokens - 1, "position", default=run.n_tokens - 1)
-    k = whole_number("k", 1, MAX_K, "number of tokens to list", default=5)
-    lens = interventions.logit_lens(m, run.trace(), position, k, url_token("target"))
+    position, k = args.position(run, last_by_default=True), args.tokens_to_list()
+    lens = interventions.logit_lens(m, run.trace(), position, k, args.url_token(m, "target"))
     return jsonify(finite({"handle": run.handle, "k": k, **lens}))
 
 
@@ -181,9 +153,8 @@ def api_ablate(handle):
         shown = repr(mode) if len(repr(mode)) <= 20 else type(mode).__name__
         raise ApiError(f'"mode" {shown} is unknown: use "zero" (replace the heads\' hook_z by 0) '
                        'or "mean" (by its mean over this input\'s positions).')
-    position = whole_number("position", 0, run.n_tokens - 1, "position", body, default=run.n_tokens - 1)
-    k = whole_number("k", 1, MAX_K, "number of tokens to list", body, default=5)
-    token = token_arg(body.get("token"))
+    position, k = args.position(run, body=body, last_by_default=True), args.tokens_to_list(body)
+    token = args.token_arg(model(), body.get("token"))
     n = run.n_tokens
     del run                                           # not kept while waiting for the model
 
@@ -226,7 +197,7 @@ def api_pair(handle):
 @bp.get("/api/runs/<handle>/pair/<handle_b>/diff")
 def api_pair_diff(handle, handle_b):
     run_a, run_b = get_run(handle), get_run(handle_b)
-    layer, head = layer_head()
+    layer, head = args.layer_head(model().config)
     pairs, mode = interventions.align_tokens(run_a.ids, run_b.ids)
     if not pairs:
         raise ApiError("The two sentences share no token, so no cell of A lines up with one of B.")

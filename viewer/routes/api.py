@@ -29,7 +29,8 @@ from ..answers.describe import describe_run, model_summary, next_tokens, overvie
 from ..answers.ledger import ledger, pattern_row, query_panel
 from ..answers.runs import Run, run_bytes, run_handle, trace_bytes
 from ..gate import ClientGone, client_gone, give_back_memory
-from .args import flag_arg, json_object, refuse_unknown_fields, whole_number
+from . import args
+from .args import flag_arg, json_object, refuse_unknown_fields
 from .errors import ApiError
 
 VIEWER_DIR = str(Path(__file__).resolve().parent.parent)     # static/ and templates/ are there
@@ -47,6 +48,13 @@ def model():
 
 def runs():
     return current_app.extensions["gpt2np.runs"]
+
+
+def workspace():
+    """The app's gpt2np.Workspace: a run's trace is given back to it once its Run has taken the
+    arrays the page reads (those stay the Run's; the rest are written again by the next pass of the
+    same length: at most trace_bytes − run_bytes of the last pass are held between passes)."""
+    return current_app.extensions["gpt2np.workspace"]
 
 
 def gate():
@@ -89,13 +97,6 @@ def security_headers(response):
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "no-referrer")
     return response
-
-
-# -- arguments ------------------------------------------------------------------------------------
-def layer_head():
-    cfg = model().config
-    return (whole_number("layer", 0, cfg.n_layer - 1, "layer"),
-            whole_number("head", 0, cfg.n_head - 1, "head"))
 
 
 def get_run(handle):
@@ -160,10 +161,10 @@ def run_input(text_or_ids, bos):
         if run is not None:
             return run, True
         start = time.perf_counter()
-        trace = m.run(ids)
+        trace = m.run(ids, workspace=workspace())
         run = Run(handle, trace, bos, 0.0)
         run.elapsed = time.perf_counter() - start
-        del trace                                      # keep only what Run took from it
+        workspace().give_back(trace)                   # Run's arrays stay Run's; the others are reused
         reservation.release()                          # the pass is over: its run takes the room
         runs().put(run)
     return run, False
@@ -191,7 +192,7 @@ def binary(data, headers=None, **named):
 @bp.get("/api/runs/<handle>/pattern")
 def api_pattern(handle):
     run = get_run(handle)
-    layer, head = layer_head()
+    layer, head = args.layer_head(model().config)
     return binary(*pattern_bytes(run, layer, head))
 
 
@@ -203,32 +204,31 @@ def api_overview(handle):
 @bp.get("/api/runs/<handle>/row")
 def api_row(handle):
     run = get_run(handle)
-    layer, head = layer_head()
-    query = whole_number("query", 0, run.n_tokens - 1, "query position")
+    layer, head = args.layer_head(model().config)
+    query = args.position(run, "query")
     return jsonify(pattern_row(run, layer, head, query))
 
 
 @bp.get("/api/runs/<handle>/query")
 def api_query(handle):
     run = get_run(handle)
-    layer, head = layer_head()
-    query = whole_number("query", 0, run.n_tokens - 1, "query position")
+    layer, head = args.layer_head(model().config)
+    query = args.position(run, "query")
     return jsonify(query_panel(run, layer, head, query, flag_arg("ignore_sink")))
 
 
 @bp.get("/api/runs/<handle>/ledger")
 def api_ledger(handle):
     run = get_run(handle)
-    layer, head = layer_head()
-    query = whole_number("query", 0, run.n_tokens - 1, "query position")
-    key = whole_number("key", 0, run.n_tokens - 1, "key position")
+    layer, head = args.layer_head(model().config)
+    query, key = args.position(run, "query"), args.position(run, "key")
     return jsonify(ledger(run, layer, head, query, key))
 
 
 @bp.get("/api/runs/<handle>/next")
 def api_next(handle):
     run = get_run(handle)
-    return jsonify(next_tokens(run, whole_number("position", 0, run.n_tokens - 1, "position"), model()))
+    return jsonify(next_tokens(run, args.position(run), model()))
 
 
 @bp.get("/api/runs/<handle>/trace.npz")
@@ -249,7 +249,7 @@ def api_trace(handle):
         except BaseException:
             f.close()
             raise
-        del trace
+        del trace                                      # (not the workspace's: all of it is freed now)
     f.seek(0)
     name = f"gpt2np-{model().info.name}-{n}tok-{handle[:8]}.npz"
     return send_file(f, mimetype="application/octet-stream", as_attachment=True, download_name=name)

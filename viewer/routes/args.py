@@ -1,5 +1,6 @@
-"""Reading a request's arguments: whole and real numbers (from the URL or a JSON body), flags, the
-JSON body.
+"""Reading a request's arguments, the one place for it: whole and real numbers (from the URL or a
+JSON body), what the views ask for by name (layer and head, a token position, how many tokens to
+list, a token as text or id), flags, the JSON body.
 
 Every bad value is an `ApiError` (a 400, or 415 for a body that is not JSON) whose message says
 what was sent and what to send instead; nothing long is echoed back.
@@ -12,10 +13,70 @@ import re
 from flask import current_app, request
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 
+from gpt2np import GPT2npError
+from gpt2np.analysis import interventions
+from gpt2np.analysis.examples import token_hint
+
 from .errors import ApiError
 
 MAX_NUMBER_CHARS = 20            # longer URL text is not a number we take (nor echoed back)
+MAX_K = 20                       # most tokens per list: the lens, the ablation, the attribution
+MAX_TOKEN_CHARS = 100            # a "token" longer than this is not echoed back
 ABSENT = object()
+
+
+# -- what the views ask for ------------------------------------------------------------------------
+def layer_head(config):
+    """?layer= and ?head=, both required, checked on the model's config -> (layer, head)."""
+    return (whole_number("layer", 0, config.n_layer - 1, "layer"),
+            whole_number("head", 0, config.n_head - 1, "head"))
+
+
+def position(run, name="position", body=None, last_by_default=False):
+    """A token position of `run`, 0..n_tokens-1, as ?name= (or "name" in `body`): required, or
+    the last position when absent with `last_by_default`. name: "position", "query" or "key"."""
+    what = "position" if name == "position" else f"{name} position"
+    default = run.n_tokens - 1 if last_by_default else ABSENT
+    return whole_number(name, 0, run.n_tokens - 1, what, body, default)
+
+
+def layer_head_query(run, config):
+    """?layer=, ?head= and ?query= -> (layer, head, query)."""
+    return (*layer_head(config), position(run, "query"))
+
+
+def tokens_to_list(body=None):
+    """?k= (or "k" in `body`): how many tokens a list shows, 1..MAX_K, 5 when absent."""
+    return whole_number("k", 1, MAX_K, "number of tokens to list", body, default=5)
+
+
+def token_arg(model, token):
+    """A token to follow, given as text (exactly one token) or an id -> its id, or None."""
+    if token is None or token == "":
+        return None
+    if isinstance(token, bool) or not isinstance(token, (int, str)):
+        raise ApiError(f'"token" must be text (one token{token_hint(model)}) or a token id.')
+    if isinstance(token, str) and len(token) > MAX_TOKEN_CHARS:
+        raise ApiError(f"The token is {len(token):,} characters long: give one token "
+                       f'(often with its leading space{token_hint(model)}) or its id.')
+    return interventions.token_id(model, token)     # not one token, or out of range: a 400
+
+
+def url_token(model, name):
+    """A token from the URL, as ?name= (text, exactly one token) or ?name_id= (an id) -> its id,
+    or None when neither is given. Errors name the field."""
+    text = request.args.get(name) or None
+    if f"{name}_id" in request.args:
+        if text is not None:
+            raise ApiError(f"Give ?{name}= (a token as text) or ?{name}_id= (its id), not both.")
+        return whole_number(f"{name}_id", 0, model.config.vocab_size - 1, "token id")
+    try:
+        return token_arg(model, text)
+    except (ApiError, GPT2npError) as e:
+        raise ApiError(f"?{name}=: {e}") from None
+
+
+# -- numbers ---------------------------------------------------------------------------------------
 
 
 def whole_number(name, low, high, what, body=None, default=ABSENT):

@@ -8,18 +8,19 @@ ledger of the next token, and Generate, which continues a run and runs the longe
 The ledger is `gpt2np.generate.choose` on the logits row at `position`: the top candidates with
 logit, logit/T, p_temperature, top-k, running sum, top-p and p_draw (`generate.distribution`), and,
 with a seed, the token that seed draws first (what Generate with that seed appends). A run keeps no
-logits, only ln_final.hook_normalized, so the row is recomputed as the model does:
-ln_final[position] @ wteᵀ (one [d] @ [d, V] product, no forward pass). Generate runs
-`Model.generate` from the run's ids, then makes the new run as POST /api/run does (`api.run_input`):
-every generated position is an ordinary token of it.
+logits, only ln_final.hook_normalized, so the row is the model's own LM head on it
+(`gpt2np.model.unembed`: ln_final[position] @ wteᵀ, one [d] @ [d, V] product, no forward pass).
+Generate runs `Model.generate` from the run's ids, then makes the new run as POST /api/run does
+(`api.run_input`): every generated position is an ordinary token of it.
 """
 
 import numpy as np
 from flask import Blueprint, jsonify
 
-from gpt2np import ops
-from gpt2np.generate import choose, decode
+from gpt2np.generate import SAMPLING_RANGES, choose, decode
+from gpt2np.model import unembed
 
+from . import args
 from .api import get_run, model, model_slot, run_input, run_summary, stop_if_gone
 from .args import ABSENT, flag_arg, json_object, real_number, refuse_unknown_fields, whole_number
 from .errors import ApiError
@@ -36,14 +37,14 @@ EXAMPLE = '{"tokens": 3, "temperature": 0.8, "top_k": 40, "top_p": 0.9, "seed": 
 def sampling_settings(body=None):
     """temperature, top_k, top_p, seed and greedy from the URL (body None) or a JSON body.
     Absent: temperature 1, no top-k, no top-p, no seed, not greedy."""
-    vocab = model().config.vocab_size
-    temperature = real_number("temperature", 0, MAX_TEMPERATURE, "temperature", body, default=1.0,
-                              above_low=True)
-    top_k = whole_number("top_k", 1, vocab, "top-k (how many of the most likely tokens to keep)",
-                         body, default=None)
-    top_p = real_number("top_p", 0, 1, "top-p (the probability mass to keep)", body, default=None,
-                        above_low=True)
-    seed = whole_number("seed", 0, MAX_SEED, "seed", body, default=None)
+    r = SAMPLING_RANGES              # gpt2np's ranges, with the viewer's caps on temperature, top-k, seed
+    temperature = real_number("temperature", r["temperature"].low, MAX_TEMPERATURE, "temperature", body,
+                              default=1.0, above_low=r["temperature"].above_low)
+    top_k = whole_number("top_k", r["top_k"].low, model().config.vocab_size,
+                         "top-k (how many of the most likely tokens to keep)", body, default=None)
+    top_p = real_number("top_p", r["top_p"].low, r["top_p"].high, "top-p (the probability mass to keep)",
+                        body, default=None, above_low=r["top_p"].above_low)
+    seed = whole_number("seed", r["seed"].low, MAX_SEED, "seed", body, default=None)
     if body is None:
         greedy = flag_arg("greedy")
     else:
@@ -54,9 +55,9 @@ def sampling_settings(body=None):
 
 
 def logits_row(run, position):
-    """The logits [V] after `position`, from the run's ln_final row and the tied unembedding."""
+    """The logits [V] after `position`: the model's LM head (`model.unembed`) on the run's ln_final row."""
     final = run.ends["ln_final.hook_normalized"][position:position + 1]      # [1, d]
-    return ops.linear(final, model().params["wte.weight"].T)[0]               # [1, d] @ [d, V] -> [V]
+    return unembed(model().params, final)[0]                                  # [1, V] -> [V]
 
 
 def candidate_row(c, temperature):
@@ -66,7 +67,7 @@ def candidate_row(c, temperature):
 @bp.get("/api/runs/<handle>/sample")
 def api_sample(handle):
     run = get_run(handle)
-    position = whole_number("position", 0, run.n_tokens - 1, "position", default=run.n_tokens - 1)
+    position = args.position(run, last_by_default=True)
     s = sampling_settings()
     temperature = 1.0 if s["greedy"] else s["temperature"]
     # Without a seed nothing is drawn: choose() draws with a throwaway generator, and the draw is dropped.

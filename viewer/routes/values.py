@@ -22,30 +22,25 @@ from gpt2np.analysis.examples import examples_for
 
 from ..answers.ledger import value_ledger
 from ..answers.walk import walk
-from .analysis import MAX_K, gated_memo, json_bytes, url_token
-from .api import get_run, layer_head, model, stop_if_gone
-from .args import whole_number
+from . import args
+from .analysis import gated_memo, json_bytes
+from .api import get_run, model, stop_if_gone
 from .errors import ApiError
 
 bp = Blueprint("values", __name__)
 
 
-def layer_head_query(run):
-    layer, head = layer_head()
-    return layer, head, whole_number("query", 0, run.n_tokens - 1, "query position")
-
-
 @bp.get("/api/runs/<handle>/value")
 def api_value(handle):
     run = get_run(handle)
-    layer, head, query = layer_head_query(run)
+    layer, head, query = args.layer_head_query(run, model().config)
     return jsonify(value_ledger(model(), run.trace(), layer, head, query))
 
 
 @bp.get("/api/runs/<handle>/walk")
 def api_walk(handle):
     run = get_run(handle)
-    layer, head, query = layer_head_query(run)
+    layer, head, query = args.layer_head_query(run, model().config)
 
     def compute():                                    # one block for one token, from the kept arrays
         stop_if_gone()                                # (not for a client that left)
@@ -61,9 +56,8 @@ def attribution_bytes(config):
 @bp.get("/api/runs/<handle>/attribution")
 def api_attribution(handle):
     run = get_run(handle)
-    position = whole_number("position", 0, run.n_tokens - 1, "position", default=run.n_tokens - 1)
-    k = whole_number("k", 1, MAX_K, "number of tokens to list", default=5)
-    token, versus = url_token("token"), url_token("versus")
+    position, k = args.position(run, last_by_default=True), args.tokens_to_list()
+    token, versus = args.url_token(model(), "token"), args.url_token(model(), "versus")
     if versus is not None and versus == token:
         pair = examples_for(model())["pair"]
         e_g = (f"e.g. ?token={quote(pair['answer'])}&versus={quote(pair['versus'])}, " if pair else "")

@@ -8,6 +8,7 @@ from concurrent.futures import wait as wait_first
 from contextlib import contextmanager
 from multiprocessing import get_context
 
+from ... import engine as cpu_engine
 from ...api import Model, load
 from ...errors import GPT2npError
 from .window import measure_window
@@ -27,17 +28,17 @@ def _worker_model(spec, engine):
     """The model of this worker process, loaded once (memory-mapped)."""
     if _WORKER.get("key") != (str(spec), engine):
         model = spec if isinstance(spec, Model) else load(spec, allow_download=False, engine=engine)
-        _WORKER.update(key=(str(spec), engine), model=model)
+        _WORKER.update(key=(str(spec), engine), model=model, workspace=cpu_engine.Workspace())
     return _WORKER["model"]
 
 
 def _local_task(ids):
-    return measure_window(_WORKER["model"], ids, _WORKER["context"])
+    return measure_window(_WORKER["model"], ids, _WORKER["context"], _WORKER["workspace"])
 
 
 def dask_task(spec, engine, context, ids):
-    """One window on a Dask worker (the model loaded once per worker process)."""
-    return measure_window(_worker_model(spec, engine), ids, context)
+    """One window on a Dask worker (the model and a workspace made once per worker process)."""
+    return measure_window(_worker_model(spec, engine), ids, context, _WORKER["workspace"])
 
 
 class LocalWorkers:
@@ -97,11 +98,11 @@ class InProcess:
     size = 1
 
     def __init__(self, model, context):
-        self.model, self.context = model, context
+        self.model, self.context, self.workspace = model, context, cpu_engine.Workspace()
 
     def submit(self, ids):
         f = Future()
-        f.set_result(measure_window(self.model, ids, self.context))
+        f.set_result(measure_window(self.model, ids, self.context, self.workspace))
         return f
 
     def wait(self, futures, timeout):

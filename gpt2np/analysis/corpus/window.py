@@ -28,20 +28,24 @@ def bin_edges(window):
             for s in STATISTICS}
 
 
-def measure_window(model, ids, context):
-    """`window_stats` on one thread: the fast engine's kernels and BLAS held to one thread while it
-    runs (windows are the parallel work), so that a window's numbers are the same bits wherever
-    it is computed."""
-    saved, cpu_engine.CPU.workers = cpu_engine.CPU.workers, 1
-    try:
-        with cpu_engine.one_blas_thread():
-            return window_stats(model, ids, context)
-    finally:
-        cpu_engine.CPU.workers = saved
+ONE_WORKER = cpu_engine.CPUKernels(workers=1)     # windows are the parallel work, not a window's parts
 
 
-def window_stats(model, ids, context):
-    """Everything the corpus keeps of one window, from one forward pass (the trace is dropped).
+def measure_window(model, ids, context, workspace=None):
+    """`window_stats` on one thread: the fast engine's kernels on one worker and BLAS held to one
+    thread while it runs (windows are the parallel work), so that a window's numbers are the same
+    bits wherever it is computed. workspace: the trace is computed in it and given back after."""
+    with cpu_engine.one_blas_thread():
+        trace = model.run(ids, workspace=workspace, kernels=ONE_WORKER)
+        try:
+            return window_stats(model, trace, context)
+        finally:
+            if workspace is not None:
+                workspace.give_back(trace)
+
+
+def window_stats(model, trace, context):
+    """Everything the corpus keeps of one window, from the trace of one forward pass.
 
     context: {"induction": [L, H] scores of the probe, "top_k": k, "window": the window size}.
     -> {"values": [S, L, H] window means, "histogram": [S, L, H, N_BINS] query counts,
@@ -49,7 +53,6 @@ def window_stats(model, ids, context):
         into analysis.HEAD_TYPES, "verdicts": {id: verdict}, "detail": per-prediction numbers}
     """
     cfg, k = model.config, context["top_k"]
-    trace = model.run(ids)
     T = trace.n_tokens
     values = np.empty((len(STATISTICS), cfg.n_layer, cfg.n_head))
     per_query = np.empty((len(STATISTICS), cfg.n_layer, cfg.n_head, T - 1))
