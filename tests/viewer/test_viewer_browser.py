@@ -379,19 +379,22 @@ def test_an_evicted_run_is_run_again_by_the_page_once(browser, small_tok_dir):
     404 and runs its sentence again, without the user doing anything, but only once: evicted a
     second time, it says so (rather than evicting the other client's run in turn, in a loop)."""
     import gpt2np
-    from viewer.answers.runs import run_bytes
-    ours, other = "The cat sat on the mat and looked at the door.", "Someone else."
+    from viewer.answers.runs import trace_bytes
+    ours, n_other = "The cat sat on the mat.", 64           # the other client sends 64 ids
     m = gpt2np.load(str(small_tok_dir))
-    small, large = sorted(run_bytes(m.config, len(m.encode(t))) for t in (ours, other))
-    proc, base = start_server(small_tok_dir, "one-run-cache", "--cache-mb", str((large + 0.8 * small) / 2**20))
+    bound = trace_bytes(m.config, n_other)                  # the other's pass evicts every run
+    proc, base = start_server(small_tok_dir, "one-run-cache", "--cache-mb", str(bound / 2**20))
     context, page = new_page(browser, base, width=1200, height=900, timeout=None)
     watch = page.watch
-    request = urllib.request.Request(base + "/api/run", data=json.dumps({"text": other}).encode(),
-                                     headers={"Content-Type": "application/json"})
+
+    def other_client(start):
+        body = json.dumps({"ids": list(range(start, start + n_other))}).encode()
+        request = urllib.request.Request(base + "/api/run", data=body, headers={"Content-Type": "application/json"})
+        urllib.request.urlopen(request, timeout=60).read()
     try:
         open_viewer(page, base)
         first = run_sentence(page, ours)
-        urllib.request.urlopen(request, timeout=60).read()           # evicts ours
+        other_client(100)                                            # evicts ours
         assert urllib.request.urlopen(base + "/api/model").status == 200
         page.get_by_test_id("heatmap").focus()
         page.keyboard.press("ArrowRight")
@@ -400,7 +403,7 @@ def test_an_evicted_run_is_run_again_by_the_page_once(browser, small_tok_dir):
         assert page.evaluate("window.__viewer.state.run.handle") == first
         assert page.get_by_test_id("error").is_hidden()
         assert "run again, once" in page.get_by_test_id("status").inner_text()
-        urllib.request.urlopen(request, timeout=60).read()           # evicts ours again
+        other_client(200)                                            # evicts ours again
         page.keyboard.press("ArrowRight")
         page.wait_for_selector("[data-testid='error']:not([hidden])")
         assert "dropped this run from its memory again" in page.get_by_test_id("error").inner_text()
