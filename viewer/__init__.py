@@ -62,6 +62,7 @@ def create_app(config=None):
     """
     from flask import Flask
 
+    from .answers.panels import induction_probe
     from .answers.runs import RunCache
     from .gate import ModelGate, map_large_blocks
     from .routes import analysis, api, corpus, generation, values
@@ -81,7 +82,7 @@ def create_app(config=None):
     app.extensions["gpt2np.gate"] = ModelGate(app.config["MAX_WAITING"])   # api.model_slot
     app.extensions["gpt2np.workspace"] = gpt2np.Workspace()        # api.workspace
     map_large_blocks()                     # freed arrays go back to the system (gate.py)
-    app.extensions["gpt2np.induction"] = analysis.induction_probe(app.extensions["gpt2np.model"])
+    app.extensions["gpt2np.induction"] = induction_probe(app.extensions["gpt2np.model"])
     app.before_request(refuse_foreign_host)
     app.register_blueprint(api.bp)
     app.register_blueprint(analysis.bp)

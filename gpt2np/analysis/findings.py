@@ -17,6 +17,7 @@ import numpy as np
 
 from .. import analysis
 from ..errors import GPT2npError
+from ..files.tokenizer import quoted
 from ..heads import head_name
 from .stats import THRESHOLDS, common_prefix
 
@@ -244,7 +245,7 @@ def referent_prediction(model, sentences, pronoun, candidates, bos=False):
     measured = {"layer": tables[0][1]["layer"], "sentences": [t for _, t in tables]}
     if split:
         _, word, toks = split[0]
-        why = (f"{word!r} is {len(toks)} tokens for this model's tokenizer ({' '.join(map(repr, toks))}): "
+        why = (f"{word!r} is {len(toks)} tokens for this model's tokenizer ({' '.join(map(quoted, toks))}): "
                "the claim is about one key per word")
         return NOT_APPLICABLE, {**measured, "decided_by": why}, f"not measured: {why}"
     tops = [[{t["referent"]: 0, t["other"]: 1}.get(h["top_is"], -1) for h in t["heads"]] for _, t in tables]

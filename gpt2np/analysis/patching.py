@@ -159,20 +159,9 @@ def sweep(site, model, clean, corrupted, head=None):
     return runs, [head_name(layer, h)], tokens
 
 
-def patch(model, clean, corrupted, answer, versus, sites=SITES, position=-1, head=None, bos=False,
-          progress=None, cancel=None, engine=None):
-    """Activation patching of `corrupted` with activations of `clean` (see the module docstring).
-
-    clean, corrupted: texts or token ids, the same number of tokens. answer, versus: single tokens
-    (text or id), different. position: where the logits are read (default: the last token).
-    sites: names from ALL_SITES, default SITES; "z_position" needs head ("L.H" or (L, H)), and
-    head given adds it to the default sites. bos: prepend <|endoftext|> to both.
-    progress: called as progress(done, total) after every patched run (e.g. to move a tqdm bar).
-    cancel: called before every patched run; returning True stops the sweep with
-      PatchingCancelled (progress may also raise any exception to stop it).
-    engine: "fast" or "reference", as for Model.run.
-    -> PatchResult
-    """
+def check_sites(model, sites, head=None):
+    """The sites and head of `patch`, checked -> (sites as a list without repeats, (layer, head) or
+    None); head given with the default sites adds "z_position"."""
     sites = list(dict.fromkeys([sites] if isinstance(sites, str) else sites))
     if head is not None:
         heads = parse_heads(head, model.config)
@@ -189,6 +178,24 @@ def patch(model, clean, corrupted, answer, versus, sites=SITES, position=-1, hea
     if "z_position" in sites and head is None:
         raise GPT2npError('The site "z_position" patches one head\'s z position by position: say which '
                           'head, e.g. head="5.1".')
+    return sites, head
+
+
+def patch(model, clean, corrupted, answer, versus, sites=SITES, position=-1, head=None, bos=False,
+          progress=None, cancel=None, engine=None):
+    """Activation patching of `corrupted` with activations of `clean` (see the module docstring).
+
+    clean, corrupted: texts or token ids, the same number of tokens. answer, versus: single tokens
+    (text or id), different. position: where the logits are read (default: the last token).
+    sites: names from ALL_SITES, default SITES; "z_position" needs head ("L.H" or (L, H)), and
+    head given adds it to the default sites. bos: prepend <|endoftext|> to both.
+    progress: called as progress(done, total) after every patched run (e.g. to move a tqdm bar).
+    cancel: called before every patched run; returning True stops the sweep with
+      PatchingCancelled (progress may also raise any exception to stop it).
+    engine: "fast" or "reference", as for Model.run.
+    -> PatchResult
+    """
+    sites, head = check_sites(model, sites, head)
     answer_id, versus_id = token_id(model, answer), token_id(model, versus)
     if answer_id == versus_id:
         raise GPT2npError(f"Both tokens are {model.token_strings([answer_id])[0]!r} (id {answer_id}): a "

@@ -1,6 +1,6 @@
 """Command line: `python -m gpt2np "sentence"` (run.py) and its subcommands, one module each:
-`download` (download.py), `findings` (findings.py), `generate` (generate.py), `corpus` (corpus.py)
-and `export` (export.py). What they share (the text or -, --model, --bos, --engine) is defined
+`download` (download.py), `findings` (findings.py), `generate` (generate.py), `corpus` (corpus.py),
+`export` (export.py) and `patch` (patch.py). What they share (the text or -, --model, --bos, --engine) is defined
 once, in options.py.
 
 Only argument parsing and printing live here; the work is done by `gpt2np.load`, `Model.run` and
@@ -16,10 +16,11 @@ from .download import download_command
 from .export import export_command
 from .findings import findings_command
 from .generate import main as generate_command
+from .patch import patch_command
 from .run import run_command
 
 SUBCOMMANDS = {"download": download_command, "findings": findings_command, "corpus": corpus_command,
-               "export": export_command, "generate": generate_command}
+               "export": export_command, "generate": generate_command, "patch": patch_command}
 
 
 def main(argv=None):

@@ -12,7 +12,7 @@ import sys
 from ..analysis import corpus
 from ..engine import N_CORES
 from ..errors import GPT2npError
-from .options import add_bos_option, add_engine_option, add_model_option, show
+from .options import ProgressBar, add_bos_option, add_engine_option, add_model_option, show
 
 
 def build_parser():
@@ -52,24 +52,6 @@ def build_parser():
                    help="seconds between rewrites of --out while measuring (default 60)")
     add_engine_option(p)
     return p
-
-
-class ProgressBar:
-    """The `progress` callback of corpus.measure: a tqdm bar on standard error."""
-
-    def __init__(self):
-        self.bar = None
-
-    def __call__(self, done, total):
-        if self.bar is None:
-            from tqdm import tqdm
-            self.bar = tqdm(total=total, initial=done, unit="window", file=sys.stderr,
-                            dynamic_ncols=True, smoothing=0.1)
-        self.bar.update(done - self.bar.n)
-
-    def close(self):
-        if self.bar is not None:
-            self.bar.close()
 
 
 def interval(iv, fmt="{:.3f}"):
@@ -133,7 +115,7 @@ def run(args):
         if value is not None and value < 1:
             raise GPT2npError(f"{name} must be at least 1, got {value}.")
     texts = corpus.read_sources(args.source, args.errors)
-    bar = ProgressBar()
+    bar = ProgressBar("window")
     try:
         r = corpus.measure(args.model, texts, window=args.window, stride=args.stride, bos=args.bos,
                            top_k=args.top_k, workers=args.workers, scheduler=args.scheduler,

@@ -32,7 +32,7 @@ def build_parser():
         prog="gpt2np",
         description="Run GPT-2 (NumPy) on a sentence and show its tokens, next-token predictions "
                     "and attention. Subcommands: `gpt2np download [NAME]`, `gpt2np findings`, "
-                    "`gpt2np corpus FILE`, `gpt2np export`, `gpt2np generate TEXT`.")
+                    "`gpt2np corpus FILE`, `gpt2np export`, `gpt2np generate TEXT`, `gpt2np patch CLEAN CORRUPTED`.")
     add_text_argument(p, "the sentence to run")
     add_model_option(p)
     p.add_argument("--layer", type=int, help="show this layer's attention pattern (with --head)")

@@ -133,6 +133,23 @@ def download(name, hub_model, target):
         hub_logging.set_verbosity(verbosity)
 
 
+def other_ways(target):
+    """What else to do when a model's files are not in `target` and cannot be downloaded now: the
+    one sentence that every such message (the CLI's failed download, the viewer's model that is
+    not downloaded) ends with."""
+    return (f"Or copy config.json, model.safetensors and tokenizer.json into {target}; or pass "
+            "a local model directory (--model DIR); or use the bundled model that needs no "
+            "download: --model demo.")
+
+
+def not_downloaded(name, target):
+    """A model whose files are not in `target`, for a caller that does not download (the viewer,
+    corpus mode's workers): what is missing, the command that fetches it, the other ways."""
+    return (f"{name} is not downloaded yet (looked in {target}); the viewer and corpus mode's "
+            "workers never download. "
+            f"Run `python -m gpt2np download {name}` (it needs the network). " + other_ways(target))
+
+
 def download_failure(name, hub_model, target, filename, error):
     """One paragraph for a failed download: what happened to which file, and what to do next."""
     import httpx2  # its errors tell a network that cannot be reached from a transfer that broke off
@@ -143,9 +160,7 @@ def download_failure(name, hub_model, target, filename, error):
     repo = f"{hub_model.repo_id} (revision {hub_model.revision})"
     detail = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
     again = f"python -m gpt2np download {name}"
-    elsewhere = (f"Or copy config.json, model.safetensors and tokenizer.json into {target}; or pass "
-                 "a local model directory (--model DIR); or use the bundled model that needs no "
-                 "download: --model demo.")
+    elsewhere = other_ways(target)
     if isinstance(error, errors.OfflineModeIsEnabled):
         return (f"HF_HUB_OFFLINE is set, so gpt2np does not download {repo} from the Hugging Face "
                 f"Hub, and {target} does not hold the model yet. Unset HF_HUB_OFFLINE and run "
@@ -208,8 +223,7 @@ def resolve(name, allow_download=True):
 
     if not is_complete(target):
         if not allow_download:
-            raise GPT2npError(f"{name} is not downloaded yet (looked in {target}). Run: "
-                              f"python -m gpt2np download {name}")
+            raise GPT2npError(not_downloaded(name, target))
         download(name, hub_model, target)
     if hub_model.sha256:
         verify_sha256(target / "model.safetensors", hub_model.sha256)

@@ -4,6 +4,7 @@ GPT-2 uses byte-level BPE: every token is a sequence of bytes, written in `vocab
 printable stand-in character per byte (a space is `Ġ`). `token_strings` turns each token back into
 the text it stands for (" trophy" keeps its leading space); a token that holds only part of a
 multi-byte character is shown with `\\x..` escapes for its bytes instead of a replacement mark.
+`quoted` is how the command line prints one: in double quotes, `\\x..` as the viewer shows it.
 """
 
 from functools import lru_cache
@@ -15,6 +16,22 @@ from tokenizers import decoders, models, pre_tokenizers
 from ..errors import GPT2npError
 
 ENDOFTEXT = "<|endoftext|>"
+_NAMED = {'"': '\\"', "\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def quoted(token):
+    """A token string as printed: in double quotes, so leading spaces show; a quote, newline, tab
+    and carriage return as \\" \\n \\t \\r; other control characters as \\x.. (as the viewer shows
+    them, viewer/static/text.js). A byte escape of `token_strings` stays as it is, \\xc3 (not
+    doubled as JSON or repr would): one rendering in the CLI, the viewer and the docs."""
+    def one(ch):
+        code = ord(ch)
+        if ch in _NAMED:
+            return _NAMED[ch]
+        if code < 0x20 or 0x7F <= code < 0xA0:
+            return f"\\x{code:02x}"
+        return ch
+    return '"' + "".join(map(one, token)) + '"'
 
 
 @lru_cache(maxsize=1)

@@ -54,6 +54,16 @@ ONE_THREAD = cpu_engine.CPUKernels(workers=1)
 
 
 # -- the reference, written here in float64 ------------------------------------------------------
+def reference_logit_interval(x, lo, hi, z=1.959963984540054):
+    """The 95% interval of the mean of x (values in [lo, hi]) on the logit scale, in float64."""
+    u = (np.asarray(x, dtype=np.float64) - lo) / (hi - lo)
+    m, se = u.mean(), u.std(ddof=1) / np.sqrt(len(u))
+    if se == 0 or m in (0.0, 1.0):
+        return [float(x.mean())] * 2
+    t = np.log(m) - np.log1p(-m) + np.array([-1.0, 1.0]) * z * se / (m * (1 - m))
+    return (lo + (hi - lo) * np.exp(t) / (1 + np.exp(t))).tolist()
+
+
 def reference_windows(model, texts, window, stride, bos):
     """Token windows as documented: each document (a text, or a piece between <|endoftext|>)
     from token 0, `stride` apart, until one reaches the document's end; under 2 tokens skipped."""
@@ -130,13 +140,13 @@ def test_statistics_match_a_float64_reference(small_text_model_dir):
         assert head["types"] == types[head["head"]]
         for name, got in head["stats"].items():
             x = np.array(means[(name, L, h)])
-            n, mean, sd = len(x), x.mean(), x.std(ddof=1)
+            mean, sd = x.mean(), x.std(ddof=1)
             assert got["mean"] == pytest.approx(mean, abs=1e-9)
             assert got["sd"] == pytest.approx(sd, abs=1e-9)
-            half = 1.959963984540054 * sd / math.sqrt(n)
-            assert got["interval"] == pytest.approx([mean - half, mean + half], abs=1e-9)
-            values = np.array([e[0] for e in queries[(name, L, h)]])
             lo, hi = edges[name][0], edges[name][-1]
+            assert got["interval"] == pytest.approx(reference_logit_interval(x, lo, hi), abs=1e-9)
+            assert lo <= got["interval"][0] <= got["interval"][1] <= hi
+            values = np.array([e[0] for e in queries[(name, L, h)]])
             expected = np.histogram(np.clip(values, lo, hi), bins=edges[name])[0]
             assert got["histogram"] == expected.tolist(), (head["head"], name)
             best = top(queries[(name, L, h)], k)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gpt2np.cli import SUBCOMMANDS, corpus, download, export, findings, generate, run
+from gpt2np.cli import SUBCOMMANDS, corpus, download, export, findings, generate, patch, run
 
 CLI_MD = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
 SECTIONS = {                      # command -> (its heading in docs/cli.md, its module)
@@ -17,6 +17,7 @@ SECTIONS = {                      # command -> (its heading in docs/cli.md, its 
     "generate": ("`python -m gpt2np generate TEXT`", generate),
     "corpus": ("`python -m gpt2np corpus FILE|DIR|-`", corpus),
     "export": ("`python -m gpt2np export TEXT --html FILE`", export),
+    "patch": ("`python -m gpt2np patch CLEAN CORRUPTED`", patch),
 }
 
 

@@ -6,7 +6,8 @@ another model is skipped with that reason — the docs give the demo's equivalen
 that start a server are checked against their `--help` (every option they use must exist there),
 the benchmarks likewise (they time for minutes), and the rest (installs, test runs, training, Dask) are skipped,
 each with its reason. A command fails the test on a non-zero exit status. Run in a temporary
-directory holding the files the docs' commands read (book.txt, texts/, austen-heldout.txt)."""
+directory holding the files the docs' commands read (book.txt, texts/, austen-heldout.txt,
+pairs.jsonl)."""
 
 import json
 import os
@@ -20,7 +21,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
-SUBCOMMANDS = ("findings", "generate", "corpus", "export", "download")
+SUBCOMMANDS = ("findings", "generate", "corpus", "export", "download", "patch")
 SERVERS = ("python -m viewer",)
 OTHER = {        # how a line starts -> why it is not run here
     "pip ": "installs packages",
@@ -92,7 +93,8 @@ def case_id(case):
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
-    """The files the docs' commands read: a short Austen text in several places."""
+    """The files the docs' commands read: a short Austen text in several places; pairs.jsonl, the
+    card's minimal pair both ways round."""
     from demofacts import CARD
     d = tmp_path_factory.mktemp("docs-commands")
     text = next(s["text"] for s in CARD["examples"]["sentences"] if s["label"] == "Long paragraph")
@@ -100,6 +102,10 @@ def workdir(tmp_path_factory):
     (d / "austen-heldout.txt").write_text(text + "\n")
     (d / "texts").mkdir()
     (d / "texts" / "a.txt").write_text(text + "\n")
+    pair = CARD["examples"]["pair"]
+    swapped = {"clean": pair["corrupted"], "corrupted": pair["clean"], "answer": pair["versus"],
+               "versus": pair["answer"]}
+    (d / "pairs.jsonl").write_text(json.dumps(pair) + "\n" + json.dumps(swapped) + "\n")
     return d
 
 

@@ -236,6 +236,7 @@ def test_pair_view_ranks_heads_as_the_api_does(demo_page, demo_server, demo):
             assert marked == api["alignment"][f"unaligned_{side}"] and marked
         shown = page.get_by_test_id("pair-alignment").inner_text()
         assert all(f"{i}↔{j}" in shown for i, j in api["alignment"]["pairs"])
+    element_shot(page.get_by_test_id("pair"), "pair-different-lengths")      # docs/images/ (viewer.md)
     page.get_by_test_id("pair-show-all").click()
     model = api_get(demo_server, "/api/model")
     assert items.count() == len(api["heads"]) == model["n_layer"] * model["n_head"]

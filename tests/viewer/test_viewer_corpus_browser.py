@@ -99,3 +99,17 @@ def test_load_button_reads_another_file(page, corpus_server, small_text_model_di
     error = page.get_by_test_id("corpus-error")
     error.wait_for(state="visible")
     assert "other.json is not a results file" in error.inner_text()
+
+    # A file of version 1 (normal intervals that could leave 0–1): refused, saying what to do.
+    r["version"] = 1
+    (tmp_path / "old.json").write_text(json.dumps(r))
+    page.get_by_test_id("corpus-load").set_input_files(str(tmp_path / "old.json"))
+    page.wait_for_function("() => document.getElementById('error').textContent.includes('old.json')")
+    text = error.inner_text()
+    assert "earlier gpt2np" in text and "python -m viewer --corpus old.json" in text
+
+
+def test_the_page_names_the_interval_method(page, corpus_server, stats):
+    page.goto(corpus_server + "/corpus")
+    page.wait_for_selector("body[data-ready='1']")
+    assert "logit scale" in page.locator("#mean-method").inner_text()

@@ -8,13 +8,17 @@ module script (`bundle`), viewer.css inline, and a snapshot of the answers to th
 page makes, keyed by their request path (`runs/<handle>/query?head=1&ignore_sink=0&layer=0&query=5`,
 parameters sorted). Each answer is made by the function the API itself calls (answers/describe.py's
 describe_run, next_tokens, pattern_bytes, overview_bytes; answers/ledger.py's query_panel, ledger,
-pattern_row), so every number has one home. static/snapshot.js answers api.js's requests from
-the snapshot and says "not in this file" for the rest (the analysis panels, heads left out).
+pattern_row; answers/panels.py's panels), so every number has one home. static/snapshot.js answers
+api.js's requests from the snapshot and says "not in this file" for the rest (heads left out), or,
+for what needs the live server (ablation, the pair, findings, Generate, the panels at another
+token), gives the note the page shows quietly, with the command (static/liveonly.js).
 
 What goes in, in this order, each item whole or not at all, while the file stays within `max_mb`:
   1. always: the model and the run, the next-token top-5 at every position, the thumbnails of
      every head (the overview), and the opening head's heatmap;
-  2. the opening head's exact numbers, if it is one of the `qk` heads;
+  2. the opening head's exact numbers, if it is one of the `qk` heads; then the panels at the
+     opening token, all or none (snapshot.panel_answers: heads table, logit lens, attribution,
+     sampling ledger, walk, made by answers/panels.py as the API makes them);
   3. the heatmaps of the chosen heads (`layers` × `heads`, default every head), layer by layer;
   4. the exact numbers of the other `qk` heads that have their heatmap in, in order;
   5. the value ledgers of the `values` heads that have their heatmap in, in order.

@@ -98,7 +98,7 @@ def page(trace, model=None, *, text=None, bos=False, layer=0, head=0, query=None
              "data": "", "holds": "",
              "text": input_["text"] if "text" in input_ else " ".join(map(str, input_["ids"]))}
     shell = render(info, saved)                       # the page without its data: its size counts
-    snap = build_snapshot(run, m, engine, choice, len(shell.encode()), input_, view)
+    snap = build_snapshot(run, m, engine, choice, len(shell.encode()), input_, view, trace)
     saved.update(data=script_json(snap.data), holds=snap.data["holds"]["text"])
     out = render(info, saved)
     size = len(out.encode())

@@ -12,19 +12,34 @@ from gpt2np.heads import head_name
 
 from ..answers.describe import describe_run, model_summary, next_tokens, overview_bytes, pattern_bytes
 from ..answers.ledger import ledger, pattern_row, query_panel, value_ledger
+from ..answers.panels import (
+    LIST_K,
+    SAMPLING_DEFAULTS,
+    attribution_answer,
+    heads_answer,
+    induction_probe,
+    lens_answer,
+    sample_answer,
+    walk_answer,
+)
 from ..answers.runs import finite
 from .choose import MB, ExportError
 
 FORMAT = 1                   # the snapshot's layout, read by static/snapshot.js
 DESCRIPTIONS = 8192          # bytes kept for what the file says it holds ("holds", "missing")
 
-# What the live viewer computes on request and a file does not hold, by the endpoint's last
-# path segment (viewer/routes/analysis.py, api.py).
-SERVER_ONLY = {"heads": "the heads table", "lens": "the logit lens", "ablate": "ablation",
-               "pair": "the minimal pair", "diff": "the minimal pair", "findings": "the findings report",
-               "walk": "the walk through a block (it runs the input again)",
-               "attribution": "the direct logit attribution", "trace.npz": "the whole trace (.npz)"}
-
+# What the live viewer computes on request: a file holds the panels of one run at its opening view
+# (`panel_answers`), and none of what runs the model again. By the endpoint's last path segment
+# (viewer/routes/analysis.py, values.py, generation.py, api.py).
+SAVED_AT_OPENING = {"heads": "the heads table", "lens": "the logit lens",
+                    "attribution": "the direct logit attribution", "sample": "the sampling ledger",
+                    "walk": "the walk through a block"}
+SERVER_ONLY = {"ablate": "ablation (it runs the model again)",
+               "pair": "the minimal pair (it runs a second sentence)",
+               "diff": "the minimal pair (it runs a second sentence)",
+               "findings": "the findings report (it runs sentences of its own)",
+               "generate": "Generate (it runs the model on each new token)",
+               "trace.npz": "the whole trace (.npz)"}
 
 
 # -- the answers -------------------------------------------------------------------------------------
@@ -68,6 +83,29 @@ def values_of_head(run, m, layer, head):
             for i in range(run.n_tokens)}
 
 
+def panel_answers(run, m, trace, layer, head, position):
+    """The panels at the opening view, made as the API makes them -> {key: answer}: the heads
+    table, the logit lens and the attribution at `position` (following the model's top-1), the
+    sampling ledger after the last token (default settings, and greedy), and the walk of
+    (layer, head, position) through its block. All from this one forward pass's trace, plus the
+    model's induction probe for the heads table (a forward pass of its own, as the live viewer
+    makes once)."""
+    base, last = f"runs/{run.handle}", run.n_tokens - 1
+    greedy = {**SAMPLING_DEFAULTS, "greedy": True}
+    answers = {
+        call_key(base + "/lens", position=position, k=LIST_K): lens_answer(m, run, position),
+        call_key(base + "/attribution", position=position): attribution_answer(m, run, position),
+        # the page asks with its temperature box's "1", and greedy=1 when ticked (static/api.js)
+        call_key(base + "/sample", temperature=1): sample_answer(m, run, last, SAMPLING_DEFAULTS),
+        call_key(base + "/sample", temperature=1, greedy=1): sample_answer(m, run, last, greedy),
+        call_key(base + "/walk", layer=layer, head=head, query=position):
+            walk_answer(m, run, trace, layer, head, position),
+    }
+    if run.n_tokens >= 2:                   # the page asks for the table only then
+        answers[call_key(base + "/heads")] = heads_answer(m, run, induction_probe(m))
+    return answers
+
+
 def pack(answers):
     """{key: answer} -> base64 of gzip-compressed JSON (static/snapshot.js inflates it)."""
     data = json.dumps(finite(answers), allow_nan=False, separators=(",", ":")).encode()
@@ -92,9 +130,9 @@ class Snapshot:
     values: list               # [(layer, head)] whose value ledgers are in
 
 
-def build_snapshot(run, m, engine, choice, page_bytes, input_, view):
+def build_snapshot(run, m, engine, choice, page_bytes, input_, view, trace):
     """Fill the snapshot in the order of the module docstring, within choice.max_bytes (counting
-    the page itself, `page_bytes`)."""
+    the page itself, `page_bytes`). `trace`: the run's full trace (for the walk)."""
     cfg = m.config
     packs = {"run": pack(run_answers(run, m, engine))}
     binary = {call_key(f"runs/{run.handle}/overview"): bytes_answer(overview_bytes(run))}
@@ -133,6 +171,11 @@ def build_snapshot(run, m, engine, choice, page_bytes, input_, view):
                           "larger max_mb (--max-mb) or a shorter input.")
     if opening in choice.exact:
         add_answers(*opening, answers_of_head(run, *opening), choice.max_bytes, exact)
+    position = run.n_tokens - 1 if choice.query is None else choice.query
+    panels_pack = pack(panel_answers(run, m, trace, *opening, position))
+    panels = entry_size("panels", panels_pack) + size <= choice.max_bytes
+    if panels:
+        packs["panels"], size = panels_pack, size + entry_size("panels", panels_pack)
     for L, h in choice.heatmaps:
         if (L, h) != opening and not add_heatmap(L, h):
             break
@@ -146,9 +189,11 @@ def build_snapshot(run, m, engine, choice, page_bytes, input_, view):
     heatmaps.sort()
     exact.sort()
     values.sort()
-    holds = describe_holds(cfg, run.n_tokens, heatmaps, exact, values)
+    holds = describe_holds(cfg, run.n_tokens, heatmaps, exact, values,
+                           {"layer": opening[0], "head": opening[1], "query": position} if panels else None)
     data = {"format": FORMAT, "handle": run.handle, "input": input_, "view": view, "holds": holds,
-            "missing": missing_notes(holds, input_), "packs": packs, "bytes": binary}
+            "missing": missing_notes(holds, input_, m.info.name),
+            "live_only": sorted({*SAVED_AT_OPENING, *SERVER_ONLY}), "packs": packs, "bytes": binary}
     return Snapshot(data, heatmaps, exact, values)
 
 
@@ -174,19 +219,33 @@ def describe_heads(heads, n_layer, n_head):
     return " and ".join(parts)
 
 
-def describe_holds(cfg, T, heatmaps, exact, values):
+def describe_holds(cfg, T, heatmaps, exact, values, panels=None):
+    """What the file holds, as lists and as one sentence. panels: the opening view whose panels
+    (`panel_answers`) are in, {"layer", "head", "query"}, or None."""
     heat, ex, val = (describe_heads(x, cfg.n_layer, cfg.n_head) for x in (heatmaps, exact, values))
     names = lambda heads: [head_name(*x) for x in heads]  # noqa: E731
+    at = (f"the heads table; the logit lens, the attribution and the walk (head "
+          f"{head_name(panels['layer'], panels['head'])}) at position {panels['query']}; the sampling "
+          "ledger of the next token; " if panels else "")
     return {"tokens": T, "heatmaps": names(heatmaps), "exact": names(exact), "values": names(values),
-            "heatmaps_text": heat, "exact_text": ex, "values_text": val,
+            "heatmaps_text": heat, "exact_text": ex, "values_text": val, "panels": panels,
             "text": (f"{T} token{'s' * (T != 1)}; heatmaps of {heat}; exact numbers (top-5 keys, Q·K panel, "
                      f"ledgers) of {ex}; value ledgers of {val}; next-token top-5 at every position; "
-                     f"thumbnails of every head. Saved by gpt2np {__version__}.")}
+                     f"thumbnails of every head; {at}Saved by gpt2np {__version__}.")}
 
 
-def missing_notes(holds, input_):
-    """The "not in this file" messages, by the kind of call (the request path's last segment)."""
-    live = "open the live viewer (python -m viewer) for it"
+def live_command(model_name):
+    """The command that starts the live viewer on this file's model, as the notes quote it."""
+    return f"`python -m viewer --model {model_name}`"
+
+
+def missing_notes(holds, input_, model_name):
+    """What the page says of what the file does not hold, by the kind of call (the request path's
+    last segment). "Not in this file: …" answers a request for a head or cell left out; the
+    panels that need the live server get a quiet note with the command (static/snapshot.js
+    marks those answers `live_only`, and the page shows them as notes, not errors)."""
+    command = live_command(model_name)
+    live = f"open the live viewer ({command}) for it"
     exact = (f"Not in this file: the top-5 keys, Q·K panel and ledger of this head (it holds them for "
              f"{holds['exact_text']}). Export again with --qk LAYER.HEAD (or --qk all, a larger --max-mb), "
              f"or {live}.")
@@ -206,7 +265,21 @@ def missing_notes(holds, input_):
                 f"it (python -m gpt2np export \"…\" --html FILE) or {live.replace(' for it', '')}."),
         "*": f"Not in this file: {live}.",
     }
+    where = holds["panels"]
+    for kind, what in SAVED_AT_OPENING.items():
+        if where is None:
+            saved = f"This file has no room for {what} (a larger --max-mb makes room)"
+        elif kind == "heads":
+            saved = f"This file holds {what} of its own input"
+        elif kind == "sample":
+            saved = f"This file holds {what} at the default settings and with greedy"
+        else:
+            head = f" of head {head_name(where['layer'], where['head'])}" if kind == "walk" else ""
+            saved = (f"This file holds {what}{head} at position {where['query']}, the token it opens at, "
+                     "following the model's top-1" if kind != "walk" else
+                     f"This file holds {what}{head} at position {where['query']}, the token it opens at")
+        notes[kind] = f"{saved}. For any other, run {command} and type the same input there."
     for kind, what in SERVER_ONLY.items():
-        notes[kind] = (f"Not in this file: {what} is computed on request by the live viewer's server. "
-                       "For it, run the same input in the live viewer (python -m viewer --model …).")
+        notes[kind] = (f"{what[0].upper() + what[1:]} needs the live viewer: run {command} and type "
+                       "the same input there.")
     return notes

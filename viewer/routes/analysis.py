@@ -11,7 +11,8 @@ Every number comes from gpt2np.analysis.findings and gpt2np.analysis.interventio
 kept (`Run.trace()`: no second forward pass) or, for ablation and the findings, on fresh forward
 passes of the same model. Results are kept per run as JSON (`Run.memo`), so asking again is free;
 the induction probe, which does not depend on the sentence, runs once per model when the app is
-created (`induction_probe`).
+created (`answers.panels.induction_probe`). The answers of the heads table and the lens are made
+in viewer/answers/panels.py, as an exported file's are.
 """
 
 import json
@@ -19,12 +20,13 @@ import json
 import numpy as np
 from flask import Blueprint, current_app, jsonify, request
 
-from gpt2np import GPT2npError, analysis
+from gpt2np import GPT2npError
 from gpt2np.analysis import findings, interventions
 from gpt2np.analysis.examples import examples_for
 from gpt2np.heads import parse_heads
 
 from ..answers.describe import next_tokens
+from ..answers.panels import heads_answer, lens_answer
 from ..answers.runs import finite, trace_bytes
 from ..answers.wire import ENCODING, lower_triangle_bytes
 from . import args
@@ -44,15 +46,6 @@ def ablate_example():
     if ex["follow"]:
         body["token"] = ex["follow"]["token"]
     return json.dumps(body)
-
-
-def induction_probe(m):
-    """findings.induction_scores once for the model: {"scores" [L, H] or None, "info", "error"}."""
-    try:
-        scores, _, info = findings.induction_scores(m)
-    except GPT2npError as e:                     # a context too short for the probe
-        return {"scores": None, "info": None, "error": str(e)}
-    return {"scores": scores, "info": {k: v for k, v in info.items() if k != "ids"}, "error": None}
 
 
 def json_bytes(data):
@@ -100,22 +93,11 @@ def run_text(run):
 @bp.get("/api/runs/<handle>/heads")
 def api_heads(handle):
     probe = current_app.extensions["gpt2np.induction"]
-    cfg = model().config
     n = get_run(handle).n_tokens
 
-    def compute(run):
-        induction = probe["scores"]
-        if induction is None:
-            induction = np.full((cfg.n_layer, cfg.n_head), np.nan)
-        rows = findings.head_table(model(), run.trace(), induction=induction)   # [H, T, T] per layer
-        counts = {t: sum(r["type"] == t for r in rows) for t in analysis.HEAD_TYPES}
-        return {"handle": run.handle, "n_tokens": run.n_tokens, "n_layer": cfg.n_layer,
-                "n_head": cfg.n_head, "heads": rows, "types": list(analysis.HEAD_TYPES),
-                "type_counts": counts,
-                "type_rules": {t: analysis.type_rule(t) for t in analysis.HEAD_TYPES},
-                "thresholds": analysis.THRESHOLDS,
-                "probe": probe["info"], "probe_error": probe["error"]}
-    return gated_memo(handle, ("heads",), heads_bytes(cfg, n), "The heads table", compute)
+    def compute(run):                                 # value-weighted attention: [H, T, T] per layer
+        return heads_answer(model(), run, probe)
+    return gated_memo(handle, ("heads",), heads_bytes(model().config, n), "The heads table", compute)
 
 
 # -- findings -------------------------------------------------------------------------------------
@@ -135,8 +117,7 @@ def api_lens(handle):
     run = get_run(handle)
     m = model()
     position, k = args.position(run, last_by_default=True), args.tokens_to_list()
-    lens = interventions.logit_lens(m, run.trace(), position, k, args.url_token(m, "target"))
-    return jsonify(finite({"handle": run.handle, "k": k, **lens}))
+    return jsonify(finite(lens_answer(m, run, position, k, args.url_token(m, "target"))))
 
 
 # -- ablation -------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from gpt2np import GPT2npError
 from gpt2np.analysis import interventions
 from gpt2np.analysis.examples import token_hint
 
+from ..answers.panels import LIST_K
 from .errors import ApiError
 
 MAX_NUMBER_CHARS = 20            # longer URL text is not a number we take (nor echoed back)
@@ -46,8 +47,9 @@ def layer_head_query(run, config):
 
 
 def tokens_to_list(body=None):
-    """?k= (or "k" in `body`): how many tokens a list shows, 1..MAX_K, 5 when absent."""
-    return whole_number("k", 1, MAX_K, "number of tokens to list", body, default=5)
+    """?k= (or "k" in `body`): how many tokens a list shows, 1..MAX_K, answers.panels.LIST_K (5)
+    when absent (as a saved file's lens and attribution hold them)."""
+    return whole_number("k", 1, MAX_K, "number of tokens to list", body, default=LIST_K)
 
 
 def token_arg(model, token):

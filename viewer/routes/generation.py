@@ -14,12 +14,11 @@ Generate runs `Model.generate` from the run's ids, then makes the new run as POS
 (`api.run_input`): every generated position is an ordinary token of it.
 """
 
-import numpy as np
 from flask import Blueprint, jsonify
 
-from gpt2np.generate import SAMPLING_RANGES, choose, decode
-from gpt2np.model import unembed
+from gpt2np.generate import SAMPLING_RANGES, decode
 
+from ..answers.panels import SAMPLING_DEFAULTS, sample_answer
 from . import args
 from .api import get_run, model, model_slot, run_input, run_summary, stop_if_gone
 from .args import ABSENT, flag_arg, json_object, real_number, refuse_unknown_fields, whole_number
@@ -36,49 +35,30 @@ EXAMPLE = '{"tokens": 3, "temperature": 0.8, "top_k": 40, "top_p": 0.9, "seed": 
 
 def sampling_settings(body=None):
     """temperature, top_k, top_p, seed and greedy from the URL (body None) or a JSON body.
-    Absent: temperature 1, no top-k, no top-p, no seed, not greedy."""
+    Absent: answers.panels.SAMPLING_DEFAULTS (temperature 1, no top-k, no top-p, no seed, not greedy)."""
     r = SAMPLING_RANGES              # gpt2np's ranges, with the viewer's caps on temperature, top-k, seed
+    d = SAMPLING_DEFAULTS
     temperature = real_number("temperature", r["temperature"].low, MAX_TEMPERATURE, "temperature", body,
-                              default=1.0, above_low=r["temperature"].above_low)
+                              default=d["temperature"], above_low=r["temperature"].above_low)
     top_k = whole_number("top_k", r["top_k"].low, model().config.vocab_size,
-                         "top-k (how many of the most likely tokens to keep)", body, default=None)
+                         "top-k (how many of the most likely tokens to keep)", body, default=d["top_k"])
     top_p = real_number("top_p", r["top_p"].low, r["top_p"].high, "top-p (the probability mass to keep)",
-                        body, default=None, above_low=r["top_p"].above_low)
-    seed = whole_number("seed", r["seed"].low, MAX_SEED, "seed", body, default=None)
+                        body, default=d["top_p"], above_low=r["top_p"].above_low)
+    seed = whole_number("seed", r["seed"].low, MAX_SEED, "seed", body, default=d["seed"])
     if body is None:
         greedy = flag_arg("greedy")
     else:
-        greedy = body.get("greedy", False)
+        greedy = body.get("greedy", d["greedy"])
         if not isinstance(greedy, bool):
             raise ApiError('"greedy": must be true or false.')
     return {"temperature": temperature, "top_k": top_k, "top_p": top_p, "seed": seed, "greedy": greedy}
-
-
-def logits_row(run, position):
-    """The logits [V] after `position`: the model's LM head (`model.unembed`) on the run's ln_final row."""
-    final = run.ends["ln_final.hook_normalized"][position:position + 1]      # [1, d]
-    return unembed(model().params, final)[0]                                  # [1, V] -> [V]
-
-
-def candidate_row(c, temperature):
-    return {**c.__dict__, "logit_t": c.logit / temperature}
 
 
 @bp.get("/api/runs/<handle>/sample")
 def api_sample(handle):
     run = get_run(handle)
     position = args.position(run, last_by_default=True)
-    s = sampling_settings()
-    temperature = 1.0 if s["greedy"] else s["temperature"]
-    # Without a seed nothing is drawn: choose() draws with a throwaway generator, and the draw is dropped.
-    rng = np.random.default_rng(0 if s["seed"] is None else s["seed"])
-    step = choose(logits_row(run, position), rng, position + 1, model().token_strings,
-                  s["temperature"], s["top_k"], s["top_p"], s["greedy"])
-    drawn = s["greedy"] or s["seed"] is not None
-    return jsonify({"handle": run.handle, "position": position, "token": run.tokens[position],
-                    "settings": s, "vocab_size": model().config.vocab_size, "n_kept": step.n_kept,
-                    "candidates": [candidate_row(c, temperature) for c in step.candidates],
-                    "chosen": candidate_row(step.chosen, temperature) if drawn else None})
+    return jsonify(sample_answer(model(), run, position, sampling_settings()))
 
 
 def generation_bytes(config, n_tokens):

@@ -17,11 +17,10 @@ from urllib.parse import quote
 from flask import Blueprint, jsonify
 
 from gpt2np import GPT2npError
-from gpt2np.analysis import interventions
 from gpt2np.analysis.examples import examples_for
 
 from ..answers.ledger import value_ledger
-from ..answers.walk import walk
+from ..answers.panels import attribution_answer, walk_answer
 from . import args
 from .analysis import gated_memo, json_bytes
 from .api import get_run, model, stop_if_gone
@@ -44,7 +43,7 @@ def api_walk(handle):
 
     def compute():                                    # one block for one token, from the kept arrays
         stop_if_gone()                                # (not for a client that left)
-        return {"handle": run.handle, **walk(model(), run.trace(), layer, head, query)}
+        return walk_answer(model(), run, run.trace(), layer, head, query)
     return json_bytes(run.memo(("walk", layer, head, query), compute))
 
 
@@ -68,9 +67,8 @@ def api_attribution(handle):
 
     def compute(run):
         try:                                          # [parts, d] @ [d, vocab]
-            result = interventions.logit_attribution(model(), run.trace(), position, token, versus, k)
+            return attribution_answer(model(), run, position, token, versus, k)
         except GPT2npError as e:                      # ?versus= is the model's top-1 (the default ?token=)
             raise ApiError(f"?versus=: {e}") from None
-        return {"handle": run.handle, "k": k, **result}
     return gated_memo(handle, ("attribution", position, token, versus, k), attribution_bytes(model().config),
                       "The attribution", compute)

@@ -65,6 +65,12 @@ export function createAnalysis(ctx) {
 
   function resetFindings() {
     latestFindings.cancel();
+    if (ctx.api.saved) {                 // a saved file: the findings run the model (liveonly.js)
+      $("findings-body").replaceChildren(el("p", { className: "muted small live-only", testid: "live-only-findings",
+        text: ctx.api.saved.note("findings") }));
+      $("findings-run").disabled = true;
+      return;
+    }
     const can = ctx.S.model.has_tokenizer;
     $("findings-body").replaceChildren(el("p", { className: "muted", text: can
       ? "Press the button to check the original demo's predictions on this sentence."

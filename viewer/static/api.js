@@ -26,9 +26,11 @@ export class Latest {
 const request = saved ? (url, options) => saved.fetch(url, options) : (url, options) => fetch(url, options);
 
 export class ApiError extends Error {
-  constructor(status, message) {
+  // liveOnly: a saved file's answer for what needs the live server (snapshot.js); shown as a note.
+  constructor(status, message, liveOnly = false) {
     super(message);
     this.status = status;
+    this.liveOnly = liveOnly;
   }
   get expired() {
     return this.status === 404 && /Unknown or expired run/.test(this.message);
@@ -36,11 +38,13 @@ export class ApiError extends Error {
 }
 
 async function fail(response) {
-  let message = `HTTP ${response.status}`;
+  let message = `HTTP ${response.status}`, liveOnly = false;
   try {
-    message = (await response.json()).error || message;
+    const body = await response.json();
+    message = body.error || message;
+    liveOnly = body.live_only === true;
   } catch (_) { /* not JSON: keep the status line */ }
-  throw new ApiError(response.status, message);
+  throw new ApiError(response.status, message, liveOnly);
 }
 
 async function getJson(url, options) {

@@ -8,6 +8,7 @@ import { GeneratePanel } from "./generate.js";
 import { Latest, api } from "./api.js";
 import { codeToP } from "./colors.js";
 import { Heatmap, drawLegend } from "./heatmap.js";
+import { liveOnlyControls } from "./liveonly.js";
 import { markOverview, renderOverview } from "./overview.js";
 import { markToken, renderLedger, renderNext, renderQK, renderTokens, renderTopK } from "./panels.js";
 import { readPermalink, writePermalink } from "./permalink.js";
@@ -457,6 +458,7 @@ async function init() {
   window.__viewer.valueSide = valueSide;
   generate = new GeneratePanel({ S, api, onRun, loadRun: runGenerated, changed: () => S.run && writePermalink(view()) });
   window.__viewer.generate = generate;
+  if (api.saved) liveOnlyControls(api.saved);
   // A saved file opens at its own input (and the URL's view, if any); the live page at the URL's.
   if (!(await restore(api.saved ? api.saved.startView(readPermalink()) : readPermalink()))) {
     $("sentence").value = presets[0].text;

@@ -6,7 +6,7 @@
 
 import { parseToken } from "./ablation.js";
 import { Latest } from "./api.js";
-import { el, loadingNote, tokenSpan } from "./text.js";
+import { el, loadingNote, problem, tokenSpan } from "./text.js";
 
 const $ = (id) => document.getElementById(id);
 const fmt = (v) => (v >= 0 ? "+" : "−") + Math.abs(v).toFixed(4);
@@ -79,7 +79,7 @@ export class AttributionPanel {
       if (current()) {
         this.data = null;
         this.key = null;
-        $("attr-body").replaceChildren(el("div", { className: "error small", testid: "attr-error", text: e.message }));
+        $("attr-body").replaceChildren(problem(e, "error small", "attr-error"));
       }
     } finally {
       if (current()) delete $("attr-body").dataset.loading;

@@ -8,7 +8,7 @@ import { permalink } from "./permalink.js";
 import { count, el, tokenSpan } from "./text.js";
 
 const $ = (id) => document.getElementById(id);
-const FORMAT = "gpt2np-corpus-stats";
+const FORMAT = "gpt2np-corpus-stats", VERSION = 2;   // gpt2np/analysis/corpus/report.py
 const LABELS = { entropy: "entropy (bits)", sink: "sink", previous: "previous", self: "self", vw_sink_share: "vw sink" };
 const S = { data: null, head: null, stat: "previous" };
 window.__corpus = S;                              // read by the browser tests
@@ -176,6 +176,11 @@ function showExamples(name, stat = S.stat) {
 // -- loading --------------------------------------------------------------------------------------
 function accept(data, name) {
   if (!data || data.format !== FORMAT) throw new Error(`${name} is not a results file of \`python -m gpt2np corpus\`.`);
+  if ((data.version || 1) < VERSION) {
+    throw new Error(`${name} was written by an earlier gpt2np, whose intervals (mean ± 1.96·s/√n) can leave ` +
+      `the statistic's range. Open it with \`python -m viewer --corpus ${name}\`, which recomputes them, or run ` +
+      "the `gpt2np corpus` command that wrote it again (same --out: it reuses the saved sums).");
+  }
   render(data);
 }
 

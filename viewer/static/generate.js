@@ -6,7 +6,7 @@
 // sampled here.
 
 import { Latest } from "./api.js";
-import { el, tokenSpan } from "./text.js";
+import { el, problem, tokenSpan } from "./text.js";
 
 const $ = (id) => document.getElementById(id);
 const fixed = (x, n) => (x == null ? "—" : Number(x).toFixed(n));
@@ -27,9 +27,10 @@ export class GeneratePanel {
     $("greedy").addEventListener("change", () => this.showGreedy());
     $("generate").addEventListener("click", () => this.generate(1));
     $("generate-n").addEventListener("click", () => this.generate(Number($("gen-n").value) || 1));
-    if (ctx.api.saved) {
-      for (const id of ["generate", "generate-n"]) $(id).disabled = true;
-      $("gen-status").textContent = "Generate runs the model: open the live viewer for it (not in this file).";
+    if (ctx.api.saved) {            // a saved file holds the ledger at the default settings and greedy
+      for (const id of ["generate", "generate-n", "gen-n"]) $(id).disabled = true;
+      $("gen-status").replaceChildren(el("span", { className: "live-only", testid: "live-only-generate",
+        text: ctx.api.saved.note("generate") }));
     }
   }
 
@@ -57,10 +58,12 @@ export class GeneratePanel {
   // their inputs are off (greyed) while it is on; they keep their values for when it is off.
   showGreedy() {
     const greedy = $("greedy").checked;
+    const saved = this.ctx.api.saved;      // other settings than the saved ones need the server
     for (const id of Object.values(FIELDS)) {
-      $(id).disabled = greedy;
+      $(id).disabled = greedy || Boolean(saved);
       $(id).closest("label").classList.toggle("off", greedy);
-      $(id).title = greedy ? "greedy ignores it: untick greedy to sample" : "";
+      $(id).classList.toggle("kept", Boolean(saved) && !greedy);      // in use, just not editable here
+      $(id).title = greedy ? "greedy ignores it: untick greedy to sample" : saved ? saved.note("sample") : "";
     }
   }
 
@@ -79,7 +82,7 @@ export class GeneratePanel {
       const data = await this.ctx.onRun((h) => this.ctx.api.sample(h, settings));
       if (current()) this.render(data);
     } catch (e) {
-      if (current()) $("sample-ledger").replaceChildren(el("div", { className: "error small", text: e.message }));
+      if (current()) $("sample-ledger").replaceChildren(problem(e));
     }
   }
 

@@ -5,7 +5,7 @@
 import { parseToken } from "./ablation.js";
 import { weightCss } from "./colors.js";
 import { Latest } from "./api.js";
-import { el, loadingNote, tokenSpan } from "./text.js";
+import { el, loadingNote, problem, tokenSpan } from "./text.js";
 
 const $ = (id) => document.getElementById(id);
 const p3 = (p) => (p >= 0.001 ? Number(p).toFixed(3) : Number(p).toExponential(1));
@@ -40,7 +40,7 @@ export class LensPanel {
       if (current()) this.render(data);
     } catch (e) {
       if (!current()) return;
-      $("lens-body").replaceChildren(el("div", { className: "error small", text: e.message }));
+      $("lens-body").replaceChildren(problem(e));
     } finally {
       if (current()) delete $("lens-body").dataset.loading;
     }

@@ -50,10 +50,19 @@ export class Saved {
     return this.packs.get(name);
   }
 
+  // What needs the live server (ablation, the pair, Generate, the findings; the panels saved at
+  // the opening view, elsewhere): its note, sent with live_only so the page shows it quietly.
+  liveOnly(kind) {
+    return (this.data.live_only || []).includes(kind);
+  }
+
+  note(kind) {
+    return this.data.missing[kind] ?? this.data.missing["*"];
+  }
+
   missing(kind, key) {
-    const notes = this.data.missing;
     const cell = kind === "ledger" && this.data.holds.exact.includes(headOf(key));   // its head is in
-    return json({ error: notes[cell ? "ledger-cell" : kind] ?? notes["*"] }, 404);
+    return json({ error: this.note(cell ? "ledger-cell" : kind), live_only: this.liveOnly(kind) }, 404);
   }
 
   // fetch(url, options) for the page's own API: a Response, as the server would send it.
@@ -62,8 +71,13 @@ export class Saved {
     if (kind === "run" && (options.method || "GET") === "POST") return this.run(JSON.parse(options.body));
     const bytes = this.data.bytes[key];
     if (bytes) return new Response(fromBase64(bytes.data), { headers: bytes.headers });
-    const answers = await (this.pack(headOf(key)) ?? this.pack("run"));
-    return key in answers ? json(answers[key]) : this.missing(kind, key);
+    // The head's pack, then the run's, then the panels saved at the opening view (snapshot.py).
+    for (const name of [headOf(key), "run", "panels"]) {
+      const pack = this.pack(name);
+      const answers = pack && await pack;
+      if (answers && key in answers) return json(answers[key]);
+    }
+    return this.missing(kind, key);
   }
 
   // POST /api/run: the file's one input gives its run; another input is not in the file.

@@ -56,6 +56,14 @@ export function el(tag, props = {}, ...children) {
 // "1 document", "2 documents", "1,024 tokens".
 export const count = (n, noun) => `${n.toLocaleString("en")} ${noun}${n === 1 ? "" : "s"}`;
 
+// An API error as a panel shows it: red, or — for what a saved file leaves to the live server
+// (ApiError.liveOnly, static/snapshot.js) — a quiet note that gives the command.
+export function problem(e, className = "error small", testid = null) {
+  return e.liveOnly
+    ? el("p", { className: "muted small live-only", testid: "live-only", text: e.message })
+    : el("div", { className, text: e.message, ...(testid ? { testid } : {}) });
+}
+
 // The note a panel shows while its numbers are on their way (or until it comes into view).
 export const loadingNote = (text = "loading…") => el("p", { className: "muted loading-note", text });
 

@@ -5,7 +5,7 @@
 // and the tokens the write would push up and down. Numbers are the server's float32 text.
 
 import { Latest } from "./api.js";
-import { el, tokenSpan } from "./text.js";
+import { el, problem, tokenSpan } from "./text.js";
 import { maxAbsOf, vectorView } from "./vectors.js";
 
 const $ = (id) => document.getElementById(id);
@@ -35,7 +35,7 @@ export class ValuePanel {
     } catch (e) {
       if (!current()) return;
       this.key = null;
-      $("value-body").replaceChildren(el("div", { className: "error small", text: e.message }));
+      $("value-body").replaceChildren(problem(e));
     }
   }
 

@@ -8,7 +8,7 @@
 
 import { Latest } from "./api.js";
 import { Autoplay } from "./autoplay.js";
-import { el, tokenSpan } from "./text.js";
+import { el, problem, tokenSpan } from "./text.js";
 import { vectorView } from "./vectors.js";
 
 const $ = (id) => document.getElementById(id);
@@ -64,7 +64,7 @@ export class WalkPanel {
       this.key = null;
       this.data = null;
       this.focus();
-      $("walk-body").replaceChildren(el("div", { className: "error small", text: e.message }));
+      $("walk-body").replaceChildren(problem(e));
     } finally {
       if (current()) delete $("walk-body").dataset.loading;
     }

@@ -16,7 +16,8 @@ one forward pass; from its attention patterns come, for every head, five statist
 
 They are kept as streaming sums, folded in window order (no trace is kept):
   - each window's mean over its queries (what gpt2np.analysis gives for that window): their mean
-    over windows, with a 95% interval mean ± 1.96·s/√n (s: the standard deviation between windows);
+    over windows, with a 95% interval that stays inside the statistic's range (the normal interval
+    on the logit scale, from s: the standard deviation between windows; report.mean_interval);
   - a histogram of the single queries' values, on fixed bins;
   - the `top_k` windows (largest window mean) and the `top_k` positions (largest single value);
   - each head's type in each window (analysis.classify_head, with the induction probe's scores).
@@ -41,13 +42,17 @@ from ...api import Model, load
 from ...errors import GPT2npError
 from .. import findings
 from .backends import DaskWorkers, InProcess, LocalWorkers, ctrl_c_between_windows, fold_windows
-from .report import FORMAT, VERSION, report
+from .report import FORMAT, report, with_intervals
 from .sources import read_sources, split
 from .totals import Totals
 from .window import STATISTICS
 
 # The package's face: what the command line and the viewer use. The parts are in sources.py,
 # window.py, totals.py, report.py and backends.py.
+# The layout of the saved sums ("state"), part of a run's fingerprint. The report's VERSION can
+# change (version 2: other intervals) without making a checkpoint of the same run unusable.
+STATE_VERSION = 1
+
 __all__ = ["measure", "read_stats", "read_sources", "write_json", "Interrupted", "STATISTICS", "FORMAT"]
 
 
@@ -86,7 +91,7 @@ def measure(model, texts, window=128, stride=None, bos=False, top_k=5, workers=1
     corpus = split(model, texts, window, stride, bos)
     settings = {"window": window, "stride": window - bos if stride is None else stride,
                 "bos": bos, "top_k": top_k}
-    identity = {"format": FORMAT, "version": VERSION, "settings": settings, "engine": engine,
+    identity = {"format": FORMAT, "version": STATE_VERSION, "settings": settings, "engine": engine,
                 "model": [model.info.name, model.info.origin, model.info.n_params,
                           vars(model.config)]}
     fingerprint = corpus.fingerprint(identity)
@@ -104,7 +109,10 @@ def measure(model, texts, window=128, stride=None, bos=False, top_k=5, workers=1
     run = {"windows": 0, "seconds": 0.0, "windows_per_s": None, "workers": None,
            "scheduler": scheduler, "interrupted": False}
     if totals.windows >= end:
-        return result(run)
+        r = result(run)
+        if out:
+            write_json(out, r)        # rewritten as this version's report (intervals, say)
+        return r
     context = {"induction": findings.induction_scores(model)[0].tolist(), "top_k": top_k,
                "window": window}
     backend = (DaskWorkers(spec, engine, context, scheduler) if scheduler else
@@ -192,7 +200,8 @@ def write_json(path, data):
 
 
 def read_stats(path):
-    """A results file written by `measure`, checked to be one. -> dict"""
+    """A results file written by `measure`, checked to be one -> dict; one of an earlier version
+    gets this version's intervals (report.with_intervals)."""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as e:
@@ -202,4 +211,9 @@ def read_stats(path):
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise GPT2npError(f"{path} is not a gpt2np corpus file: give one written by "
                           "`gpt2np corpus --out`.")
-    return data
+    try:
+        return with_intervals(data)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise GPT2npError(f"{path} is a gpt2np corpus file of version {data.get('version')} that "
+                          "cannot be read: run the `gpt2np corpus` command that wrote it again "
+                          "(with the same --out it reuses the saved sums).") from None

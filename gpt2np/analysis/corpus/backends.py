@@ -1,5 +1,9 @@
 """Where corpus mode's windows are computed: worker processes on this machine, a Dask cluster, or
-this process; and the fold of their results in window order."""
+this process; and the fold of their results in window order.
+
+The backends run any task `task(model, item, context, workspace)` (a module-level function, so
+that it reaches spawned and Dask workers): corpus mode's is `measure_window` (the default), and
+`gpt2np.analysis.patching.patch_pairs` runs one minimal pair per task on the same workers."""
 
 import signal
 import threading
@@ -17,11 +21,11 @@ from .window import measure_window
 _WORKER = {}     # in a worker process: the model, its spec and the context of the run
 
 
-def _start_worker(spec, engine, context):
+def _start_worker(spec, engine, context, task=None):
     """Initializer of a local worker process: Ctrl+C is the parent's to handle; one thread."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _worker_model(spec, engine)
-    _WORKER["context"] = context
+    _WORKER["context"], _WORKER["task"] = context, task or window_task
 
 
 def _worker_model(spec, engine):
@@ -32,22 +36,27 @@ def _worker_model(spec, engine):
     return _WORKER["model"]
 
 
-def _local_task(ids):
-    return measure_window(_WORKER["model"], ids, _WORKER["context"], _WORKER["workspace"])
+def window_task(model, ids, context, workspace):
+    """Corpus mode's task: one window's statistics (window.measure_window)."""
+    return measure_window(model, ids, context, workspace)
 
 
-def dask_task(spec, engine, context, ids):
-    """One window on a Dask worker (the model and a workspace made once per worker process)."""
-    return measure_window(_worker_model(spec, engine), ids, context, _WORKER["workspace"])
+def _local_task(item):
+    return _WORKER["task"](_WORKER["model"], item, _WORKER["context"], _WORKER["workspace"])
+
+
+def dask_task(spec, engine, context, item, task=None):
+    """One task on a Dask worker (the model and a workspace made once per worker process)."""
+    return (task or window_task)(_worker_model(spec, engine), item, context, _WORKER["workspace"])
 
 
 class LocalWorkers:
     """`workers` processes on this machine (spawned: each imports gpt2np and loads the model)."""
 
-    def __init__(self, spec, engine, context, workers):
+    def __init__(self, spec, engine, context, workers, task=None):
         self.size = workers
-        self.pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"),
-                                        initializer=_start_worker, initargs=(spec, engine, context))
+        self.pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_start_worker,
+                                        initargs=(spec, engine, context, task))
 
     def submit(self, ids):
         return self.pool.submit(_local_task, ids)
@@ -62,7 +71,7 @@ class LocalWorkers:
 class DaskWorkers:
     """The workers of a Dask distributed cluster, reached through its scheduler's address."""
 
-    def __init__(self, spec, engine, context, address):
+    def __init__(self, spec, engine, context, address, task=None):
         try:
             import distributed
         except ImportError:
@@ -71,7 +80,7 @@ class DaskWorkers:
         if isinstance(spec, Model):
             raise GPT2npError("On a Dask cluster every worker loads the model itself: give it by "
                               "name or directory, not as a loaded Model.")
-        self.distributed, self.args = distributed, (spec, engine, context)
+        self.distributed, self.args, self.task = distributed, (spec, engine, context), task
         try:
             self.client = distributed.Client(address, timeout="10s")
         except (OSError, TimeoutError, ValueError) as e:
@@ -81,7 +90,7 @@ class DaskWorkers:
         self.size = max(1, sum(self.client.nthreads().values()))
 
     def submit(self, ids):
-        return self.client.submit(dask_task, *self.args, ids, pure=False)
+        return self.client.submit(dask_task, *self.args, ids, self.task, pure=False)
 
     def wait(self, futures, timeout):
         try:
@@ -94,15 +103,16 @@ class DaskWorkers:
 
 
 class InProcess:
-    """Windows computed here, one by one (no worker processes)."""
+    """Tasks computed here, one by one (no worker processes)."""
     size = 1
 
-    def __init__(self, model, context):
+    def __init__(self, model, context, task=None):
         self.model, self.context, self.workspace = model, context, cpu_engine.Workspace()
+        self.task = task or window_task
 
     def submit(self, ids):
         f = Future()
-        f.set_result(measure_window(self.model, ids, self.context, self.workspace))
+        f.set_result(self.task(self.model, ids, self.context, self.workspace))
         return f
 
     def wait(self, futures, timeout):

@@ -1,5 +1,6 @@
-"""The report of corpus mode: means with 95% intervals, shares with Wilson intervals, histograms,
-top examples and each head's types, as one JSON-ready dict."""
+"""The report of corpus mode: means with 95% intervals (on the logit scale of the statistic's
+range), shares with Wilson intervals, histograms, top examples and each head's types, as one
+JSON-ready dict."""
 
 import math
 
@@ -8,7 +9,7 @@ from .. import findings
 from ..findings import HOLDS, NOT_APPLICABLE, SINK_LAYERS, SPECIALIZED_BY
 from .window import N_BINS, PREDICTIONS, STATISTICS, bin_edges
 
-FORMAT, VERSION = "gpt2np-corpus-stats", 1
+FORMAT, VERSION = "gpt2np-corpus-stats", 2    # 2: means' intervals on the logit scale (1: mean ± 1.96·s/√n)
 ABOUT = {
     "entropy": "entropy of the query's attention row, in bits",
     "sink": "the query's weight on position 0",
@@ -17,8 +18,10 @@ ABOUT = {
     "vw_sink_share": "the query's share of value-weighted attention ‖α·v·W_O‖ from position 0",
 }
 Z95 = 1.959963984540054             # the standard normal's 97.5% quantile: a two-sided 95% interval
-MEAN_INTERVAL = ("mean ± 1.96·s/√n over windows (normal approximation; s: the standard deviation "
-                 "of the window means, n: windows)")
+MEAN_INTERVAL = ("95% interval on the logit scale of the statistic's range (delta method: "
+                 "logit(m) ± 1.96·s/(√n·m(1−m)), back-transformed, so it stays inside the range; "
+                 "m: the mean rescaled to 0–1, s: the standard deviation of the window means "
+                 "rescaled alike, n: windows)")
 SHARE_INTERVAL = "Wilson score interval, 95% (z = 1.96)"
 
 
@@ -33,12 +36,44 @@ def wilson_interval(k, n, z=Z95):
     return (0.0 if k == 0 else centre - half), (1.0 if k == n else centre + half)
 
 
-def mean_interval(mean, sd, n, z=Z95):
-    """mean ± z·sd/√n -> (low, high); None for fewer than 2 observations."""
+def mean_interval(mean, sd, n, lo=0.0, hi=1.0, z=Z95):
+    """A 95% interval for the mean of n values bounded to [lo, hi], inside [lo, hi] -> (low, high);
+    None for fewer than 2 observations.
+
+    The normal interval mean ± z·sd/√n leaves the range when the mean is near a bound and the
+    windows vary (head 3.4: sink 0.040 [-0.008, 0.087] over 7 windows). Here the mean, rescaled to
+    m in [0, 1], gets the normal interval on the logit scale, logit(m) ± z·s/(√n·m(1−m)) (the delta
+    method: the standard error of logit(m) is that of m divided by m(1−m)), taken back through the
+    logistic function. A bootstrap over windows would need every window's value; corpus mode keeps
+    only streaming sums, and this needs only the mean and standard deviation. A mean at a bound
+    means every value is there (sd 0): the interval is that point."""
     if n < 2:
         return None
-    half = z * sd / math.sqrt(n)
-    return mean - half, mean + half
+    width = hi - lo
+    m, s = (mean - lo) / width, sd / width
+    if m <= 0.0 or m >= 1.0 or s == 0.0:
+        return mean, mean
+    centre = math.log(m / (1.0 - m))
+    half = z * s / (math.sqrt(n) * m * (1.0 - m))
+    back = lambda t: lo + width / (1.0 + math.exp(-t))   # noqa: E731
+    return back(centre - half), back(centre + half)
+
+
+def with_intervals(data):
+    """A results file of an earlier version (1: normal intervals mean ± 1.96·s/√n, which could
+    leave the range) with the means' intervals recomputed from its means and standard deviations
+    -> the same dict, now of this VERSION. Files of this version are returned as they are."""
+    if data.get("version", 1) >= VERSION:
+        return data
+    n = data["windows_measured"]
+    ranges = {s["name"]: s["range"] for s in data["statistics"]}
+    for head in data["heads"]:
+        for name, st in head["stats"].items():
+            if st["mean"] is not None:
+                st["interval"] = mean_interval(st["mean"], st["sd"] or 0.0, n, *ranges[name])
+    data["intervals"]["mean"] = MEAN_INTERVAL
+    data["upgraded_from_version"], data["version"] = data.get("version", 1), VERSION
+    return data
 
 
 
@@ -48,6 +83,7 @@ def report(model, corpus, settings, totals, fingerprint, spec=None):
     cfg, n = model.config, totals.windows
     sd = totals.sd()
     edges = bin_edges(settings["window"])
+    ranges = {name: (float(e[0]), float(e[-1])) for name, e in edges.items()}
     used = set()
 
     def top_list(top, s, L, h, with_position):
@@ -73,7 +109,7 @@ def report(model, corpus, settings, totals, fingerprint, spec=None):
             for s, name in enumerate(STATISTICS):
                 mean, dev = float(totals.mean[s, L, h]), float(sd[s, L, h])
                 row["stats"][name] = {"mean": mean if n else None, "sd": dev if n > 1 else None,
-                                      "interval": mean_interval(mean, dev, n),
+                                      "interval": mean_interval(mean, dev, n, *ranges[name]),
                                       "histogram": totals.histogram[s, L, h].tolist()}
                 row["top_windows"][name] = top_list(totals.top_windows, s, L, h, False)
                 row["top_positions"][name] = top_list(totals.top_positions, s, L, h, True)
