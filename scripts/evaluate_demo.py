@@ -43,6 +43,8 @@ PAIR_NAMES = [" Darcy", " Bingley", " Elton", " Knightley", " Wickham", " Collin
 PAIR_TEMPLATES = [
     "When Mr.{a} came into the room, Emma looked at Mr.",
     "Mr.{a} was at the door, and she said to Mr.",
+    "Mr.{a} came in. Then Mr.",
+    "She had not seen Mr.{a} since the ball; but Mr.",
 ]
 
 
@@ -129,21 +131,17 @@ def long_window_sink(g, held_ids, head, n=LONG_WINDOWS):
 
 
 def head_types(g, traces, induction):
-    """Every head's type (gpt2np.findings.head_table, mean statistics over the traces) and, per
-    sentence, whether some layer has >= 3 distinct types."""
+    """Every head's type on each trace (gpt2np.findings.head_table, the types of gpt2np.analysis),
+    its most frequent type, and the share of traces where some layer has >= 3 distinct types.
+    -> (types [n_layer][n_head], share)"""
+    from collections import Counter
     tables = [findings.head_table(g, t, induction=induction) for t in traces]
-    keys = [k for k, v in tables[0][0].items() if isinstance(v, float)]
-    rows = []
-    for k, row in enumerate(tables[0]):
-        mean = {key: float(np.mean([t[k][key] for t in tables])) for key in keys}
-        mean["top_column"] = row["top_column"] if all(t[k]["top_column"] == 0 for t in tables) else -1
-        rows.append(dict(head=row["head"], layer=row["layer"], index=row["index"],
-                         type=analysis.classify_head(mean)))
-    n_layer = g.config.n_layer
-    types = [[r["type"] for r in rows if r["layer"] == L] for L in range(n_layer)]
-    per_sentence = [max(len({r["type"] for r in t if r["layer"] == L}) for L in range(n_layer)) >= 3
-                    for t in tables]
-    return types, float(np.mean(per_sentence))
+    n_layer, n_head = g.config.n_layer, g.config.n_head
+    types = [[Counter(t[L * n_head + h]["type"] for t in tables).most_common(1)[0][0]
+              for h in range(n_head)] for L in range(n_layer)]
+    three = [max(len({r["type"] for r in t if r["layer"] == L}) for L in range(n_layer)) >= 3
+             for t in tables]
+    return types, float(np.mean(three))
 
 
 # -- examples ---------------------------------------------------------------------------------------
@@ -194,7 +192,7 @@ def choose_ablate(g, follow, k=3):
         for h in range(g.config.n_head):
             r = interventions.ablate(g, follow["text"], f"{L}.{h}", token=follow["token"])
             deltas[f"{L}.{h}"] = r["token"]["delta"]
-    worst = sorted(deltas, key=lambda name: deltas[name])[:k]
+    worst = [name for name in sorted(deltas, key=lambda name: deltas[name]) if deltas[name] < 0][:k]
     return worst, {name: round(deltas[name], 4) for name in worst}
 
 
@@ -286,7 +284,8 @@ def finish(model, vocab, tok, out, *, args, shape, hp, record, corpus, train_ids
                     "layout": "official GPT-2: no transformer. prefix, no lm_head.weight, "
                               "Conv1D weights [in, out]"},
         "training": {
-            "seed": args.seed, "steps": hp["steps"],
+            "seed": args.seed, "steps": t["step"], "steps_planned": hp["steps"],
+            "lr_at_last_step": round(tdm.lr_at(t["step"] - 1, hp), 6),
             "tokens_per_step": hp["short"][0] * hp["short"][1] + hp["long"][0] * hp["long"][1],
             "windows": f"{hp['short'][1]} windows of {hp['short'][0]} + {hp['long'][1]} windows "
                        f"of {hp['long'][0]} per step",
@@ -305,7 +304,7 @@ def finish(model, vocab, tok, out, *, args, shape, hp, record, corpus, train_ids
             "grad_clip": hp["grad_clip"],
             "weight_decay_on": "weight matrices (not wte, wpe, biases, LayerNorm)",
             "wpe_init": "sinusoids from pi to one cycle per context, std 0.08",
-            "tokens_seen": hp["steps"] * (hp["short"][0] * hp["short"][1] + hp["long"][0] * hp["long"][1]),
+            "tokens_seen": t["step"] * (hp["short"][0] * hp["short"][1] + hp["long"][0] * hp["long"][1]),
             "wall_time_s": t["wall_s"], "cpu_time_s": t["cpu_s"], "sittings": t["sittings"],
             "threads": args.threads,
             "machine": "2 shared CPU cores, nice 19, other work running beside it",
@@ -333,8 +332,8 @@ def finish(model, vocab, tok, out, *, args, shape, hp, record, corpus, train_ids
                               loss_first_copy=round(loss_first, 3),
                               loss_second_copy=round(loss_second, 3),
                               findings_probe=dict(best(viewer_induction), measured_on=(
-                                  "gpt2np findings' own probe (30 tokens drawn from all 50,257 "
-                                  "ids, seed 0): most are never-seen tokens sharing one row")),
+                                  "gpt2np findings' own probe, as the viewer runs it: 30 tokens "
+                                  "with an embedding row of their own, seed 0, twice")),
                               ),
             "long_windows": {
                 "measured_on": f"{n_long} held-out windows of {shape['n_positions']} tokens "
@@ -344,8 +343,9 @@ def finish(model, vocab, tok, out, *, args, shape, hp, record, corpus, train_ids
                 "by_query_position": bands,
                 "best": best(long_sink),
                 "first_position": np.round(long_sink, 4).tolist()},
-            "head_types": {"measured_on": "mean statistics over the held-out sentences, with the "
-                                          "induction scores above; gpt2np.analysis.classify_head",
+            "head_types": {"measured_on": "each head's most frequent type over the held-out "
+                                          "sentences (gpt2np.findings.head_table with the "
+                                          "induction scores above)",
                            "by_layer": types, "layer_with_most_types": most,
                            "types_in_that_layer": sorted(set(types[most])),
                            "sentences_with_a_layer_of_3_types": round(share_three, 3)},
@@ -393,10 +393,11 @@ def write_model_card(out, card):
     ind, lw, ht = a["induction"], a["long_windows"], a["head_types"]
     mb = card["weights"]["bytes"] / 1e6
     books = ", ".join(c.get("books", []))
+    sentences = f"{a['measured_on'].split(' (')[0]}, each from its first word"
     rows = [
-        ("previous-token", a["best_prev_token"]["head"], f"{a['best_prev_token']['value']:.2f} of its attention on the token before", a["measured_on"].split(",")[0]),  # noqa: E501
-        ("induction", ind["head"], f"induction score {ind['value']:.2f}; loss {ind['loss_first_copy']:.2f} on the first copy, {ind['loss_second_copy']:.2f} on the second", f"{ind['measured_on'].split(':')[0]}"),  # noqa: E501
-        ("sink (position 0), sentence starts", a["best_first_position"]["head"], f"{a['best_first_position']['value']:.2f} of its attention on position 0", a["measured_on"].split(",")[0]),  # noqa: E501
+        ("previous-token", a["best_prev_token"]["head"], f"{a['best_prev_token']['value']:.2f} of its attention on the token before", sentences),  # noqa: E501
+        ("induction", ind["head"], f"induction score {ind['value']:.2f}; loss {ind['loss_first_copy']:.2f} on the first copy, {ind['loss_second_copy']:.2f} on the second", "random tokens of the training text, shown twice (10 sequences of 50)"),  # noqa: E501
+        ("sink (position 0), sentence starts", a["best_first_position"]["head"], f"{a['best_first_position']['value']:.2f} of its attention on position 0", sentences),  # noqa: E501
         ("sink over long windows", lw["head"], f"{lw['value']:.2f} on position 0 (" + ", ".join(f"{k}: {v:.2f}" for k, v in lw["by_query_position"].items()) + f"); strongest there {lw['best']['head']} {lw['best']['value']:.2f}", lw["measured_on"]),  # noqa: E501
         (f"head types in layer {ht['layer_with_most_types']}", "-", ", ".join(ht["types_in_that_layer"]), f"held-out sentences ({ht['sentences_with_a_layer_of_3_types']:.0%} of them have a layer with 3 or more types)"),  # noqa: E501
         ("held-out loss", "-", f"{L['heldout']:.3f} nats/token against {L['unigram_baseline']:.3f} for a unigram model (train {L['train']:.3f})", f"{L['heldout_windows']} held-out windows of {L['window']} tokens"),  # noqa: E501
@@ -418,9 +419,9 @@ works and what attention heads learn, not for its answers.
 | weights | `model.safetensors`, F16, {mb:.1f} MB, official GPT-2 key names (no `transformer.` prefix, no `lm_head.weight`) |
 | never-seen tokens | {card['tokenizer']['tokens_never_seen']:,} of the {card['tokenizer']['vocab_size']:,} tokens never occur in the training text; their rows all hold one shared row, so they get one and the same (small) probability: together {card['unseen_tokens']['heldout_probability_all_unseen_together']:.1e} on held-out text |
 | corpus | {c.get('name', '')} ({books}) |
-| corpus source | Debian package `{c.get('package', '')}` {c.get('package_version', '')} ({c.get('package_license', '')}) |
+| corpus source | `{c.get('package', '')}` {c.get('package_version', '')} ({c.get('package_license', '')}) |
 | corpus licence | {c.get('text_license', '')} |
-| training | {t['steps']:,} steps x {t['tokens_per_step']:,} tokens ({t['windows']}) = {t['tokens_seen']:,} tokens, seed {t['seed']}; {t['wall_time_s'] / 60:.0f} min wall, {t['cpu_time_s'] / 60:.0f} min CPU, {t['threads']} thread, in {t['sittings']} sitting(s) on 2 shared cores |
+| training | {t['steps']:,} steps x {t['tokens_per_step']:,} tokens ({t['windows']}) = {t['tokens_seen']:,} tokens, seed {t['seed']}; {t['wall_time_s'] / 60:.0f} min wall, {t['cpu_time_s'] / 60:.0f} min CPU, {t['threads']} thread, {t['sittings']} sitting(s), 2 shared cores |
 | repeats on purpose | {t['repeats']}: induction heads form much faster that way |
 
 ## What it learned (measured on held-out text, from `training.json`)

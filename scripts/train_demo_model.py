@@ -247,6 +247,10 @@ def train(model, stream, hp, seed, vocab, work, settings, probe, stop_at=None):
         gen.set_state(state["gen"])
         record = state["record"]
         log(f"resumed from {ckpt} at step {record['step']}")
+    end = hp["steps"] if stop_at is None else min(stop_at, hp["steps"])
+    if end <= record["step"]:                        # nothing to train: evaluate as it is
+        model.eval()
+        return record
     smooth = record.get("smooth")
     record["sittings"] += 1
     wall0, cpu0 = time.time() - record["wall_s"], time.process_time() - record["cpu_s"]
@@ -259,7 +263,6 @@ def train(model, stream, hp, seed, vocab, work, settings, probe, stop_at=None):
                                "gen": gen.get_state(), "settings": settings, "record": record})
 
     model.train()
-    end = hp["steps"] if stop_at is None else min(stop_at, hp["steps"])
     for step in range(record["step"], end):
         for group in opt.param_groups:
             group["lr"] = lr_at(step, hp)
@@ -403,6 +406,9 @@ def parse_args(argv=None):
                    help="train (and checkpoint), then stop without evaluating or saving")
     p.add_argument("--stop-at", type=int, default=None,
                    help="stop after this step with a checkpoint (as if interrupted)")
+    p.add_argument("--evaluate", action="store_true",
+                   help="evaluate and save WORK/checkpoint.pt as it is, without training further "
+                        "(the card records the steps done)")
     p.add_argument("--steps", type=int, default=None, help=f"training steps (default {TRAIN['steps']})")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--quick", action="store_true", help="a tiny smoke run (a minute or two)")
@@ -472,7 +478,9 @@ def main(argv=None):
     work = args.work or (Path(tempfile.mkdtemp(prefix="gpt2np-demo-work-")) if scratch
                          else Path.home() / ".cache" / "gpt2np-train" / "run")
     work.mkdir(parents=True, exist_ok=True)
-    if (work / "checkpoint.pt").exists() and not args.resume:
+    if args.evaluate and not (work / "checkpoint.pt").exists():
+        sys.exit(f"--evaluate: there is no {work / 'checkpoint.pt'} to evaluate.")
+    if (work / "checkpoint.pt").exists() and not (args.resume or args.evaluate):
         sys.exit(f"{work / 'checkpoint.pt'} exists: pass --resume to continue it, or another --work.")
     t_start = time.time()
 
@@ -499,9 +507,9 @@ def main(argv=None):
                      [vocab.compact[tok.encode(s).ids].tolist() for s in sentences[::2]],
                      shape["n_positions"])
     record = train(model, torch.from_numpy(vocab.compact[train_ids]), hp, args.seed, vocab, work,
-                   settings, probe, stop_at=args.stop_at)
+                   settings, probe, stop_at=0 if args.evaluate else args.stop_at)
     (work / "training-record.json").write_text(json.dumps(record, indent=2) + "\n")
-    if args.train_only or record["step"] < hp["steps"]:
+    if args.train_only or (record["step"] < hp["steps"] and not args.evaluate):
         log(f"stopped at step {record['step']} of {hp['steps']} "
             f"({record['wall_s'] / 60:.1f} min, CPU {record['cpu_s'] / 60:.1f} min so far)")
         return
