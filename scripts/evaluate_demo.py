@@ -305,6 +305,7 @@ def finish(model, vocab, tok, out, *, args, shape, hp, record, corpus, train_ids
             "weight_decay_on": "weight matrices (not wte, wpe, biases, LayerNorm)",
             "wpe_init": "sinusoids from pi to one cycle per context, std 0.08",
             "tokens_seen": t["step"] * (hp["short"][0] * hp["short"][1] + hp["long"][0] * hp["long"][1]),
+            "plan_changes": t.get("plan_changes", []),
             "wall_time_s": t["wall_s"], "cpu_time_s": t["cpu_s"], "sittings": t["sittings"],
             "threads": args.threads,
             "machine": "2 shared CPU cores, nice 19, other work running beside it",

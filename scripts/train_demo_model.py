@@ -227,7 +227,7 @@ def save_checkpoint(path, state):
     os.replace(tmp, path)
 
 
-def train(model, stream, hp, seed, vocab, work, settings, probe, stop_at=None):
+def train(model, stream, hp, seed, vocab, work, settings, probe, stop_at=None, new_steps=False):
     """AdamW on random windows; a checkpoint every checkpoint_minutes and at the end (or at
     stop_at). Resumes from work/checkpoint.pt when it exists and its settings match.
     -> the training record (wall and CPU time over all sittings, probe log)."""
@@ -239,13 +239,25 @@ def train(model, stream, hp, seed, vocab, work, settings, probe, stop_at=None):
     record = {"step": 0, "wall_s": 0.0, "cpu_s": 0.0, "sittings": 0, "probes": []}
     if ckpt.exists():
         state = torch.load(ckpt, weights_only=False)
-        if state["settings"] != settings:
+        saved = state["settings"]
+        if new_steps and saved["hp"]["steps"] != hp["steps"]:
+            # a new length of the run (the cosine decay is stretched or shortened from here on);
+            # warm-up as it was. The card records the change.
+            hp["warmup"] = saved["hp"]["warmup"]
+            settings["hp"].update(steps=hp["steps"], warmup=hp["warmup"])
+            saved = dict(saved, hp=dict(saved["hp"], steps=hp["steps"]))
+            change = {"at_step": state["record"]["step"], "from": state["settings"]["hp"]["steps"],
+                      "to": hp["steps"]}
+            state["record"].setdefault("plan_changes", []).append(change)
+            log(f"the run's length changes: {change}")
+        if saved != settings:
             sys.exit(f"{ckpt} was written with other settings; remove it or use another --work.\n"
                      f"checkpoint: {state['settings']}\nnow:        {settings}")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         gen.set_state(state["gen"])
         record = state["record"]
+        settings.update(saved)
         log(f"resumed from {ckpt} at step {record['step']}")
     end = hp["steps"] if stop_at is None else min(stop_at, hp["steps"])
     if end <= record["step"]:                        # nothing to train: evaluate as it is
@@ -409,7 +421,9 @@ def parse_args(argv=None):
     p.add_argument("--evaluate", action="store_true",
                    help="evaluate and save WORK/checkpoint.pt as it is, without training further "
                         "(the card records the steps done)")
-    p.add_argument("--steps", type=int, default=None, help=f"training steps (default {TRAIN['steps']})")
+    p.add_argument("--steps", type=int, default=None,
+                   help=f"training steps (default {TRAIN['steps']}); with --resume: a new length for "
+                        "the run (the learning-rate decay follows it from the checkpoint on)")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--quick", action="store_true", help="a tiny smoke run (a minute or two)")
     p.add_argument("--tiny", action="store_true",
@@ -507,7 +521,8 @@ def main(argv=None):
                      [vocab.compact[tok.encode(s).ids].tolist() for s in sentences[::2]],
                      shape["n_positions"])
     record = train(model, torch.from_numpy(vocab.compact[train_ids]), hp, args.seed, vocab, work,
-                   settings, probe, stop_at=0 if args.evaluate else args.stop_at)
+                   settings, probe, stop_at=0 if args.evaluate else args.stop_at,
+                   new_steps=args.resume and args.steps is not None)
     (work / "training-record.json").write_text(json.dumps(record, indent=2) + "\n")
     if args.train_only or (record["step"] < hp["steps"] and not args.evaluate):
         log(f"stopped at step {record['step']} of {hp['steps']} "
