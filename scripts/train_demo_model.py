@@ -240,11 +240,11 @@ def train(model, stream, hp, seed, vocab, work, settings, probe, stop_at=None, n
     if ckpt.exists():
         state = torch.load(ckpt, weights_only=False)
         saved = state["settings"]
+        if new_steps:                                # warm-up as it was
+            hp["warmup"] = settings["hp"]["warmup"] = saved["hp"]["warmup"]
         if new_steps and saved["hp"]["steps"] != hp["steps"]:
-            # a new length of the run (the cosine decay is stretched or shortened from here on);
-            # warm-up as it was. The card records the change.
-            hp["warmup"] = saved["hp"]["warmup"]
-            settings["hp"].update(steps=hp["steps"], warmup=hp["warmup"])
+            # a new length of the run (the cosine decay is stretched or shortened from here on).
+            # The card records the change.
             saved = dict(saved, hp=dict(saved["hp"], steps=hp["steps"]))
             change = {"at_step": state["record"]["step"], "from": state["settings"]["hp"]["steps"],
                       "to": hp["steps"]}
@@ -522,7 +522,7 @@ def main(argv=None):
                      shape["n_positions"])
     record = train(model, torch.from_numpy(vocab.compact[train_ids]), hp, args.seed, vocab, work,
                    settings, probe, stop_at=0 if args.evaluate else args.stop_at,
-                   new_steps=args.resume and args.steps is not None)
+                   new_steps=(args.resume or args.evaluate) and args.steps is not None)
     (work / "training-record.json").write_text(json.dumps(record, indent=2) + "\n")
     if args.train_only or (record["step"] < hp["steps"] and not args.evaluate):
         log(f"stopped at step {record['step']} of {hp['steps']} "

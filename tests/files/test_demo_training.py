@@ -70,3 +70,12 @@ def test_without_torch_one_line(tmp_path):
     assert "Traceback" not in r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "pip install 'gpt2np[test]'" in lines[0] and "torch" in lines[0], r.stderr
+
+
+def test_resume_with_a_new_length(tmp_path):
+    """--resume --steps N: the run goes on to N, the warm-up stays, and the record says so."""
+    corpus_text(tmp_path / "corpus.txt")
+    train(tmp_path, tmp_path / "w", "--stop-at", "3")
+    state = train(tmp_path, tmp_path / "w", "--resume", "--steps", "8")
+    assert state["record"]["step"] == 8 and state["settings"]["hp"]["steps"] == 8
+    assert state["record"]["plan_changes"] == [{"at_step": 3, "from": 6, "to": 8}]
