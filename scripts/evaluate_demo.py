@@ -40,6 +40,10 @@ FOLLOW_CANDIDATES = [
 ]
 PAIR_NAMES = [" Darcy", " Bingley", " Elton", " Knightley", " Wickham", " Collins", " Elliot",
               " Crawford", " Weston", " Bennet", " Willoughby", " Ferrars", " Tilney", " Bertram"]
+# Pairs that differ in one token, where the answer is the model's own top token on each side.
+PAIR_CANDIDATES = [("It was an", "It was a"), ("He was", "They were"), ("Mr. Darcy and Miss", "Mr. Darcy and Mrs"),
+                   ("She could not", "She could never"), ("I am sure", "I was sure"),
+                   ("Sir Thomas and Lady", "Sir Thomas and Mr"), ("\"My dear", "\"Her dear")]
 PAIR_TEMPLATES = [
     "When Mr.{a} came into the room, Emma looked at Mr.",
     "Mr.{a} was at the door, and she said to Mr.",
@@ -151,7 +155,8 @@ def single(g, token):
 
 
 def choose_pair(g):
-    """The minimal pair (equal token counts) with the largest margin on both sides."""
+    """The minimal pair (equal token counts) with the largest margin on both sides: names to copy
+    (an induction head's job), else pairs whose answers are the model's own top tokens."""
     found = []
     for template in PAIR_TEMPLATES:
         for a in PAIR_NAMES:
@@ -166,6 +171,20 @@ def choose_pair(g):
                 margin_clean, margin_corrupted = float(lc[ia] - lc[ib]), float(lx[ib] - lx[ia])
                 found.append((min(margin_clean, margin_corrupted), clean, corrupted, a, b,
                               margin_clean, margin_corrupted))
+    for clean, corrupted in PAIR_CANDIDATES:          # the model's own top tokens on each side
+        ic, ix = g.encode(clean), g.encode(corrupted)
+        if len(ic) != len(ix):
+            continue
+        lc, lx = g.run(ic).logits[-1], g.run(ix).logits[-1]
+        ia, ib = int(np.argmax(lc)), int(np.argmax(lx))
+        if ia == ib:
+            continue
+        a, b = g.token_strings([ia])[0], g.token_strings([ib])[0]
+        if single(g, a) != ia or single(g, b) != ib or not (a[1:].isalpha() and b[1:].isalpha()):
+            continue                                 # two words, each one token
+        margin_clean, margin_corrupted = float(lc[ia] - lc[ib]), float(lx[ib] - lx[ia])
+        found.append((min(margin_clean, margin_corrupted), clean, corrupted, a, b,
+                      margin_clean, margin_corrupted))
     m, clean, corrupted, a, b, mc, mx = max(found)
     return ({"clean": clean, "corrupted": corrupted, "answer": a, "versus": b},
             {"logit_difference_clean": round(mc, 3), "logit_difference_corrupted": round(mx, 3),
