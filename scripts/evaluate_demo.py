@@ -450,6 +450,8 @@ works and what attention heads learn, not for its answers.
 |---|---|---|---|
 {table}
 
+Targets not met (`targets_met` in `training.json`): {', '.join(k for k, v in card['targets_met'].items() if not v) or 'none'}.
+
 Sample (top-k 20): *{card['sample']}*
 
 Rebuild it with `python scripts/train_demo_model.py` (see `training.json` for every setting and
