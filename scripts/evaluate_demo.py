@@ -2,7 +2,7 @@
 
 Everything is measured on the F16 file as saved: losses with `transformers` (the full 50,257-token
 softmax), attention with gpt2np itself (`gpt2np.load(out)`, statistics and head types from
-`gpt2np.analysis` / `gpt2np.findings`, ablation from `gpt2np.interventions`). The results go into
+`gpt2np.analysis` / `gpt2np.analysis.findings`, ablation from `gpt2np.analysis.interventions`). The results go into
 `training.json` (the card every test and doc reads) and `README.md`.
 """
 
@@ -18,7 +18,8 @@ import train_demo_model as tdm
 SCRIPTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(SCRIPTS.parent))
 
-from gpt2np import analysis, findings, interventions  # noqa: E402
+from gpt2np import analysis  # noqa: E402
+from gpt2np.analysis import findings, interventions  # noqa: E402
 
 N_PROBES, PROBE_LENGTH = 10, 50          # the induction probe: 10 sequences of 50 random tokens, twice
 LONG_WINDOWS = 40                        # held-out windows of the full context, for "long windows"
@@ -135,7 +136,7 @@ def long_window_sink(g, held_ids, head, n=LONG_WINDOWS):
 
 
 def head_types(g, traces, induction):
-    """Every head's type on each trace (gpt2np.findings.head_table, the types of gpt2np.analysis),
+    """Every head's type on each trace (gpt2np.analysis.findings.head_table, the types of gpt2np.analysis),
     its most frequent type, and the share of traces where some layer has >= 3 distinct types.
     -> (types [n_layer][n_head], share)"""
     from collections import Counter
@@ -364,7 +365,7 @@ def finish(model, vocab, tok, out, *, args, shape, hp, record, corpus, train_ids
                 "best": best(long_sink),
                 "first_position": np.round(long_sink, 4).tolist()},
             "head_types": {"measured_on": "each head's most frequent type over the held-out "
-                                          "sentences (gpt2np.findings.head_table with the "
+                                          "sentences (gpt2np.analysis.findings.head_table with the "
                                           "induction scores above)",
                            "by_layer": types, "layer_with_most_types": most,
                            "types_in_that_layer": sorted(set(types[most])),
