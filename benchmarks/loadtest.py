@@ -51,6 +51,7 @@ from pathlib import Path
 HOST = "127.0.0.1"
 ENDPOINTS = ("walk", "attribution", "ablate", "generate", "value", "lens", "run")
 GB = 1024 ** 3
+RETRY_WAIT = 3               # seconds a client waits after a 503 (busy) before its next request
 
 try:
     import psutil
@@ -128,6 +129,20 @@ class Server:
         """Files in the server's TMPDIR: (name, bytes)."""
         return [(p.name, p.stat().st_size) for p in self.tmpdir.iterdir() if p.is_file()]
 
+    def open_in_tmpdir(self):
+        """Files the server has open in its TMPDIR (named or not: an unlinked file reads "(deleted)")."""
+        try:
+            fds = os.listdir(f"/proc/{self.proc.pid}/fd")
+        except OSError:
+            return []
+        links = []
+        for fd in fds:
+            try:
+                links.append(os.readlink(f"/proc/{self.proc.pid}/fd/{fd}"))
+            except OSError:
+                pass
+        return [link for link in links if link.startswith(str(self.tmpdir))]
+
     def trim(self):
         """Ask a server started with trim_probe to call glibc's malloc_trim(0) (SIGUSR1)."""
         os.kill(self.proc.pid, signal.SIGUSR1)
@@ -200,10 +215,13 @@ def request(port, method, path, body=None, timeout=600, connections=None):
         conn.close()
 
 
-def abandon(port, path):
-    """Send a GET and close the connection at once, without reading an answer."""
+def abandon(port, path, body=None):
+    """Send a GET (or a POST of JSON `body`) and close the connection at once, without reading an answer."""
+    data = b"" if body is None else json.dumps(body).encode()
+    head = (f"{'GET' if body is None else 'POST'} {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nConnection: close\r\n"
+            + ("" if body is None else f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n"))
     with socket.create_connection((HOST, port), timeout=10) as s:
-        s.sendall(f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nConnection: close\r\n\r\n".encode())
+        s.sendall(head.encode() + b"\r\n" + data)
 
 
 def random_ids(rng, n, vocab):
@@ -289,7 +307,13 @@ def client(k, port, args, ids, deadline, results, counter, connections, layers, 
 
     def run():
         status, data = call("run", "POST", "/api/run", {"ids": ids})
-        return json.loads(data)["handle"] if status == 200 else None
+        if status == 503:
+            time.sleep(RETRY_WAIT)
+        if status != 200:
+            return None
+        handle = json.loads(data)["handle"]
+        counter.setdefault("handles", []).append(handle)
+        return handle
 
     order = list(ENDPOINTS)
     rng.shuffle(order)
@@ -319,6 +343,8 @@ def client(k, port, args, ids, deadline, results, counter, connections, layers, 
         }[endpoint]()
         if status == 404:
             handle = None                 # evicted: run the text again
+        elif status == 503:
+            time.sleep(RETRY_WAIT)        # busy: wait as the page's user would, then go on
         elif status is None and connections.closed:
             break
 
@@ -329,6 +355,19 @@ def latency_summary(seconds):
     s = sorted(seconds)
     return {"median_s": round(statistics.median(s), 3), "p95_s": round(s[min(len(s) - 1, int(0.95 * len(s)))], 3),
             "max_s": round(s[-1], 3)}
+
+
+def cache_bytes(port, handles):
+    """The bytes the server's run cache holds, as GET /api/runs/<handle> reports it (any handle
+    still cached), or None."""
+    for handle in reversed(handles):
+        try:
+            status, data, _ = request(port, "GET", f"/api/runs/{handle}", timeout=30)
+        except (OSError, http.client.HTTPException):
+            return None
+        if status == 200:
+            return json.loads(data)["cache"]["bytes"]
+    return None
 
 
 def scenario_load(args, model_dir, vocab, layers, heads):
@@ -363,6 +402,7 @@ def scenario_load(args, model_dir, vocab, layers, heads):
         drained = time.monotonic() - start
         time.sleep(args.after_seconds)
         after = server.rss()
+        cache_after = cache_bytes(server.port, counter.get("handles", []))
         trimmed = None
         if args.trim_probe and server.proc.poll() is None:
             server.trim()
@@ -385,6 +425,7 @@ def scenario_load(args, model_dir, vocab, layers, heads):
                 "aborted": guard.aborted, "server_killed": guard.killed,
                 "rss_idle_before_gb": gb(idle_before), "rss_peak_gb": gb(guard.peak()),
                 f"rss_{args.after_seconds}s_after_gb": gb(after), "rss_after_malloc_trim_gb": gb(trimmed),
+                "cache_after_gb": gb(cache_after),
                 "api_model": {"n": len(guard.model_latency), "codes": guard.model_status,
                               **latency_summary(guard.model_latency)},
                 "endpoints": endpoints, "leftover_files": server.leftovers(), "server": server.command}
@@ -400,18 +441,23 @@ def scenario_abandoned(args, model_dir, vocab, layers, heads, n=20):
         status, data, run_s = request(server.port, "POST", "/api/run", {"ids": random_ids(rng, args.tokens, vocab)})
         handle = json.loads(data)["handle"]
         peak = server.rss()
-        for i in range(n):
-            abandon(server.port, f"/api/runs/{handle}/walk?layer={i % layers}&head={i % heads}&query={10 + i}")
-        start = time.perf_counter()
-        try:
-            status, data, seconds = request(server.port, "POST", "/api/run", {"ids": random_ids(rng, 8, vocab)},
-                                            timeout=args.request_timeout)
-        except TimeoutError:
-            status, seconds = f"timed out after {args.request_timeout:.0f} s", time.perf_counter() - start
-        peak = max(peak or 0, server.rss() or 0)
-        return {"scenario": "abandoned", "abandoned_walks": n, "tokens": args.tokens,
-                "first_run_s": round(run_s, 2), "new_short_run_s": round(seconds, 2),
-                "new_short_run_status": status, "rss_after_gb": gb(peak), "server": server.command}
+        out = {"scenario": "abandoned", "abandoned_walks": n, "tokens": args.tokens, "first_run_s": round(run_s, 2)}
+        for what in ("walk", "generate"):            # generate: work that waits for the model
+            for i in range(n):
+                if what == "walk":
+                    abandon(server.port, f"/api/runs/{handle}/walk?layer={i % layers}&head={i % heads}&query={10 + i}")
+                else:
+                    abandon(server.port, f"/api/runs/{handle}/generate", {"tokens": args.generate_tokens, "seed": i})
+            start = time.perf_counter()
+            try:
+                status, data, seconds = request(server.port, "POST", "/api/run", {"ids": random_ids(rng, 8, vocab)},
+                                                timeout=args.request_timeout)
+            except TimeoutError:
+                status, seconds = f"timed out after {args.request_timeout:.0f} s", time.perf_counter() - start
+            key = "" if what == "walk" else "after_generates_"
+            out[f"new_short_run_{key}s"], out[f"new_short_run_{key}status"] = round(seconds, 2), status
+            peak = max(peak or 0, server.rss() or 0)
+        return {**out, "rss_after_gb": gb(peak), "server": server.command}
     finally:
         server.stop()
 
@@ -450,12 +496,13 @@ def scenario_kill9(args, model_dir, vocab):
             conn.request("GET", f"/api/runs/{handle}/trace.npz")
             deadline = time.monotonic() + args.request_timeout
             if moment.startswith("while"):
-                while not any(size for _, size in server.leftovers()) and time.monotonic() < deadline:
-                    time.sleep(0.005)                 # until a part of the file is written
+                while not (any(size for _, size in server.leftovers()) or server.open_in_tmpdir()) \
+                        and time.monotonic() < deadline:
+                    time.sleep(0.005)                 # until the file is open (or a part of it written)
             else:
                 response = conn.getresponse()
                 response.read(1 << 20)
-            seen = server.leftovers()
+            seen = server.leftovers() + [(link, None) for link in server.open_in_tmpdir()]
             server.kill9()
             conn.close()
             left = server.leftovers()
@@ -487,6 +534,8 @@ def markdown(report):
             after = next(v for k, v in s.items() if k.startswith("rss_") and k.endswith("s_after_gb"))
             lines += ["", f"RSS idle before {s['rss_idle_before_gb']} GB, peak {s['rss_peak_gb']} GB, "
                           f"after the load (+{report['args']['after_seconds']} s) {after} GB"
+                          + (f" (the run cache holding {s['cache_after_gb']} GB of it)"
+                             if s.get("cache_after_gb") is not None else "")
                           + (f", after malloc_trim(0) {s['rss_after_malloc_trim_gb']} GB"
                              if s.get("rss_after_malloc_trim_gb") is not None else "") + "; "
                           f"{s['requests']} requests, all answered or closed {s['drained_after_s']} s "
@@ -494,6 +543,10 @@ def markdown(report):
         elif s["scenario"] == "abandoned":
             lines += [f"**{s['abandoned_walks']} abandoned walks, then a new short run**: "
                       f"{s['new_short_run_s']} s (status {s['new_short_run_status']}).", ""]
+            if "new_short_run_after_generates_s" in s:
+                lines += [f"**{s['abandoned_walks']} abandoned generates, then a new short run**: "
+                          f"{s['new_short_run_after_generates_s']} s "
+                          f"(status {s['new_short_run_after_generates_status']}).", ""]
         elif s["scenario"] == "idle-walk":
             lines += [f"**walk at {s['tokens']} tokens, idle server**: median {s['walk_median_s']} s "
                       f"({', '.join(map(str, s['walk_s']))}; codes {s['codes']}).", ""]

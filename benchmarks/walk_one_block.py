@@ -1,4 +1,4 @@
-"""The walk's cost at 1,000 tokens: today's path (a whole forward pass, then the steps read from
+"""The walk's cost at 1,000 tokens: the path before issue 24 (a whole forward pass, then the steps read from
 its trace) against `gpt2np.oneblock.one_block` (one token through one block from the kept arrays).
 
     python benchmarks/walk_one_block.py [--model DIR] [--tokens 1000] [--repeats 5]
@@ -33,7 +33,7 @@ times = []
 for r in range(repeats):
     layer, q = r % L, (T - 1 - 37 * r) % T
     t0 = time.perf_counter()
-    if impl == "full pass + walk":                   # what GET .../walk does today (api.rerun + walk.walk)
+    if impl == "full pass + walk":                   # what GET .../walk did before issue 24 (a pass, then the walk)
         from viewer.answers.walk import walk
         trace = m.run(ids)
         walk(m, trace, layer, 0, q)

@@ -31,8 +31,13 @@ def parse_args(argv=None):
     parser.add_argument("--engine", choices=list(ENGINES), default=DEFAULTS["ENGINE"],
                         help="'fast': the CPU schedule of gpt2np/engine.py; 'reference': gpt2np/model.py's "
                              f"plain math, to step through in a debugger (default: {DEFAULTS['ENGINE']})")
-    parser.add_argument("--cache-mb", type=int, default=DEFAULTS["CACHE_BYTES"] // 2**20,
-                        help=f"memory for recent runs, in MB (default: {DEFAULTS['CACHE_BYTES'] // 2**20})")
+    parser.add_argument("--cache-mb", type=float, default=DEFAULTS["CACHE_BYTES"] / 2**20,
+                        help="memory for recent runs and the work under way, in MB; a text whose run "
+                             "alone needs more is refused with a 413 (default: a quarter of this "
+                             f"machine's memory, {DEFAULTS['CACHE_BYTES'] // 2**20})")
+    parser.add_argument("--max-waiting", type=int, default=DEFAULTS["MAX_WAITING"],
+                        help="requests that may wait for the model while one runs; more get a 503 "
+                             f"with Retry-After (default: {DEFAULTS['MAX_WAITING']})")
     parser.add_argument("--corpus", metavar="FILE",
                         help="a results file of `python -m gpt2np corpus`, shown at /corpus")
     return parser.parse_args(argv)
@@ -72,7 +77,8 @@ def main(argv=None, serve=True):
         if args.corpus:
             stats = read_stats(args.corpus)
             args.model = args.model or stats["model"].get("spec")
-        app = create_app({"MODEL": args.model or DEFAULTS["MODEL"], "CACHE_BYTES": args.cache_mb * 1024 * 1024,
+        app = create_app({"MODEL": args.model or DEFAULTS["MODEL"], "CACHE_BYTES": int(args.cache_mb * 2**20),
+                          "MAX_WAITING": args.max_waiting,
                           "ENGINE": args.engine, "CORPUS": args.corpus,
                           "ALLOWED_HOSTS": LOCAL_NAMES if args.host in LOCAL_HOSTS else None})
     except GPT2npError as e:

@@ -69,11 +69,20 @@ def induction_scores(model, length=PROBE_LENGTH, seed=PROBE_SEED, bos=True):
         raise GPT2npError(f"{model.info.name}'s context ({cfg.n_positions}) is too short for the "
                           "induction probe (two copies of at least 2 tokens).")
     ids = analysis.induction_probe_ids(cfg.vocab_size, length, seed,
-                                       bos_id=model.bos_id() if bos else None)
+                                       bos_id=model.bos_id() if bos else None,
+                                       pool=distinguishable(model))
     trace = model.run(ids)
     scores = np.stack([analysis.induction_score(trace.pattern(L), length, start)
                        for L in range(cfg.n_layer)])                       # [L, H]
     return scores, trace, {"length": length, "seed": seed, "bos": bos, "ids": ids.tolist()}
+
+
+def distinguishable(model):
+    """The ids the induction probe draws from: those with an embedding row of their own
+    (`analysis.distinguishable_ids`), computed once per model."""
+    if getattr(model, "_distinguishable_ids", None) is None:
+        model._distinguishable_ids = analysis.distinguishable_ids(model.params["wte.weight"])
+    return model._distinguishable_ids
 
 
 def head_table(model, text_or_trace, bos=False, induction=None, thresholds=THRESHOLDS):

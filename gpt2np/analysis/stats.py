@@ -180,18 +180,35 @@ def top_column(pattern):
 
 
 # -- induction -----------------------------------------------------------------------------------
-def induction_probe_ids(vocab_size, length=30, seed=0, bos_id=None):
+def induction_probe_ids(vocab_size, length=30, seed=0, bos_id=None, pool=None):
     """A probe for induction heads: `length` distinct random token ids, then the same ids again.
 
-    With bos_id, that id comes first (and is never drawn). Returns ids [start + 2·length] with
+    With bos_id, that id comes first (and is never drawn). pool: the ids to draw from (default
+    all of 0..vocab_size-1; see `distinguishable_ids`). Returns ids [start + 2·length] with
     start = 1 if bos_id is given, else 0. Distinct ids make each token's earlier occurrence unique.
     """
-    pool = np.setdiff1d(np.arange(vocab_size), [] if bos_id is None else [bos_id])
+    pool = np.arange(vocab_size) if pool is None else np.asarray(pool)
+    pool = np.setdiff1d(pool, [] if bos_id is None else [bos_id])
     if length > pool.size:
         raise ValueError(f"cannot draw {length} distinct ids from a vocabulary of {pool.size}")
     seq = np.random.default_rng(seed).choice(pool, size=length, replace=False)   # [n]
     head = [] if bos_id is None else [bos_id]
     return np.concatenate([np.asarray(head, dtype=np.int64), seq, seq]).astype(np.int64)
+
+
+def distinguishable_ids(wte):
+    """Ids whose embedding rows differ from every other row's: all ids when every row is its own,
+    else every id except those holding a row that several ids share (the demo model's tokens that
+    never occur in its training text share one row; a probe of them could not tell them apart).
+    wte [V, d] -> [n] sorted ids"""
+    keys = np.array([hash(row.tobytes()) for row in wte])                  # [V] (fast, not exact)
+    _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+    own = counts[inverse] == 1                                              # [V]
+    for key in np.unique(keys[~own]):                                       # exact within a group
+        group = np.flatnonzero(keys == key)
+        _, g_inverse, g_counts = np.unique(wte[group], axis=0, return_inverse=True, return_counts=True)
+        own[group] = g_counts[g_inverse.ravel()] == 1
+    return np.flatnonzero(own)
 
 
 def induction_score(pattern, length, start=0):

@@ -109,6 +109,20 @@ def test_induction_probe_ids():
     assert A.induction_probe_ids(50, length=5).shape == (10,)                     # no BOS
     with pytest.raises(ValueError):
         A.induction_probe_ids(10, length=11)
+    pool = np.arange(0, 100, 3)                                                   # draw from these only
+    ids = A.induction_probe_ids(100, length=20, seed=3, bos_id=99, pool=pool)
+    assert set(ids[1:].tolist()) <= set(pool.tolist()) and ids[0] == 99
+    assert (A.induction_probe_ids(100, 20, seed=3, bos_id=99, pool=np.arange(100))
+            == A.induction_probe_ids(100, 20, seed=3, bos_id=99)).all()            # full pool = default
+
+
+def test_distinguishable_ids():
+    """Rows shared by several ids are left out; every row of its own is kept."""
+    wte = np.arange(24, dtype=np.float32).reshape(8, 3)              # 8 distinct rows
+    assert A.distinguishable_ids(wte).tolist() == list(range(8))
+    wte[[2, 5, 7]] = wte[0]                                          # ids 0, 2, 5, 7 share one row
+    wte[4] = wte[3]                                                  # ids 3, 4 share another
+    assert A.distinguishable_ids(wte).tolist() == [1, 6]
 
 
 @pytest.mark.parametrize("start", [0, 1])

@@ -157,8 +157,7 @@ def test_closing_the_response_stops_the_sweep(demo_app, client, ran, held_after_
     seen = held_after_first_run
     assert seen["ended"].is_set() and "cancelled" in seen
     assert seen["done"] == [1] and seen["total"] > 1    # not one patched run after the cancel
-    assert demo_app.extensions["gpt2np.forward_lock"].acquire(timeout=5)
-    demo_app.extensions["gpt2np.forward_lock"].release()
+    assert demo_app.extensions["gpt2np.gate"].load() == (0, 0)       # the model's slot given back
 
 
 def test_a_client_that_goes_away_stops_the_sweep(demo_app, ran, held_after_first_run):
@@ -181,6 +180,11 @@ def test_a_client_that_goes_away_stops_the_sweep(demo_app, ran, held_after_first
         seen = held_after_first_run
         assert seen["ended"].wait(30), "the sweep did not stop after its client went away"
         assert "cancelled" in seen and seen["done"] == [1]
+        for _ in range(100):                             # the stream ends, then the slot is free
+            if demo_app.extensions["gpt2np.gate"].load() == (0, 0):
+                break
+            threading.Event().wait(0.05)
+        assert demo_app.extensions["gpt2np.gate"].load() == (0, 0)
     finally:
         server.shutdown()
 

@@ -18,6 +18,7 @@ from demofacts import CARD, is_name
 
 import gpt2np
 from viewer import create_app
+from viewer.answers.runs import trace_bytes
 from viewer.answers.wire import quantize
 from viewer.cli import main as cli_main
 
@@ -322,11 +323,13 @@ def test_unexpected_errors_are_a_plain_json_500(app, client, ran, monkeypatch):
 
 # -- cache, factory, command line ----------------------------------------------------------------------
 def test_cache_is_bounded_and_keeps_the_newest(small_tok_dir):
-    app = create_app({"MODEL": str(small_tok_dir), "CACHE_BYTES": 1})
+    app = create_app({"MODEL": str(small_tok_dir)})
     c = app.test_client()
-    first = c.post("/api/run", json={"text": "One sentence."}).get_json()["handle"]
-    second = c.post("/api/run", json={"text": "Another sentence."}).get_json()["handle"]
     cache = app.extensions["gpt2np.runs"]
+    first = c.post("/api/run", json={"text": "One sentence."}).get_json()["handle"]
+    m = app.extensions["gpt2np.model"]          # room for the second's forward pass, not beside the first
+    cache.max_bytes = trace_bytes(m.config, len(m.encode("Another sentence.")))
+    second = c.post("/api/run", json={"text": "Another sentence."}).get_json()["handle"]
     assert len(cache) == 1 and second in cache and first not in cache
     assert c.get(f"/api/runs/{second}/overview").status_code == 200
     assert "Run the sentence again" in error_of(c.get(f"/api/runs/{first}/overview"), 404)
@@ -334,7 +337,8 @@ def test_cache_is_bounded_and_keeps_the_newest(small_tok_dir):
     rc = roomy.test_client()
     cache = roomy.extensions["gpt2np.runs"]
     one = rc.post("/api/run", json={"text": "Sentence number 0 is here."}).get_json()["cache"]["bytes"]
-    cache.max_bytes = int(one * 3.5)
+    m = roomy.extensions["gpt2np.model"]       # a pass of such a sentence and about 3.5 runs beside it
+    cache.max_bytes = trace_bytes(m.config, len(m.encode("Sentence number 10 is here."))) + int(one * 3.5)
     for n in range(1, 30):
         rc.post("/api/run", json={"text": f"Sentence number {n} is here."})
     assert 2 <= len(cache) <= 4 and cache.nbytes() <= cache.max_bytes

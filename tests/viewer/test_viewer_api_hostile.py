@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from viewer import create_app
-from viewer.answers.runs import RunCache
+from viewer.answers.runs import RunCache, trace_bytes
 from viewer.answers.wire import lower_triangle_bytes
 
 FUZZ = settings(max_examples=300, deadline=None, derandomize=True, database=None,
@@ -391,10 +391,13 @@ def test_fuzz_run_bodies(client, model, body, ascii_only, content_type, raw):
 @pytest.fixture(scope="module")
 def url_app(small_text_model_dir):
     """An app whose cache holds one run: `expired` was evicted by `good`."""
-    app = create_app({"MODEL": str(small_text_model_dir), "CACHE_BYTES": 1})
+    app = create_app({"MODEL": str(small_text_model_dir)})
     c = app.test_client()
+    good_text = "The trophy doesn't fit in the suitcase because it is too big."
+    m = app.extensions["gpt2np.model"]
+    app.extensions["gpt2np.runs"].max_bytes = trace_bytes(m.config, len(m.encode(good_text)))   # its pass
     expired = post_json(c, {"text": "This run will be evicted."}).get_json()["handle"]
-    good = post_json(c, {"text": "The trophy doesn't fit in the suitcase because it is too big."}).get_json()
+    good = post_json(c, {"text": good_text}).get_json()      # fits alone, not beside the first
     assert expired not in app.extensions["gpt2np.runs"]
     return app, good, expired
 

@@ -374,18 +374,27 @@ def test_demo_model_learned_attention_and_names(browser, demo_server):
         context.close()
 
 
-def test_an_evicted_run_is_run_again_by_the_page(browser, small_tok_dir):
-    """With no room in the cache, another client's run evicts ours; the page notices the 404
-    and runs its sentence again, without the user doing anything."""
-    proc, base = start_server(small_tok_dir, "no-cache", "--cache-mb", "0")
+def test_an_evicted_run_is_run_again_by_the_page_once(browser, small_tok_dir):
+    """With room in the cache for one run, another client's run evicts ours; the page notices the
+    404 and runs its sentence again, without the user doing anything, but only once: evicted a
+    second time, it says so (rather than evicting the other client's run in turn, in a loop)."""
+    import gpt2np
+    from viewer.answers.runs import trace_bytes
+    ours, n_other = "The cat sat on the mat.", 64           # the other client sends 64 ids
+    m = gpt2np.load(str(small_tok_dir))
+    bound = trace_bytes(m.config, n_other)                  # the other's pass evicts every run
+    proc, base = start_server(small_tok_dir, "one-run-cache", "--cache-mb", str(bound / 2**20))
     context, page = new_page(browser, base, width=1200, height=900, timeout=None)
     watch = page.watch
+
+    def other_client(start):
+        body = json.dumps({"ids": list(range(start, start + n_other))}).encode()
+        request = urllib.request.Request(base + "/api/run", data=body, headers={"Content-Type": "application/json"})
+        urllib.request.urlopen(request, timeout=60).read()
     try:
         open_viewer(page, base)
-        first = page.evaluate("window.__viewer.state.run.handle")
-        request = urllib.request.Request(base + "/api/run", data=json.dumps({"text": "Someone else."}).encode(),
-                                         headers={"Content-Type": "application/json"})
-        urllib.request.urlopen(request, timeout=60).read()
+        first = run_sentence(page, ours)
+        other_client(100)                                            # evicts ours
         assert urllib.request.urlopen(base + "/api/model").status == 200
         page.get_by_test_id("heatmap").focus()
         page.keyboard.press("ArrowRight")
@@ -393,7 +402,12 @@ def test_an_evicted_run_is_run_again_by_the_page(browser, small_tok_dir):
         page.wait_for_selector("#topk[data-head='1']")
         assert page.evaluate("window.__viewer.state.run.handle") == first
         assert page.get_by_test_id("error").is_hidden()
-        # The 404s the page recovered from are the only console messages.
+        assert "run again, once" in page.get_by_test_id("status").inner_text()
+        other_client(200)                                            # evicts ours again
+        page.keyboard.press("ArrowRight")
+        page.wait_for_selector("[data-testid='error']:not([hidden])")
+        assert "dropped this run from its memory again" in page.get_by_test_id("error").inner_text()
+        # The 404s the page recovered from or reported are the only console messages.
         assert watch.console_errors and all("404" in m for m in watch.console_errors)
         watch.console_errors.clear()
         watch.check()

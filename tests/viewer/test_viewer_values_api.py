@@ -124,8 +124,18 @@ def test_walk_values_are_the_traces(client, ran, demo):
     expected["z"] = [trace[b + "attn.hook_z"][query, head], np.float32(value["z_sum"])]
     expected["w_o"] = [np.float32(value["write"]), trace[b + "hook_attn_out"][query]]
     expected["pv"] = [np.float32(k["pv"]) for k in value["keys"]]
+    # x and the value ledger's steps are the run's own arrays: the same float32 text; the rest is
+    # the block computed again for the one token (gpt2np.oneblock): the full pass's up to rounding
+    exact = ("resid_pre", "pv", "z", "w_o")
     for step in d["steps"]:
-        assert [v["values"] for v in step["vectors"]] == [f32_text(a) for a in expected[step["id"]]], step["id"]
+        shown = [v["values"] for v in step["vectors"]]
+        if step["id"] in exact:
+            assert shown == [f32_text(a) for a in expected[step["id"]]], step["id"]
+        else:
+            assert len(shown) == len(expected[step["id"]]), step["id"]
+            for values, a in zip(shown, expected[step["id"]]):
+                got = np.array([float(v) for v in values], dtype=np.float64)
+                assert np.abs(got - a).max() <= 1e-5 * max(np.abs(a).max(), 1.0), step["id"]
         for c in step["checks"]:                              # each step redone beside the trace
             assert float(c["relative"]) <= 1e-5, (step["id"], c)
     # the residual additions are the same float32 operations as the model's: identical

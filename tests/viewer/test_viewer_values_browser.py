@@ -174,7 +174,10 @@ def test_walk_steps_show_the_apis_values(page, demo_server, demo):
             page.get_by_test_id("walk-next").click()
             page.wait_for_selector(f"#walk-body[data-step='{i + 1}']")
     assert page.get_by_test_id("walk-next").is_disabled()
-    assert numbers(page, "walk-vector-0") == f32_text(trace[f"blocks.{layer}.hook_resid_post"][query])
+    # the block computed again for the one token (gpt2np.oneblock): the full pass's up to rounding
+    shown = np.array([float(v) for v in numbers(page, "walk-vector-0")])
+    expected = trace[f"blocks.{layer}.hook_resid_post"][query]
+    assert np.abs(shown - expected).max() <= 1e-5 * max(np.abs(expected).max(), 1.0)
     page.get_by_test_id("walk-back").click()
     page.wait_for_selector(f"#walk-body[data-step='{len(steps) - 2}']")
     # autoplay from the start; a key stops it

@@ -7,12 +7,14 @@ from reference import tensor_relative_delta
 
 from gpt2np import model as reading_path
 from viewer import create_app
+from viewer.answers.runs import trace_bytes
 
 
 def test_cached_runs_keep_their_numbers_while_the_workspace_is_reused(small_model_dir):
-    app = create_app({"MODEL": str(small_model_dir), "CACHE_BYTES": 1})   # only the newest run is kept
+    app = create_app({"MODEL": str(small_model_dir)})
     client, runs, ws = app.test_client(), app.extensions["gpt2np.runs"], app.extensions["gpt2np.workspace"]
     m = app.extensions["gpt2np.model"]
+    runs.max_bytes = trace_bytes(m.config, 40)         # one pass of 40 tokens: only the newest run is kept
     rng = np.random.default_rng(0)
     inputs = [rng.integers(0, m.config.vocab_size, 40).tolist() for _ in range(4)]
     first = runs.get(client.post("/api/run", json={"ids": inputs[0]}).get_json()["handle"])

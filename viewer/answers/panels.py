@@ -80,5 +80,5 @@ def sample_answer(m, run, position, s):
 
 
 def walk_answer(m, run, trace, layer, head, query):
-    """One token through one block (walk.py), from the run's full trace."""
+    """One token through one block (walk.py), from the run's kept arrays (`run.trace()`) or its full trace."""
     return {"handle": run.handle, **walk(m, trace, layer, head, query)}

@@ -10,19 +10,22 @@ tokens of GPT-2 small that is about 22 MB instead of the trace's 61 MB; at 1,024
 1.5 GB. `Run.trace()` hands these arrays to gpt2np's analysis functions as a Trace,
 and `Run.memo` keeps the analysis results (as JSON bytes, counted in `nbytes`).
 
-`RunCache` is least-recently-used with a bound in bytes. The newest run is always kept, even
-when it alone is over the bound, so a long input can still be viewed; older runs are evicted.
-A handle is a hash of the model and the ids, so the same sentence finds its cached run.
+`RunCache` is least-recently-used with a bound in bytes, shared by the runs it keeps and the
+work under way: `reserve(nbytes)` holds room for a forward pass, an ablation or a download while it
+computes, evicting the oldest runs first, and refuses (`TooLarge`) what alone exceeds the bound;
+`run_bytes` and `trace_bytes` estimate a run's and a full trace's size from the config and T. A
+handle is a hash of the model and the ids, so the same sentence finds its cached run.
 """
 
 import hashlib
 import json
 import threading
 from collections import OrderedDict
+from contextlib import contextmanager
 
 import numpy as np
 
-from gpt2np import Trace
+from gpt2np import GPT2npError, Trace
 from gpt2np.analysis import next_token_top_k
 from gpt2np.trace import residual_stream_names
 
@@ -30,6 +33,38 @@ from .wire import thumbnails
 
 TOP_K = 5
 MEMO_ENTRIES = 16        # analysis results kept per run (heads table, findings, ablations, pairs)
+
+
+MB = 2**20
+
+
+def run_bytes(config, n_tokens):
+    """The bytes of the arrays a `Run` keeps for n_tokens (float32; its memo and overview aside)."""
+    L, H, d, T = config.n_layer, config.n_head, config.n_embd, n_tokens
+    per_layer = 6 * T * d + 2 * H * T * T           # q, k, v, z, attn_out, mlp_out; scores, pattern
+    floats = L * per_layer + (L + 1) * T * d + 3 * T * d   # + the residual stream, embeddings, ln_final
+    return 4 * floats + T * TOP_K * (8 + 8)          # + next-token top-k ids (int64) and probs (float64)
+
+
+def trace_bytes(config, n_tokens):
+    """The bytes of a whole forward pass's Trace of n_tokens (float32, every name counted): per block
+    resid_pre, ln1, q, k, v, z, attn_out, resid_mid, ln2, mlp_out, resid_post [T, d], the MLP's
+    pre and post [T, d_mlp], scores and pattern [H, T, T], ln1's and ln2's hook_scale [T, 1]; the
+    embeddings, ln_final (and its hook_scale) and the logits."""
+    L, H, d, T = config.n_layer, config.n_head, config.n_embd, n_tokens
+    per_layer = 11 * T * d + 2 * T * config.d_mlp + 2 * H * T * T + 2 * T
+    return 4 * (L * per_layer + 3 * T * d + T + T * config.vocab_size)
+
+
+class TooLarge(GPT2npError):
+    """Work (or one run) that alone needs more memory than the viewer's whole bound."""
+
+    def __init__(self, what, nbytes, max_bytes):
+        fits = -(-int(nbytes * 1.25) // MB)
+        super().__init__(f"{what} needs about {nbytes / MB:,.0f} MB, more than the viewer's whole "
+                         f"memory bound for runs and work ({max_bytes / MB:,.0f} MB, --cache-mb). Use a "
+                         f"shorter text, or start the viewer with --cache-mb {fits} or more.")
+        self.nbytes, self.max_bytes = nbytes, max_bytes
 
 
 def run_handle(model, ids, bos):
@@ -94,6 +129,11 @@ class Run:
             arrays[f"blocks.{L}.hook_attn_out"], arrays[f"blocks.{L}.hook_mlp_out"] = self.attn_out[L], self.mlp_out[L]
         return Trace(arrays, self.ids, self.tokens)
 
+    def memo_get(self, key):
+        """The memo's JSON bytes for key, or None."""
+        with self._memo_lock:
+            return self._memo.get(key)
+
     def memo(self, key, compute):
         """JSON bytes of compute() for this run, computed once per key; the last MEMO_ENTRIES kept."""
         with self._memo_lock:
@@ -116,11 +156,13 @@ class Run:
 
 
 class RunCache:
-    """Recent runs by handle, least recently used first out, bounded by `max_bytes`."""
+    """Recent runs by handle, least recently used first out, and the work under way (`reserve`),
+    together bounded by `max_bytes`."""
 
     def __init__(self, max_bytes):
         self.max_bytes = int(max_bytes)
         self._runs = OrderedDict()
+        self._reserved = 0
         self._lock = threading.Lock()
 
     def get(self, handle):
@@ -131,11 +173,40 @@ class RunCache:
             return run
 
     def put(self, run):
+        """Keep `run` as the most recent, evicting the oldest runs beyond the bound (the newest is
+        kept even if its estimate was short of its size; `check` refuses runs too large first)."""
         with self._lock:
             self._runs[run.handle] = run
             self._runs.move_to_end(run.handle)
-            while len(self._runs) > 1 and self._total() > self.max_bytes:
-                self._runs.popitem(last=False)
+            self._evict(keep=1)
+
+    def check(self, what, nbytes):
+        """Raise TooLarge when nbytes alone exceed the bound."""
+        if nbytes > self.max_bytes:
+            raise TooLarge(what, nbytes, self.max_bytes)
+
+    @contextmanager
+    def reserve(self, nbytes, what="This request", keep=None):
+        """Hold nbytes of the bound for work under way, evicting the oldest runs to make room, but
+        not the run `keep` (a handle: the run the work reads, counted with it). Yields a Reservation
+        whose release() gives the room back early (e.g. before the work's result is put here)."""
+        kept = self.get(keep) if keep is not None else None
+        self.check(what, nbytes + (kept.nbytes() if kept is not None else 0))
+        reservation = Reservation(self, nbytes)
+        with self._lock:
+            self._reserved += nbytes
+            self._evict(keep=0, spare=keep)
+        try:
+            yield reservation
+        finally:
+            reservation.release()
+
+    def _evict(self, keep, spare=None):
+        """Under the lock: drop the oldest runs (not `spare`, a handle) until runs and reservations
+        fit the bound, keeping at least `keep` runs."""
+        order = [h for h in self._runs if h != spare]
+        while order and len(self._runs) > keep and self._total() + self._reserved > self.max_bytes:
+            del self._runs[order.pop(0)]
 
     def nbytes(self):
         # Under the lock: another request's put() may be adding or evicting runs meanwhile.
@@ -150,3 +221,15 @@ class RunCache:
 
     def __contains__(self, handle):
         return handle in self._runs
+
+
+class Reservation:
+    """Bytes held in a RunCache's bound for work under way (`RunCache.reserve`)."""
+
+    def __init__(self, cache, nbytes):
+        self.cache, self.nbytes = cache, nbytes
+
+    def release(self):
+        with self.cache._lock:
+            self.cache._reserved -= self.nbytes
+            self.nbytes = 0

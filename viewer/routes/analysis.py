@@ -27,10 +27,10 @@ from gpt2np.heads import parse_heads
 
 from ..answers.describe import next_tokens
 from ..answers.panels import heads_answer, lens_answer
-from ..answers.runs import finite
+from ..answers.runs import finite, trace_bytes
 from ..answers.wire import ENCODING, lower_triangle_bytes
 from . import args
-from .api import binary, forward_lock, get_run, model, parse_run_body, run_input
+from .api import binary, get_run, model, model_slot, parse_run_body, run_input
 from .args import json_object, refuse_unknown_fields
 from .errors import ApiError
 
@@ -50,6 +50,22 @@ def ablate_example():
 
 def json_bytes(data):
     return current_app.response_class(data, mimetype="application/json")
+
+
+def gated_memo(handle, key, work_bytes, what, compute):
+    """compute(run) as JSON, kept in the run's memo: a memo hit answers at once; otherwise it waits
+    for the model (`api.model_slot`, holding work_bytes) and looks the run up only then."""
+    data = get_run(handle).memo_get(key)
+    if data is None:
+        with model_slot(work_bytes, what, handle):
+            run = get_run(handle)
+            data = run.memo(key, lambda: compute(run))
+    return json_bytes(data)
+
+
+def heads_bytes(config, n_tokens):
+    """float64 [H, T, T] of one layer, twice: the value-weighted attention and its temporaries."""
+    return 2 * 8 * config.n_head * n_tokens ** 2
 
 
 def head_list(heads):
@@ -76,26 +92,23 @@ def run_text(run):
 # -- heads table ----------------------------------------------------------------------------------
 @bp.get("/api/runs/<handle>/heads")
 def api_heads(handle):
-    run = get_run(handle)
     probe = current_app.extensions["gpt2np.induction"]
+    n = get_run(handle).n_tokens
 
-    def compute():
-        with forward_lock():                          # value-weighted attention: [H, T, T] per layer
-            return heads_answer(model(), run, probe)
-    return json_bytes(run.memo(("heads",), compute))
+    def compute(run):                                 # value-weighted attention: [H, T, T] per layer
+        return heads_answer(model(), run, probe)
+    return gated_memo(handle, ("heads",), heads_bytes(model().config, n), "The heads table", compute)
 
 
 # -- findings -------------------------------------------------------------------------------------
 @bp.get("/api/runs/<handle>/findings")
 def api_findings(handle):
-    run = get_run(handle)
+    n = get_run(handle).n_tokens
 
-    def compute():
-        sentence = run_text(run)
-        with forward_lock():                          # several forward passes: probe, sentences
-            report = findings.report(model(), sentence=sentence, bos=run.bos)
-        return {"handle": run.handle, **report}
-    return json_bytes(run.memo(("findings",), compute))
+    def compute(run):                                 # several forward passes: probe, sentences
+        return {"handle": run.handle, **findings.report(model(), sentence=run_text(run), bos=run.bos)}
+    work = 2 * trace_bytes(model().config, n)         # the sentence and a pass beside it
+    return gated_memo(handle, ("findings",), work, "The findings report", compute)
 
 
 # -- logit lens -----------------------------------------------------------------------------------
@@ -123,14 +136,14 @@ def api_ablate(handle):
                        'or "mean" (by its mean over this input\'s positions).')
     position, k = args.position(run, body=body, last_by_default=True), args.tokens_to_list(body)
     token = args.token_arg(model(), body.get("token"))
+    n = run.n_tokens
+    del run                                           # not kept while waiting for the model
 
-    def compute():
-        with forward_lock():                          # two forward passes: as is, and ablated
-            result = interventions.ablate(model(), run.ids, heads, mode, token=token, k=k,
-                                          position=position)
-        return {"handle": run.handle, **result}
+    def compute(run):                                 # two forward passes: as is, and ablated
+        return {"handle": run.handle, **interventions.ablate(model(), run.ids, heads, mode, token=token,
+                                                               k=k, position=position)}
     key = ("ablate", tuple(heads), mode, position, k, token)
-    return json_bytes(run.memo(key, compute))
+    return gated_memo(handle, key, 2 * trace_bytes(model().config, n), "The ablation", compute)
 
 
 # -- minimal pairs --------------------------------------------------------------------------------
@@ -149,13 +162,17 @@ def api_pair(handle):
     if "bos" in request.get_json() and bos != run_a.bos:
         raise ApiError(f'"bos" must match sentence A\'s ({str(run_a.bos).lower()}): the two '
                        "sentences are compared token by token.")
-    run_b, _ = run_input(text_or_ids, run_a.bos)
+    bos, n_a = run_a.bos, run_a.n_tokens
+    del run_a                                         # not kept while waiting for the model
+    run_b, _ = run_input(text_or_ids, bos)
+    handle_b, n = run_b.handle, max(n_a, run_b.n_tokens)
+    del run_b
 
-    def compute():
-        with forward_lock():                          # [H, Q, K] float64 per layer
-            changes = interventions.attention_changes(run_a.trace(), run_b.trace())
-        return {"a": pair_side(run_a), "b": pair_side(run_b), **changes}
-    return json_bytes(run_a.memo(("pair", run_b.handle), compute))
+    def compute(run_a):                               # [H, Q, K] float64 per layer
+        run_b = get_run(handle_b)
+        return {"a": pair_side(run_a), "b": pair_side(run_b),
+                **interventions.attention_changes(run_a.trace(), run_b.trace())}
+    return gated_memo(handle, ("pair", handle_b), heads_bytes(model().config, n), "The comparison", compute)
 
 
 @bp.get("/api/runs/<handle>/pair/<handle_b>/diff")

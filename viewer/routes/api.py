@@ -17,17 +17,18 @@ Views only parse arguments (args.py) and pick numbers; the numbers come from vie
 blueprint, analysis.py.
 """
 
-import os
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-from flask import Blueprint, current_app, jsonify, render_template, send_file
+from flask import Blueprint, current_app, g, jsonify, render_template, request, send_file
 
 from ..answers.describe import describe_run, model_summary, next_tokens, overview_bytes, pattern_bytes, wire_headers
 from ..answers.ledger import ledger, pattern_row, query_panel
-from ..answers.runs import Run, run_handle
+from ..answers.runs import Run, run_bytes, run_handle, trace_bytes
+from ..gate import ClientGone, client_gone, give_back_memory
 from . import args
 from .args import flag_arg, json_object, refuse_unknown_fields
 from .errors import ApiError
@@ -51,14 +52,43 @@ def runs():
 
 def workspace():
     """The app's gpt2np.Workspace: a run's trace is given back to it once its Run has taken the
-    arrays the page reads (those stay the Run's; the rest are written again by the next pass)."""
+    arrays the page reads (those stay the Run's; the rest are written again by the next pass of the
+    same length: at most trace_bytes − run_bytes of the last pass are held between passes)."""
     return current_app.extensions["gpt2np.workspace"]
 
 
-def forward_lock():
-    """Held around every forward pass and analysis of the app: one at a time, as a 1,024-token
-    trace of GPT-2 small is ~2 GB."""
-    return current_app.extensions["gpt2np.forward_lock"]
+def gate():
+    return current_app.extensions["gpt2np.gate"]
+
+
+@contextmanager
+def model_slot(work_bytes=0, what="This request", handle=None):
+    """The model for this request: every forward pass and analysis of the app runs inside, one at a
+    time (a 1,024-token trace of GPT-2 small is ~2 GB). Busy (503) when too many wait (gate.py);
+    a client that left meanwhile is dropped here, before any work; `work_bytes` are held against the
+    cache's bound while the work runs (RunCache.reserve; the run `handle` the work reads is kept
+    and counted with it). Look the run up inside, not before: a waiting request keeps no run alive.
+    Yields the Reservation."""
+    runs().check(what, work_bytes)                    # refuse before waiting for nothing
+    environ = request.environ
+    with gate().slot(gone=lambda: client_gone(environ)):
+        g.expensive = True
+        with runs().reserve(work_bytes, what, keep=handle) as reservation:
+            yield reservation
+
+
+@bp.teardown_app_request
+def give_back_after_work(_error):
+    """After an expensive request, once no other runs or waits: return freed memory to the system
+    (a pass's arrays are freed by now, with the view's locals)."""
+    if g.pop("expensive", False) and gate().load() == (0, 0):
+        give_back_memory()
+
+
+def stop_if_gone(_step=None):
+    """For long work, at each of its steps: stop (ClientGone) when the client has left."""
+    if client_gone(request.environ):
+        raise ClientGone()
 
 
 @bp.after_app_request
@@ -125,7 +155,8 @@ def run_input(text_or_ids, bos):
     run = runs().get(handle)
     if run is not None:
         return run, True
-    with forward_lock():
+    runs().check(f"A run of {len(ids):,} tokens", run_bytes(m.config, len(ids)))
+    with model_slot(trace_bytes(m.config, len(ids)), f"The forward pass of {len(ids):,} tokens") as reservation:
         run = runs().get(handle)                       # the same sentence may have just run
         if run is not None:
             return run, True
@@ -134,7 +165,8 @@ def run_input(text_or_ids, bos):
         run = Run(handle, trace, bos, 0.0)
         run.elapsed = time.perf_counter() - start
         workspace().give_back(trace)                   # Run's arrays stay Run's; the others are reused
-    runs().put(run)
+        reservation.release()                          # the pass is over: its run takes the room
+        runs().put(run)
     return run, False
 
 
@@ -199,29 +231,25 @@ def api_next(handle):
     return jsonify(next_tokens(run, args.position(run), model()))
 
 
-def rerun(run):
-    """The full trace of a cached run. The viewer keeps only part of it in memory, so the same ids
-    are run again through the same model (the forward pass is deterministic; checked against the
-    cached pattern). Give it back to `workspace()` when done."""
-    with forward_lock():
-        trace = model().run(run.ids, workspace=workspace())
-    if not all(np.array_equal(trace.pattern(i), p) for i, p in enumerate(run.patterns)):
-        raise ApiError("The re-run of this sentence differs from the cached run; not using it.", 500)
-    return trace
-
-
 @bp.get("/api/runs/<handle>/trace.npz")
 def api_trace(handle):
-    """The full trace (`rerun`)."""
-    run = get_run(handle)
-    trace = rerun(run)
-    fd, path = tempfile.mkstemp(suffix=".npz", prefix="gpt2np-trace-")
-    try:
-        with os.fdopen(fd, "wb") as f:
+    """The full trace. The viewer keeps only part of it in memory, so the same ids are run again
+    through the same model (the forward pass is deterministic; checked against the cached pattern),
+    and written to a temporary file without a name (tempfile.TemporaryFile: O_TMPFILE, or unlinked
+    at once), so that a server killed at any moment leaves no file behind."""
+    n = get_run(handle).n_tokens
+    with model_slot(trace_bytes(model().config, n), f"The trace of {n:,} tokens", handle):
+        run = get_run(handle)
+        trace = model().run(run.ids)
+        if not all(np.array_equal(trace.pattern(i), p) for i, p in enumerate(run.patterns)):
+            raise ApiError("The re-run of this sentence differs from the cached run; not using it.", 500)
+        f = tempfile.TemporaryFile(suffix=".npz", prefix="gpt2np-trace-")
+        try:
             trace.save(f)
-        workspace().give_back(trace)
-        f = open(path, "rb")
-    finally:
-        os.unlink(path)                                # the open handle keeps the data readable
-    name = f"gpt2np-{model().info.name}-{run.n_tokens}tok-{handle[:8]}.npz"
+        except BaseException:
+            f.close()
+            raise
+        del trace                                      # (not the workspace's: all of it is freed now)
+    f.seek(0)
+    name = f"gpt2np-{model().info.name}-{n}tok-{handle[:8]}.npz"
     return send_file(f, mimetype="application/octet-stream", as_attachment=True, download_name=name)

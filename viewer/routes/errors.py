@@ -1,14 +1,22 @@
 """Every error the viewer returns is JSON: {"error": message, "status": code}, never a traceback.
 
 `ApiError` is raised by the API for bad requests; `GPT2npError` from the core (empty text, too
-many tokens, ids out of range) is a 400 with the core's own message; Werkzeug's HTTP errors
-(404, 405, 413, ...) keep their status; anything else is logged and answered with a plain 500.
+many tokens, ids out of range) is a 400 with the core's own message; work larger than the whole
+memory bound (`runs.TooLarge`) a 413 naming the --cache-mb that fits; a full queue for the model
+(`gate.Busy`) a 503 with Retry-After; a client that left (`gate.ClientGone`) a 499 nobody reads;
+Werkzeug's HTTP errors (404, 405, 413, ...) keep their status; anything else is logged and
+answered with a plain 500.
 """
 
-from flask import jsonify, request
+from flask import current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from gpt2np import GPT2npError
+
+from ..answers.runs import TooLarge
+from ..gate import Busy, ClientGone
+
+RETRY_AFTER_PER_REQUEST = 3      # seconds per request ahead, for Retry-After (a pass of ~1,000 tokens)
 
 HTTP_MESSAGES = {
     404: "Not found: {path}. The page is at / and the API under /api (see the README).",
@@ -40,6 +48,22 @@ def register_error_handlers(app):
     @app.errorhandler(GPT2npError)
     def core_error(e):
         return error_response(str(e), 400)
+
+    @app.errorhandler(TooLarge)
+    def too_large(e):
+        return error_response(str(e), 413)
+
+    @app.errorhandler(Busy)
+    def busy(e):
+        most = current_app.extensions["gpt2np.gate"].max_waiting
+        response = error_response(f"{e} for the model (one runs, at most {most} wait): try again in "
+                                  "a few seconds.", 503)
+        response.headers["Retry-After"] = str(RETRY_AFTER_PER_REQUEST * max(e.ahead, 1))
+        return response
+
+    @app.errorhandler(ClientGone)
+    def client_gone(e):
+        return error_response("The client closed the connection; nothing was computed for it.", 499)
 
     @app.errorhandler(HTTPException)
     def http_error(e):

@@ -20,7 +20,7 @@ from gpt2np.generate import SAMPLING_RANGES, decode
 
 from ..answers.panels import SAMPLING_DEFAULTS, sample_answer
 from . import args
-from .api import forward_lock, get_run, model, run_input, run_summary
+from .api import get_run, model, model_slot, run_input, run_summary, stop_if_gone
 from .args import ABSENT, flag_arg, json_object, real_number, refuse_unknown_fields, whole_number
 from .errors import ApiError
 
@@ -61,19 +61,29 @@ def api_sample(handle):
     return jsonify(sample_answer(model(), run, position, sampling_settings()))
 
 
+def generation_bytes(config, n_tokens):
+    """Generate's memory: the KV cache (k and v of every layer, float32) and a few logits rows."""
+    return 4 * (2 * config.n_layer * n_tokens * config.n_embd + 4 * config.vocab_size)
+
+
 @bp.post("/api/runs/<handle>/generate")
 def api_generate(handle):
-    run = get_run(handle)
+    get_run(handle)                                   # 404 before reading the body
     body = json_object(EXAMPLE)
     refuse_unknown_fields(body, FIELDS, f"{', '.join(FIELDS)}, e.g. {EXAMPLE}")
     tokens = whole_number("tokens", 1, MAX_NEW_TOKENS, "number of new tokens", body, default=ABSENT)
     s = sampling_settings(body)
     m = model()
-    with forward_lock():
-        g = m.generate([int(i) for i in run.ids], max_new_tokens=tokens, temperature=s["temperature"],
-                       top_k=s["top_k"], top_p=s["top_p"], seed=s["seed"], greedy=s["greedy"])
-    ids = [int(i) for i in g.ids[int(run.bos):]]      # run_input puts <|endoftext|> back in front
-    new_run, cached = run_input(ids, run.bos)
+    n = get_run(handle).n_tokens + tokens
+    with model_slot(generation_bytes(m.config, n), "Generate", handle):
+        run = get_run(handle)                         # looked up once the model is ours
+        ids, bos = [int(i) for i in run.ids], run.bos
+        del run
+        g = m.generate(ids, max_new_tokens=tokens, temperature=s["temperature"], top_k=s["top_k"],
+                       top_p=s["top_p"], seed=s["seed"], greedy=s["greedy"],
+                       on_step=stop_if_gone)      # a client that left stops it at its next token
+    ids = [int(i) for i in g.ids[int(bos):]]          # run_input puts <|endoftext|> back in front
+    new_run, cached = run_input(ids, bos)
     return jsonify({**run_summary(new_run, cached), "text": decode(m, ids) if m.tokenizer else None,
                     "generation": {"n_prompt": g.n_prompt, "new_text": g.new_text, "stop": g.stop,
                                    "note": g.note, "settings": g.settings,

@@ -14,28 +14,31 @@ The run is the clean input (its ids, with its <|endoftext|> if it has one); "cor
 (or ids) with as many tokens. Every field is checked before anything runs: a bad one is a 400
 with a JSON message, and a corrupted input of another token count is a 400 that carries both
 tokenizations ("clean_tokens", "corrupted_tokens"). The numbers are
-`gpt2np.analysis.patching.patch` on the same ids: this module only reads the request, runs the
-sweep in a worker thread (under `forward_lock`, like every forward pass of the app) and writes its
-progress. Memory is bounded: the worker keeps one progress count, never a queue of lines.
+`gpt2np.analysis.patching.patch` on the same ids: this module only reads the request, takes the
+model's slot (`api.model_slot`: a 503 when too many wait, three traces' bytes reserved) before the
+response begins, runs the sweep in a worker thread and writes its progress; the slot is given back
+when the sweep ends. Memory is bounded: the worker keeps one progress count, never a queue of lines.
 
-Cancelling: the page aborts its request (its Cancel button). When the connection is gone the
-server's next write fails, Werkzeug closes this response's generator, and the sweep is told to
-stop (`patch`'s `cancel`), which it does before its next patched run.
+Cancelling: the page aborts its request (its Cancel button). The sweep's `cancel` asks, before
+every patched run, whether the client has closed its connection (`gate.client_gone`); a write
+that fails closes this response's generator, which stops the sweep too.
 """
 
 import json
 import threading
+from contextlib import ExitStack
 
-from flask import Blueprint, current_app
+from flask import Blueprint, current_app, request, stream_with_context
 
 from gpt2np import GPT2npError
 from gpt2np.analysis.examples import examples_for
 from gpt2np.analysis.patching import ALL_SITES, SITES, PatchingCancelled, check_sites, patch
 from gpt2np.heads import head_name
 
-from ..answers.runs import finite
+from ..answers.runs import finite, trace_bytes
+from ..gate import client_gone
 from . import args
-from .api import forward_lock, get_run, model
+from .api import get_run, model, model_slot
 from .args import json_object, refuse_unknown_fields
 from .errors import ApiError
 
@@ -105,23 +108,23 @@ class Sweep:
     """One patching sweep in a worker thread: what the stream reads (the latest progress, the
     outcome) and the flag that stops it."""
 
-    def __init__(self, m, lock, ids, kwargs, log):
+    def __init__(self, m, ids, kwargs, log, gone):
         self.changed = threading.Condition()
         self.done, self.total, self.outcome = 0, None, None
         self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.work, args=(m, lock, ids, kwargs, log), daemon=True)
+        self.cancel = lambda: self.stop.is_set() or gone()
+        self.thread = threading.Thread(target=self.work, args=(m, ids, kwargs, log), daemon=True)
 
     def progress(self, done, total):
         with self.changed:
             self.done, self.total = done, total
             self.changed.notify_all()
 
-    def work(self, m, lock, ids, kwargs, log):
+    def work(self, m, ids, kwargs, log):
         try:
-            with lock:
-                if self.stop.is_set():
-                    raise PatchingCancelled("cancelled before it began")
-                result = patch(m, *ids, progress=self.progress, cancel=self.stop.is_set, **kwargs)
+            if self.cancel():
+                raise PatchingCancelled("cancelled before it began")
+            result = patch(m, *ids, progress=self.progress, cancel=self.cancel, **kwargs)
             outcome = {"event": "result", **result.to_dict()}
         except PatchingCancelled as e:
             outcome = {"event": "cancelled", "message": str(e)}
@@ -135,9 +138,10 @@ class Sweep:
             self.outcome = outcome
             self.changed.notify_all()
 
-    def lines(self, first):
+    def lines(self, first, slot):
         """The response body: `first`, then progress lines, then the outcome. Closed early (the
-        client went away): the sweep is told to stop, and this waits until it has."""
+        client went away): the sweep is told to stop, and this waits until it has. Then the
+        model's `slot` (an ExitStack holding it) is given back."""
         self.thread.start()
         try:
             yield line(first)
@@ -155,6 +159,7 @@ class Sweep:
         finally:
             self.stop.set()
             self.thread.join()
+            slot.close()
 
 
 @bp.post("/api/runs/<handle>/patch")
@@ -182,11 +187,21 @@ def api_patch(handle):
                        "Change words for words of as many tokens.",
                        clean_tokens=clean_tokens, corrupted_tokens=corrupted_tokens)
     kwargs = {"sites": sites, "position": position, "head": head_name(*head) if head else None}
-    sweep = Sweep(m, forward_lock(), (clean, corrupted, answer, versus), kwargs, current_app.logger)
     first = {"event": "start", "handle": run.handle, "clean_tokens": clean_tokens,
              "corrupted_tokens": corrupted_tokens,
              "differ": [t for t, (a, b) in enumerate(zip(clean, corrupted)) if a != b]}
-    response = current_app.response_class(sweep.lines(first), mimetype="application/x-ndjson")
+    environ = request.environ
+    slot = ExitStack()          # the model's slot, held from here until the sweep ends (lines())
+    slot.enter_context(model_slot(3 * trace_bytes(m.config, len(clean)), "Patching", run.handle))
+    try:
+        sweep = Sweep(m, (clean, corrupted, answer, versus), kwargs, current_app.logger,
+                      gone=lambda: client_gone(environ))
+        response = current_app.response_class(stream_with_context(sweep.lines(first, slot)),
+                                              mimetype="application/x-ndjson")
+    except BaseException:
+        slot.close()
+        raise
+    response.call_on_close(slot.close)                    # a stream closed before it began
     # No "Cache-Control: no-store" (a POST is not cached anyway): with it Chromium reports a streamed
     # fetch read to its end as aborted now and then (microsoft/playwright#42742).
     response.headers["X-Accel-Buffering"] = "no"

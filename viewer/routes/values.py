@@ -6,9 +6,10 @@ head moves, one token's walk through a block, and the direct logit attribution.
     GET /api/runs/<h>/attribution?position&token|token_id&versus|versus_id&k
                                                     interventions.logit_attribution
 
-The value ledger and the attribution read the arrays the run kept (`Run.trace()`); the walk needs
-what a run does not keep (ln_1, ln_2, resid_mid, the MLP's hidden layer), so it runs the same ids
-again (`api.rerun`). The walk and the attribution are kept per run as JSON (`Run.memo`).
+All three read the arrays the run kept (`Run.trace()`); the walk computes the one block again for
+the one token from them (`gpt2np.oneblock.one_block`: no forward pass), so it never waits for the
+model. The attribution's [parts, d] @ [d, vocab] product is a forward pass's worth of work: it
+takes its turn (`api.model_slot`). The walk and the attribution are kept per run as JSON (`Run.memo`).
 """
 
 from urllib.parse import quote
@@ -21,8 +22,8 @@ from gpt2np.analysis.examples import examples_for
 from ..answers.ledger import value_ledger
 from ..answers.panels import attribution_answer, walk_answer
 from . import args
-from .analysis import json_bytes
-from .api import forward_lock, get_run, model, rerun, workspace
+from .analysis import gated_memo, json_bytes
+from .api import get_run, model, stop_if_gone
 from .errors import ApiError
 
 bp = Blueprint("values", __name__)
@@ -40,12 +41,15 @@ def api_walk(handle):
     run = get_run(handle)
     layer, head, query = args.layer_head_query(run, model().config)
 
-    def compute():
-        trace = rerun(run)                            # a forward pass, under the forward lock
-        answer = walk_answer(model(), run, trace, layer, head, query)
-        workspace().give_back(trace)                  # what the answer still holds of it is not reused
-        return answer
+    def compute():                                    # one block for one token, from the kept arrays
+        stop_if_gone()                                # (not for a client that left)
+        return walk_answer(model(), run, run.trace(), layer, head, query)
     return json_bytes(run.memo(("walk", layer, head, query), compute))
+
+
+def attribution_bytes(config):
+    """float64 [parts, V] twice: every part of the residual stream (embeddings, heads, MLPs) times wteᵀ."""
+    return 2 * 8 * (config.n_layer * (config.n_head + 1) + 3) * config.vocab_size
 
 
 @bp.get("/api/runs/<handle>/attribution")
@@ -59,10 +63,12 @@ def api_attribution(handle):
         raise ApiError(f"?versus= is the same token as ?token=: give two different tokens, {e_g}"
                        "or leave out ?versus= for one logit.")
 
-    def compute():
-        try:
-            with forward_lock():                      # [parts, d] @ [d, vocab]
-                return attribution_answer(model(), run, position, token, versus, k)
+    del run                                           # not kept while waiting for the model
+
+    def compute(run):
+        try:                                          # [parts, d] @ [d, vocab]
+            return attribution_answer(model(), run, position, token, versus, k)
         except GPT2npError as e:                      # ?versus= is the model's top-1 (the default ?token=)
             raise ApiError(f"?versus=: {e}") from None
-    return json_bytes(run.memo(("attribution", position, token, versus, k), compute))
+    return gated_memo(handle, ("attribution", position, token, versus, k), attribution_bytes(model().config),
+                      "The attribution", compute)

@@ -19,6 +19,7 @@ import { createValueSide } from "./valueside.js";
 const $ = (id) => document.getElementById(id);
 const S = {
   model: null, run: null, input: null,
+  reran: false, rerun: null,               // the one automatic re-run of a dropped run (onRun)
   layer: 0, head: 0, query: null, key: null, ignoreSink: false, scale: "linear",
   heads: new Map(), headBytes: 0, rows: new Map(), overview: null,
   latest: { head: new Latest(), query: new Latest(), ledger: new Latest(), run: new Latest(), overview: new Latest() },
@@ -49,14 +50,31 @@ function markStale(stale) {
   setStatus(`Not of the text above: the tokens and panels below are still the previous run's (${T} token${T === 1 ? "" : "s"}), dimmed until Run succeeds.`);
 }
 
-// A request on the current run; if the server evicted it, run the sentence again and retry once.
+// A request on the current run. If the server dropped the run from its memory (other tabs or clients
+// needed the room), the sentence is run again and the request retried, once per tab: a run dropped a
+// second time is reported instead, so that two tabs never take turns evicting each other's run.
+// Requests that fail together share the one re-run (S.rerun).
 async function onRun(request) {
+  const handle = S.run.handle;
   try {
-    return await request(S.run.handle);
+    return await request(handle);
   } catch (e) {
     if (!e.expired || !S.input) throw e;
-    S.run = await api.run(S.input);
-    return request(S.run.handle);
+    if (S.run.handle !== handle) return request(S.run.handle);      // already run again meanwhile
+    if (!S.rerun) {
+      if (S.reran) {
+        throw new Error("The server dropped this run from its memory again: other tabs or clients need the " +
+          "room. Press Run to compute it again, or start the viewer with a larger --cache-mb.");
+      }
+      S.reran = true;
+      S.rerun = api.run(S.input).then((run) => {
+        S.run = run;
+        setStatus("The server had dropped this run from its memory (other tabs or clients needed the room): " +
+          "the sentence was run again, once; if it is dropped again you will be told.");
+        return run;
+      }).finally(() => { S.rerun = null; });
+    }
+    return request((await S.rerun).handle);
   }
 }
 

@@ -1,0 +1,81 @@
+"""scripts/train_demo_model.py: a run stopped and resumed from its checkpoint ends with the same
+weights as the run that was never stopped; without torch it says in one line what to install."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "scripts" / "train_demo_model.py"
+
+# A small text of our own (no corpus download): documents separated by <|endoftext|>.
+WORDS = ("the morning was fine and the party walked to the village where the old house stood "
+         "near the river and every window looked out on the garden").split()
+
+
+def corpus_text(path, n_docs=30):
+    docs = []
+    for k in range(n_docs):
+        words = [WORDS[(k * 7 + i * 3) % len(WORDS)] for i in range(60)]
+        docs.append(" ".join(words).capitalize() + ".")
+    path.write_text("\n<|endoftext|>\n".join(docs))
+    return path
+
+
+def train(tmp_path, work, *extra):
+    """Run the script's main() in this process (one torch import), tiny model, 1 thread."""
+    torch = pytest.importorskip("torch")
+    sys.path.insert(0, str(SCRIPT.parent))
+    import train_demo_model
+    threads = torch.get_num_threads()
+    try:
+        train_demo_model.main(["--tiny", "--corpus-text", str(tmp_path / "corpus.txt"), "--steps", "6",
+                               "--threads", "1", "--work", str(work), "--train-only", *extra])
+    finally:
+        torch.set_num_threads(threads)
+    return torch.load(work / "checkpoint.pt", weights_only=False)
+
+
+def test_resume_gives_the_uninterrupted_run(tmp_path):
+    corpus_text(tmp_path / "corpus.txt")
+    whole = train(tmp_path, tmp_path / "whole")
+    stopped = train(tmp_path, tmp_path / "parts", "--stop-at", "3")
+    assert stopped["record"]["step"] == 3
+    resumed = train(tmp_path, tmp_path / "parts", "--resume")
+    assert whole["record"]["step"] == resumed["record"]["step"] == 6
+    assert (whole["record"]["sittings"], resumed["record"]["sittings"]) == (1, 2)
+    import torch
+    for name, w in whole["model"].items():
+        assert torch.equal(w, resumed["model"][name]), name          # bit for bit
+    # and the run really moved: the stopped checkpoint differs from both
+    assert not torch.equal(stopped["model"]["transformer.h.0.attn.c_attn.weight"],
+                           whole["model"]["transformer.h.0.attn.c_attn.weight"])
+
+
+def test_existing_checkpoint_needs_resume(tmp_path):
+    corpus_text(tmp_path / "corpus.txt")
+    train(tmp_path, tmp_path / "w", "--stop-at", "1")
+    with pytest.raises(SystemExit, match="--resume"):
+        train(tmp_path, tmp_path / "w")
+
+
+def test_without_torch_one_line(tmp_path):
+    """--quick with torch hidden: exit 1 and one line naming the extra, no traceback."""
+    hide = ("import runpy, sys; sys.modules['torch'] = None; sys.argv = ['train_demo_model.py', '--quick']; "
+            f"runpy.run_path({str(SCRIPT)!r}, run_name='__main__')")
+    r = subprocess.run([sys.executable, "-c", hide], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert r.returncode == 1
+    assert "Traceback" not in r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "pip install 'gpt2np[test]'" in lines[0] and "torch" in lines[0], r.stderr
+
+
+def test_resume_with_a_new_length(tmp_path):
+    """--resume --steps N: the run goes on to N, the warm-up stays, and the record says so."""
+    corpus_text(tmp_path / "corpus.txt")
+    train(tmp_path, tmp_path / "w", "--stop-at", "3")
+    state = train(tmp_path, tmp_path / "w", "--resume", "--steps", "8")
+    assert state["record"]["step"] == 8 and state["settings"]["hp"]["steps"] == 8
+    assert state["record"]["plan_changes"] == [{"at_step": 3, "from": 6, "to": 8}]
