@@ -197,3 +197,10 @@ def test_z_position_of_one_head_as_the_page_asks(client, demo, ran):
                              sites=["attn_out", "z_position"], head=HEAD)
     assert list(result["grids"]) == ["attn_out", "z_position"] and result["grids"]["z_position"]["rows"] == [HEAD]
     np.testing.assert_array_equal(np.array(result["grids"]["z_position"]["ld"]), expected.grids["z_position"].ld)
+
+
+def test_busy_model_is_a_503_before_anything_runs(demo_app, client, ran, monkeypatch):
+    handle, _ = ran
+    monkeypatch.setattr(demo_app.extensions["gpt2np.gate"], "max_waiting", 0)
+    with demo_app.extensions["gpt2np.gate"].slot():                   # another request has the model
+        assert "busy" in error_of(client.post(f"/api/runs/{handle}/patch", json=body()), 503)
