@@ -91,9 +91,15 @@ def test_an_input_error_marks_the_old_results_stale(page, demo_server):
         page.wait_for_selector("main[data-stale='1']")
         assert "Not of the text above" in status.inner_text() and f"({T} tokens)" in status.inner_text()
         assert "forward pass" not in status.inner_text() and "from the cache" not in status.inner_text()
-        # dimmed, visibly: the page fades the old results in 0.2 s (viewer.css), so wait for the end
-        page.wait_for_function("Number(getComputedStyle(document.querySelector('.tokens-card')).opacity) < 0.6",
-                               timeout=5000)
+        # dimmed, visibly: the page fades the old results in 0.2 s (viewer.css), so read it until the
+        # fade ends (polled from here: the page's CSP forbids the in-page eval of wait_for_function)
+        opacity = lambda: page.evaluate(  # noqa: E731
+            "Number(getComputedStyle(document.querySelector('.tokens-card')).opacity)")
+        for _ in range(50):
+            if opacity() < 0.6:
+                break
+            page.wait_for_timeout(100)
+        assert opacity() < 0.6
     # Chromium logs the server's answer to the 2,000 words (a JSON 400) as a console error: expected here.
     expected = [e for e in page.watch.console_errors if "status of 400" in e]
     assert len(expected) == 1
