@@ -131,7 +131,7 @@ def main(argv=None):
     if args.worker:
         return worker(args.worker[0], args.worker[1], args.tokens, args.repeats, args.worker[2])
 
-    from gpt2np.bench import save_random_gpt2
+    from benchmarks.bench import save_random_gpt2
     results = {impl: {"times": [], "cpu": []} for impl in IMPLEMENTATIONS}
     with tempfile.TemporaryDirectory() as tmp:
         save_random_gpt2(tmp)

@@ -569,7 +569,7 @@ def build_model(build_dir):
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="python benchmarks/loadtest.py", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m benchmarks.loadtest", description=__doc__.split("\n")[0])
     p.add_argument("--model", help="model directory (default: a random GPT-2 small built once in --build-dir)")
     p.add_argument("--build-dir", default=str(Path(tempfile.gettempdir()) / "gpt2np-load"))
     p.add_argument("--work-dir", help="server logs and TMPDIRs (default: a new folder in --build-dir)")
