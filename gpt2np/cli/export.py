@@ -11,12 +11,13 @@ opens from disk in a browser with no server and no network; it says what it hold
 import argparse
 
 from ..api import load
-from ..html import save_html
+from ..html import page_builder, save_html
 from .options import UsageError, add_bos_option, add_engine_option, add_model_option, add_text_argument, read_stdin
 
 
 def build_parser():
-    from viewer.export import DEFAULT_MAX_MB, SMALL_MB
+    pages = page_builder()            # the viewer's page builder, through the one seam (gpt2np/html.py)
+    DEFAULT_MAX_MB, SMALL_MB = pages.DEFAULT_MAX_MB, pages.SMALL_MB
     p = argparse.ArgumentParser(
         prog="gpt2np export",
         description="Run a sentence and save the viewer's page for it as one HTML file that opens "

@@ -2,8 +2,8 @@
 source with `ast`: imports at module level and inside functions both count.
 
 - no cycle among the project's modules;
-- gpt2np imports viewer only through the seam gpt2np/html.py (the page builder of to_html/show)
-  and from gpt2np/cli/ (which starts the viewer and reads its export bounds);
+- gpt2np imports viewer only through the seam gpt2np/html.py (the page builder of to_html/show,
+  which the export command also uses for its size bounds);
 - gpt2np/model.py, the reading path, imports nothing but NumPy and gpt2np/ops.py;
 - nothing in gpt2np or viewer imports benchmarks.
 The seam's one edge up (gpt2np.html -> viewer.export) is left out of the cycle search: the viewer
@@ -97,9 +97,9 @@ def test_no_import_cycle():
     assert not found, "import cycles: " + "; ".join(" -> ".join(c) for c in found)
 
 
-def test_gpt2np_reaches_the_viewer_only_through_the_seam_and_the_cli():
+def test_gpt2np_reaches_the_viewer_only_through_the_seam():
     upward = sorted(f"{name} -> {m}" for name, targets in graph().items()
-                    if in_package(name, "gpt2np") and name != SEAM and not in_package(name, "gpt2np.cli")
+                    if in_package(name, "gpt2np") and name != SEAM
                     for m in targets if in_package(m, "viewer"))
     assert not upward, "gpt2np imports the viewer outside gpt2np/html.py: " + ", ".join(upward)
 
