@@ -63,12 +63,14 @@ MAX_WEIGHTS = 20 * 1000 * 1000     # model.safetensors must stay <= 20 MB
 
 MODEL = dict(n_layer=6, n_head=8, n_embd=128, n_positions=256, vocab_size=50257)
 TRAIN = dict(steps=2000, short=(64, 16), long=(256, 4), repeat_text=4, repeat_random=4,
-             long_random=1, lr=2e-3, min_lr=1e-4, warmup=200, weight_decay=0.1,
+             long_random=1, long_span=4, repeat_spans="random", random_pool=2000, synthetic_steps=0,
+             lr=2e-3, min_lr=1e-4, warmup=200, weight_decay=0.1,
              betas=(0.9, 0.95), grad_clip=1.0, eval_every=250, checkpoint_minutes=3.0)
 QUICK = dict(steps=30, eval_every=10)
 TINY = dict(n_layer=2, n_head=2, n_embd=32, n_positions=64)        # --tiny: for the resume test
 TINY_TRAIN = dict(short=(16, 4), long=(64, 1), repeat_text=1, repeat_random=1, long_random=1,
                   eval_every=10 ** 9)
+ADDED_LATER = dict(synthetic_steps=0, repeat_spans="half", long_span=4)   # what a checkpoint without them ran with
 TARGETS = dict(prev_token=0.5, first_position=0.3, induction=0.3)
 
 
@@ -114,12 +116,19 @@ class Vocab:
     equals the full softmax of a 50,257-row model whose unseen rows all equal the shared row."""
 
     def __init__(self, train_ids, vocab_size):
-        self.seen = np.unique(train_ids)                            # [n_seen] GPT-2 ids
+        self.seen, self.counts = np.unique(train_ids, return_counts=True)   # [n_seen] GPT-2 ids
         self.vocab_size = vocab_size
         self.n_seen = len(self.seen)
         self.n_unseen = vocab_size - self.n_seen
         self.compact = np.full(vocab_size, self.n_seen, dtype=np.int64)
         self.compact[self.seen] = np.arange(self.n_seen)
+
+    def frequent(self, k, leave_out=()):
+        """Compact ids of the k most frequent training tokens (ties: lower GPT-2 id first),
+        without the GPT-2 ids in leave_out. -> [k] sorted"""
+        order = np.argsort(-self.counts, kind="stable")                # compact ids, most frequent first
+        order = order[~np.isin(self.seen[order], list(leave_out))]
+        return np.sort(order[:k])
 
     def offset(self):
         """[n_seen + 1] added to the compact logits: 0, and log(n_unseen) for the shared row."""
@@ -179,13 +188,36 @@ def make_optimizer(model, hp):
                              lr=hp["lr"], betas=hp["betas"])
 
 
-def make_batch(stream, hp, gen, n_seen):
+def make_batch(stream, hp, gen, pool, synthetic=False):
     """One step's windows as [(input ids, labels)] (compact ids; label -100 = not scored).
 
-    Short windows: the first repeat_text repeat their first half in the second; the next
-    repeat_random hold a random-token half, repeated. Long windows: the first long_random get a
-    random-token span of 8 to T/4 tokens, repeated right after itself, at a random place."""
+    Short windows: in the first repeat_text a span of the text is repeated right after itself;
+    in the next repeat_random a span of random tokens is, its first copy not scored. Long windows:
+    the first long_random get a random-token span of 8 to T/long_span tokens, repeated right after
+    itself.
+    Spans start at a random place and have a random length (8 to T/2 tokens in short windows), so
+    that the distance back to the earlier copy differs from window to window and only attention
+    by content (an induction head) can find it; with repeat_spans "half" (the first runs) a short
+    window's second half repeated its first, always 32 tokens back. Random tokens are drawn from
+    pool (compact ids: the random_pool most frequent training tokens, whose embeddings are trained
+    well enough to tell apart). synthetic (the first synthetic_steps steps): every short window
+    holds a repeated random span and every long window one too."""
     import torch
+
+    def random_tokens(*size):
+        return pool[torch.randint(0, len(pool), size, generator=gen)]
+
+    def randint(lo, hi):                     # lo..hi inclusive
+        return int(torch.randint(lo, hi + 1, (1,), generator=gen))
+
+    def repeat_span(x, unscored, r, max_len, random):
+        T = x.shape[1]
+        L = randint(8, max_len)
+        s = randint(0, T - 2 * L)
+        if random:
+            x[r, s:s + L] = random_tokens(L)
+            unscored[r, s:s + L] = True
+        x[r, s + L:s + 2 * L] = x[r, s:s + L]
     out = []
     (ts, ns), (tl, nl) = hp["short"], hp["long"]
     for T, n in ((ts, ns), (tl, nl)):
@@ -193,16 +225,20 @@ def make_batch(stream, hp, gen, n_seen):
         x = torch.stack([stream[s:s + T] for s in starts.tolist()])
         unscored = torch.zeros_like(x, dtype=torch.bool)
         if T == ts:
-            half, a, b = T // 2, hp["repeat_text"], hp["repeat_text"] + hp["repeat_random"]
-            x[a:b, :half] = torch.randint(0, n_seen, (b - a, half), generator=gen)
-            x[:b, half:2 * half] = x[:b, :half]
-            unscored[a:b, :half] = True
+            a, b = hp["repeat_text"], hp["repeat_text"] + hp["repeat_random"]
+            if synthetic:
+                a, b = 0, n
+            if hp["repeat_spans"] == "half":
+                half = T // 2
+                x[a:b, :half] = random_tokens(b - a, half)
+                x[:b, half:2 * half] = x[:b, :half]
+                unscored[a:b, :half] = True
+            else:
+                for r in range(b):
+                    repeat_span(x, unscored, r, T // 2, random=r >= a)
         else:
-            for r in range(hp["long_random"]):
-                L = int(torch.randint(8, T // 4 + 1, (1,), generator=gen))
-                s = int(torch.randint(0, T - 2 * L + 1, (1,), generator=gen))
-                x[r, s:s + L] = x[r, s + L:s + 2 * L] = torch.randint(0, n_seen, (L,), generator=gen)
-                unscored[r, s:s + L] = True
+            for r in range(n if synthetic else hp["long_random"]):
+                repeat_span(x, unscored, r, T // hp["long_span"], random=True)
         out.append((x, x.masked_fill(unscored, -100)))
     return out
 
@@ -227,7 +263,8 @@ def save_checkpoint(path, state):
     os.replace(tmp, path)
 
 
-def train(model, stream, hp, seed, vocab, work, settings, probe, stop_at=None, new_steps=False):
+def train(model, stream, hp, seed, vocab, work, settings, probe, stop_at=None, new_steps=False,
+          evaluate=False):
     """AdamW on random windows; a checkpoint every checkpoint_minutes and at the end (or at
     stop_at). Resumes from work/checkpoint.pt when it exists and its settings match.
     -> the training record (wall and CPU time over all sittings, probe log)."""
@@ -236,10 +273,12 @@ def train(model, stream, hp, seed, vocab, work, settings, probe, stop_at=None, n
     gen = torch.Generator().manual_seed(seed)
     opt = make_optimizer(model, hp)
     offset = vocab.offset()
+    pool = torch.from_numpy(random_pool(vocab, hp))
     record = {"step": 0, "wall_s": 0.0, "cpu_s": 0.0, "sittings": 0, "probes": []}
     if ckpt.exists():
         state = torch.load(ckpt, weights_only=False)
         saved = state["settings"]
+        saved["hp"] = {**ADDED_LATER, **saved["hp"]}  # settings a checkpoint may predate
         if new_steps:                                # warm-up as it was
             hp["warmup"] = settings["hp"]["warmup"] = saved["hp"]["warmup"]
         if new_steps and saved["hp"]["steps"] != hp["steps"]:
@@ -250,7 +289,7 @@ def train(model, stream, hp, seed, vocab, work, settings, probe, stop_at=None, n
                       "to": hp["steps"]}
             state["record"].setdefault("plan_changes", []).append(change)
             log(f"the run's length changes: {change}")
-        if saved != settings:
+        if saved != settings and not evaluate:   # evaluating: the checkpoint's settings, whatever they are
             sys.exit(f"{ckpt} was written with other settings; remove it or use another --work.\n"
                      f"checkpoint: {state['settings']}\nnow:        {settings}")
         model.load_state_dict(state["model"])
@@ -258,6 +297,7 @@ def train(model, stream, hp, seed, vocab, work, settings, probe, stop_at=None, n
         gen.set_state(state["gen"])
         record = state["record"]
         settings.update(saved)
+        hp.update(saved["hp"])
         log(f"resumed from {ckpt} at step {record['step']}")
     end = hp["steps"] if stop_at is None else min(stop_at, hp["steps"])
     if end <= record["step"]:                        # nothing to train: evaluate as it is
@@ -278,7 +318,7 @@ def train(model, stream, hp, seed, vocab, work, settings, probe, stop_at=None, n
     for step in range(record["step"], end):
         for group in opt.param_groups:
             group["lr"] = lr_at(step, hp)
-        loss = batch_loss(model, make_batch(stream, hp, gen, vocab.n_seen), offset)
+        loss = batch_loss(model, make_batch(stream, hp, gen, pool, synthetic=step < hp["synthetic_steps"]), offset)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), hp["grad_clip"])
@@ -307,14 +347,20 @@ def train(model, stream, hp, seed, vocab, work, settings, probe, stop_at=None, n
 # The in-training probe (compact model, torch)
 # ---------------------------------------------------------------------------------------------
 
-def probe_fn(vocab, held_compact, sentences_compact, n_positions):
+def random_pool(vocab, hp):
+    """Compact ids random-token spans and the induction probe draw from: the random_pool most
+    frequent training tokens, <|endoftext|> left out."""
+    return vocab.frequent(hp["random_pool"], leave_out=[vocab.vocab_size - 1])
+
+
+def probe_fn(vocab, held_compact, sentences_compact, n_positions, hp):
     """model -> {held-out loss, best previous-token / position-0 / induction head and value}."""
     import torch
 
     from gpt2np import analysis
     wins = torch.from_numpy(windows(held_compact, n_positions)[:16])
     bos = int(vocab.compact[vocab.vocab_size - 1])                  # <|endoftext|>
-    pool = np.setdiff1d(np.arange(vocab.n_seen), [bos])
+    pool = random_pool(vocab, hp)
     n = min(50, len(pool), (n_positions - 1) // 2)
     seq = np.random.default_rng(0).choice(pool, n, replace=False)
     probe_ids = torch.tensor([[bos, *seq, *seq]])
@@ -424,12 +470,19 @@ def parse_args(argv=None):
     p.add_argument("--steps", type=int, default=None,
                    help=f"training steps (default {TRAIN['steps']}); with --resume: a new length for "
                         "the run (the learning-rate decay follows it from the checkpoint on)")
+    p.add_argument("--init-from", type=Path, default=None, metavar="CHECKPOINT",
+                   help="start from the weights of another run's checkpoint (same shape and "
+                        "corpus), with a new optimizer and schedule and this run's settings: a "
+                        "second phase of training; the card records the first phase too")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--quick", action="store_true", help="a tiny smoke run (a minute or two)")
     p.add_argument("--tiny", action="store_true",
                    help="a 2-layer, 32-wide model on short windows (the resume test)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.add_argument("--lr", type=float, default=None, help=f"peak learning rate (default {TRAIN['lr']})")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=INT",
+                   help="change one integer training setting for an experiment, e.g. "
+                        "--set random_pool=1000 --set repeat_random=8 (recorded on the card)")
     p.add_argument("--corpus-deb", default=None, help=f"a downloaded {demo_corpus.DEB_PACKAGE}_*.deb")
     p.add_argument("--corpus-text", type=Path, default=None,
                    help=f"train on this text instead (documents separated by {EOT}; every "
@@ -486,6 +539,12 @@ def main(argv=None):
     for key in ("steps", "lr"):
         if getattr(args, key) is not None:
             hp[key] = getattr(args, key)
+    for item in args.set:
+        key, _, value = item.partition("=")
+        if key not in hp or not isinstance(hp[key], int) or not value.lstrip("-").isdigit():
+            sys.exit(f"--set {item}: expected KEY=INT with KEY one of "
+                     f"{', '.join(k for k, v in hp.items() if isinstance(v, int))}")
+        hp[key] = int(value)
     hp["warmup"] = min(hp["warmup"], max(1, hp["steps"] // 10))
     scratch = args.quick or args.tiny
     out = args.out or (Path(tempfile.mkdtemp(prefix="gpt2np-demo-quick-")) if scratch else DEFAULT_OUT)
@@ -510,19 +569,36 @@ def main(argv=None):
     model = transformers.GPT2LMHeadModel(make_config(vocab.n_seen + 1, int(vocab.compact[
         tok.token_to_id(EOT)]), shape))
     init_position_embeddings(model)
+    parent = None
+    if args.init_from:
+        parent = torch.load(args.init_from, weights_only=False)
+        ps = parent["settings"]
+        if ps["shape"] != shape or ps["n_seen"] != vocab.n_seen or ps["train_tokens"] != len(train_ids):
+            sys.exit(f"--init-from {args.init_from}: a run of another shape or corpus ({ps['shape']}, "
+                     f"{ps['n_seen']} tokens seen); it must match {shape}, {vocab.n_seen}.")
+        model.load_state_dict(parent["model"])
     n_params = sum(p.numel() for p in model.parameters())
     settings = {"shape": shape, "hp": {k: list(v) if isinstance(v, tuple) else v for k, v in hp.items()},
-                "seed": args.seed, "threads": args.threads, "n_seen": vocab.n_seen,
+                "seed": args.seed, "n_seen": vocab.n_seen,
                 "train_tokens": len(train_ids)}
+    if parent:
+        rec = parent["record"]
+        settings["init_from"] = {"checkpoint": str(args.init_from), "step": rec["step"],
+                                 "settings": parent["settings"],
+                                 "record": {k: rec.get(k) for k in ("step", "wall_s", "cpu_s", "sittings",
+                                                                    "probes", "plan_changes")}}
+        log(f"starting from the weights of {args.init_from} (step {rec['step']}, "
+            f"CPU {rec['cpu_s'] / 60:.1f} min)")
     log(f"model: {shape}, {n_params:,} parameters while training (compact vocabulary of "
         f"{vocab.n_seen + 1:,}); {hp['steps']} steps; work directory {work}")
     sentences = heldout_sentences(held_texts, tok)
     probe = probe_fn(vocab, vocab.compact[held_ids],
                      [vocab.compact[tok.encode(s).ids].tolist() for s in sentences[::2]],
-                     shape["n_positions"])
+                     shape["n_positions"], hp)
     record = train(model, torch.from_numpy(vocab.compact[train_ids]), hp, args.seed, vocab, work,
                    settings, probe, stop_at=0 if args.evaluate else args.stop_at,
-                   new_steps=(args.resume or args.evaluate) and args.steps is not None)
+                   new_steps=(args.resume or args.evaluate) and args.steps is not None,
+                   evaluate=args.evaluate)
     (work / "training-record.json").write_text(json.dumps(record, indent=2) + "\n")
     if args.train_only or (record["step"] < hp["steps"] and not args.evaluate):
         log(f"stopped at step {record['step']} of {hp['steps']} "
@@ -530,7 +606,7 @@ def main(argv=None):
         return
     import evaluate_demo
     evaluate_demo.finish(model, vocab, tok, out, args=args, shape=shape, hp=hp, record=record,
-                         corpus=corpus, train_ids=train_ids, held_ids=held_ids,
+                         corpus=corpus, train_ids=train_ids, held_ids=held_ids, settings=settings,
                          held_texts=held_texts, sentences=sentences, n_params=n_params,
                          t_start=t_start)
 

@@ -79,3 +79,22 @@ def test_resume_with_a_new_length(tmp_path):
     state = train(tmp_path, tmp_path / "w", "--resume", "--steps", "8")
     assert state["record"]["step"] == 8 and state["settings"]["hp"]["steps"] == 8
     assert state["record"]["plan_changes"] == [{"at_step": 3, "from": 6, "to": 8}]
+
+
+def test_a_second_phase_starts_from_the_first_runs_weights(tmp_path):
+    """--init-from: a new run starts from another run's weights (with learning rate 0 its first
+    step leaves them as they were, bit for bit), records that run's step and CPU time, and resumes
+    like any run."""
+    corpus_text(tmp_path / "corpus.txt")
+    first = train(tmp_path, tmp_path / "one", "--stop-at", "3")
+    second = train(tmp_path, tmp_path / "two", "--init-from", str(tmp_path / "one" / "checkpoint.pt"),
+                   "--lr", "0", "--stop-at", "1")
+    import torch
+    for name, w in first["model"].items():
+        assert torch.equal(w, second["model"][name]), name
+    parent = second["settings"]["init_from"]
+    assert parent["step"] == 3 and parent["record"]["cpu_s"] == first["record"]["cpu_s"]
+    assert parent["settings"] == first["settings"] and second["settings"]["hp"]["lr"] == 0
+    resumed = train(tmp_path, tmp_path / "two", "--init-from", str(tmp_path / "one" / "checkpoint.pt"),
+                    "--lr", "0", "--resume")
+    assert resumed["record"]["step"] == 6 and resumed["record"]["sittings"] == 2
