@@ -100,13 +100,13 @@ def mean_stat(traces, statistic):
     return np.mean([[statistic(t.pattern(L)) for L in range(t.n_layer)] for t in traces], axis=0)
 
 
-def induction_probes(g, vocab, n=N_PROBES, length=PROBE_LENGTH):
+def induction_probes(g, vocab, pool, n=N_PROBES, length=PROBE_LENGTH):
     """TransformerLens's induction measurement on the demo: [<|endoftext|>, s, s] with s `length`
-    distinct random tokens drawn from those the demo was trained on (the others share one
-    embedding row and cannot be told apart), n seeds. -> (scores [L, H], loss first copy, loss
-    second copy) - the losses over tokens 2..length of each copy."""
+    distinct random tokens drawn from pool (GPT-2 ids: the tokens the training's random spans
+    came from; tokens never seen in training share one embedding row and cannot be told apart),
+    n seeds. -> (scores [L, H], loss first copy, loss second copy) - the losses over tokens
+    2..length of each copy."""
     eot = vocab.vocab_size - 1
-    pool = np.setdiff1d(vocab.seen, [eot])
     scores, first, second = [], [], []
     for seed in range(n):
         seq = np.random.default_rng(seed).choice(pool, size=length, replace=False)
@@ -193,16 +193,18 @@ def choose_pair(g):
 
 
 def choose_follow(g):
-    """The candidate prompt whose expected next token the model gives the highest probability."""
+    """The candidate prompt whose expected next token the model gives the highest probability,
+    among those where that token is the model's first choice (if none is, among all)."""
     scored = []
     for text, token in FOLLOW_CANDIDATES:
         i = single(g, token)
         if i is None:
             continue
-        p = float(analysis.probabilities(g.run(text).logits[-1])[i])
-        scored.append((p, text, token))
-    p, text, token = max(scored)
-    return {"text": text, "token": token}, {"p": round(p, 4), "candidates_tried": len(scored)}
+        p = analysis.probabilities(g.run(text).logits[-1])
+        scored.append((int(np.argmax(p)) == i, float(p[i]), text, token))
+    top1, p, text, token = max(scored)
+    return {"text": text, "token": token}, {"p": round(p, 4), "top1": top1,
+                                            "candidates_tried": len(scored)}
 
 
 def choose_ablate(g, follow, k=3):
@@ -216,17 +218,55 @@ def choose_ablate(g, follow, k=3):
     return worst, {name: round(deltas[name], 4) for name in worst}
 
 
-def choose_sentences(g, held_sentences):
-    """3-5 labelled sentences that exercise the heads, each within the context."""
+def choose_sentences(g, held_sentences, held_texts, long_tokens=(120, 240)):
+    """3-5 labelled sentences that exercise the heads, each within the context: one of them a
+    held-out paragraph long enough to show what heads do away from the start."""
     austen = next(s for s in held_sentences if len(g.encode(s)) >= 20)
+    paragraphs = [" ".join(p.split()) for t in held_texts for p in t.split("\n\n")]
+    long = next(p for p in paragraphs
+                if long_tokens[0] <= len(g.encode(p)) <= min(long_tokens[1], g.config.n_positions))
     return [{"label": "the original demo's sentence", "text": ORIGINAL_SENTENCE},
             {"label": "a held-out Austen sentence", "text": austen},
+            {"label": "a held-out Austen paragraph (long)", "text": long},
             {"label": "a sentence repeated (induction)", "text": INDUCTION_TEXT},
             {"label": "two names (IOI)", "text": IOI_SENTENCE}]
 
 
 # -- the card ---------------------------------------------------------------------------------------
-def finish(model, vocab, tok, out, *, args, shape, hp, record, corpus, train_ids, held_ids,
+def repeats_text(hp):
+    """The repeats put into each step's windows, in words."""
+    long_part = (f"in {hp['long_random']} long window(s) a random-token span of 8 to "
+                 f"{hp['long'][0] // hp.get('long_span', 4)} tokens is repeated right after itself")
+    if hp.get("repeat_spans", "half") == "half":
+        return (f"in {hp['repeat_text']} short windows the second half repeats the first (text); in "
+                f"{hp['repeat_random']} more a half of random training tokens is repeated; {long_part}; "
+                "the first copy of random tokens is not scored")
+    return (f"in {hp['repeat_text']} short windows a span of the text (8 to {hp['short'][0] // 2} "
+            f"tokens, at a random place) is repeated right after itself; in {hp['repeat_random']} more "
+            f"a span of random tokens among the {hp['random_pool']:,} most frequent is; {long_part}. "
+            "Lengths and places are random, so the earlier copy is a different distance back in "
+            "every window and only attention by content can find it; the first copy of random "
+            "tokens is not scored" + (f"; the first {hp['synthetic_steps']} steps had a repeated "
+                                      "random span in every window" if hp.get("synthetic_steps") else ""))
+
+
+def earlier_phases(settings):
+    """The runs this one started from (--init-from, earliest first): each one's settings, steps
+    and times; [] for a run from scratch."""
+    parent = settings.get("init_from")
+    if not parent:
+        return []
+    rec, ps = parent["record"], parent["settings"]
+    return earlier_phases(ps) + [{
+        "steps": rec["step"], "cpu_time_s": rec["cpu_s"], "wall_time_s": rec["wall_s"],
+        "sittings": rec["sittings"], "lr": ps["hp"]["lr"], "steps_planned": ps["hp"]["steps"],
+        "random_pool": ps["hp"].get("random_pool"), "synthetic_steps": ps["hp"].get("synthetic_steps", 0),
+        "repeats": repeats_text(ps["hp"]), "probes": rec.get("probes", []),
+        "note": "the next phase started from this run's weights at this step, with a new AdamW "
+                "state and learning-rate schedule and its own settings"}]
+
+
+def finish(model, vocab, tok, out, *, args, shape, hp, record, corpus, train_ids, held_ids, settings,
            held_texts, sentences, n_params, t_start):
     import safetensors
     import tokenizers
@@ -258,8 +298,13 @@ def finish(model, vocab, tok, out, *, args, shape, hp, record, corpus, train_ids
     prev = mean_stat(traces, analysis.previous_token_mass)
     first = mean_stat(traces, analysis.sink_mass)
     best_prev, best_first = best(prev), best(first)
-    induction, loss_first, loss_second = induction_probes(g, vocab)
+    pool = vocab.seen[tdm.random_pool(vocab, hp)]                  # GPT-2 ids
+    induction, loss_first, loss_second = induction_probes(g, vocab, pool)
     best_ind = best(induction)
+    any_seen = np.setdiff1d(vocab.seen, [vocab.vocab_size - 1])
+    induction_any, loss_first_any, loss_second_any = induction_probes(g, vocab, any_seen)
+    # the viewer's own probe as it runs on the bundled demo (findings.distinguishable: the card's pool)
+    g._distinguishable_ids = np.intersect1d(analysis.distinguishable_ids(g.params["wte.weight"]), pool)
     viewer_induction = findings.induction_scores(g)[0]
     long_sink, bands, n_long = long_window_sink(g, held_ids, (best_first["layer"], best_first["index"]))
     types, share_three = head_types(g, traces, induction)
@@ -269,7 +314,7 @@ def finish(model, vocab, tok, out, *, args, shape, hp, record, corpus, train_ids
         f"long windows: head {best_first['head']} {long_sink[best_first['layer'], best_first['index']]:.3f} "
         f"{bands}; types per layer {types}")
 
-    sentence_examples = choose_sentences(g, sentences)
+    sentence_examples = choose_sentences(g, sentences, held_texts)
     pair, pair_measured = choose_pair(g)
     follow, follow_measured = choose_follow(g)
     ablate, ablate_deltas = choose_ablate(g, follow)
@@ -309,11 +354,7 @@ def finish(model, vocab, tok, out, *, args, shape, hp, record, corpus, train_ids
             "tokens_per_step": hp["short"][0] * hp["short"][1] + hp["long"][0] * hp["long"][1],
             "windows": f"{hp['short'][1]} windows of {hp['short'][0]} + {hp['long'][1]} windows "
                        f"of {hp['long'][0]} per step",
-            "repeats": f"in {hp['repeat_text']} short windows the second half repeats the first "
-                       f"(text); in {hp['repeat_random']} more a half of random training tokens is "
-                       f"repeated; in {hp['long_random']} long window a random-token span of 8 to "
-                       f"{hp['long'][0] // 4} tokens is repeated right after itself; the first copy "
-                       "of random tokens is not scored",
+            "repeats": repeats_text(hp),
             "why_repeats": "induction heads form much faster when batches contain sequences that "
                            "repeat; the demo's induction head was trained with them on purpose",
             "softmax": f"restricted to the {vocab.n_seen:,} tokens of the training text plus one "
@@ -327,6 +368,8 @@ def finish(model, vocab, tok, out, *, args, shape, hp, record, corpus, train_ids
             "tokens_seen": t["step"] * (hp["short"][0] * hp["short"][1] + hp["long"][0] * hp["long"][1]),
             "plan_changes": t.get("plan_changes", []),
             "wall_time_s": t["wall_s"], "cpu_time_s": t["cpu_s"], "sittings": t["sittings"],
+            "earlier_phases": earlier_phases(settings),
+            "cpu_time_s_all_phases": round(t["cpu_s"] + sum(p["cpu_time_s"] for p in earlier_phases(settings)), 1),
             "threads": args.threads,
             "machine": "2 shared CPU cores, nice 19, other work running beside it",
             "probes": t["probes"],
@@ -345,16 +388,26 @@ def finish(model, vocab, tok, out, *, args, shape, hp, record, corpus, train_ids
             "prev_token": np.round(prev, 4).tolist(), "first_position": np.round(first, 4).tolist(),
             "induction": dict(best_ind, best_head=best_ind["head"], best_value=best_ind["value"],
                               measured_on=f"{N_PROBES} sequences: <|endoftext|> then "
-                                          f"{PROBE_LENGTH} distinct random tokens of the training "
-                                          "text, twice (TransformerLens's induction score: mean "
-                                          "weight from each token of the second copy on the "
-                                          "token after its first occurrence)",
+                                          f"{PROBE_LENGTH} distinct random tokens among the "
+                                          f"{len(pool):,} most frequent of the training text "
+                                          "(the pool training's random spans came from), twice "
+                                          "(TransformerLens's induction score: mean weight from "
+                                          "each token of the second copy on the token after its "
+                                          "first occurrence)",
                               per_head=np.round(induction, 4).tolist(),
                               loss_first_copy=round(loss_first, 3),
                               loss_second_copy=round(loss_second, 3),
+                              random_pool=len(pool), random_pool_ids=pool.tolist(),
+                              any_seen_token=dict(best(induction_any),
+                                                  per_head=np.round(induction_any, 4).tolist(),
+                                                  loss_first_copy=round(loss_first_any, 3),
+                                                  loss_second_copy=round(loss_second_any, 3),
+                                                  measured_on=(
+                                  f"the same, with random tokens among all {len(any_seen):,} "
+                                  "tokens of the training text (rare ones included)")),
                               findings_probe=dict(best(viewer_induction), measured_on=(
-                                  "gpt2np findings' own probe, as the viewer runs it: 30 tokens "
-                                  "with an embedding row of their own, seed 0, twice")),
+                                  "gpt2np findings' own probe, as the viewer runs it on the bundled demo: 30 "
+                                  "tokens of the pool above, seed 0, twice")),
                               ),
             "long_windows": {
                 "measured_on": f"{n_long} held-out windows of {shape['n_positions']} tokens "
@@ -409,6 +462,16 @@ def tdm_sample(hf, tok, prompt, n_tokens=40, seed=0, top_k=20):
     return tok.decode(ids[0].tolist())
 
 
+def phases_note(t):
+    """The earlier phases of a run started with --init-from, in a few words ('' for none)."""
+    phases = t.get("earlier_phases") or []
+    if not phases:
+        return ""
+    before = "; ".join(f"{p['steps']:,} steps, {p['cpu_time_s'] / 60:.0f} min CPU" for p in phases)
+    return (f"; started from the weights of an earlier run ({before}): "
+            f"{t['cpu_time_s_all_phases'] / 60:.0f} min CPU in all")
+
+
 def write_model_card(out, card):
     L, m, c, t, a = card["losses"], card["model"], card["corpus"], card["training"], card["attention"]
     ind, lw, ht = a["induction"], a["long_windows"], a["head_types"]
@@ -417,7 +480,7 @@ def write_model_card(out, card):
     sentences = f"{a['measured_on'].split(' (')[0]}, each from its first word"
     rows = [
         ("previous-token", a["best_prev_token"]["head"], f"{a['best_prev_token']['value']:.2f} of its attention on the token before", sentences),  # noqa: E501
-        ("induction", ind["head"], f"induction score {ind['value']:.2f}; loss {ind['loss_first_copy']:.2f} on the first copy, {ind['loss_second_copy']:.2f} on the second", "random tokens of the training text, shown twice (10 sequences of 50)"),  # noqa: E501
+        ("induction", ind["head"], f"induction score {ind['value']:.2f}; loss {ind['loss_first_copy']:.2f} on the first copy, {ind['loss_second_copy']:.2f} on the second", f"random tokens among the {ind['random_pool']:,} most frequent of the training text, shown twice (10 sequences of 50); among all its tokens: {ind['any_seen_token']['head']} {ind['any_seen_token']['value']:.2f}"),  # noqa: E501
         ("sink (position 0), sentence starts", a["best_first_position"]["head"], f"{a['best_first_position']['value']:.2f} of its attention on position 0", sentences),  # noqa: E501
         ("sink over long windows", lw["head"], f"{lw['value']:.2f} on position 0 (" + ", ".join(f"{k}: {v:.2f}" for k, v in lw["by_query_position"].items()) + f"); strongest there {lw['best']['head']} {lw['best']['value']:.2f}", lw["measured_on"]),  # noqa: E501
         (f"head types in layer {ht['layer_with_most_types']}", "-", ", ".join(ht["types_in_that_layer"]), f"held-out sentences ({ht['sentences_with_a_layer_of_3_types']:.0%} of them have a layer with 3 or more types)"),  # noqa: E501
@@ -442,7 +505,7 @@ works and what attention heads learn, not for its answers.
 | corpus | {c.get('name', '')} ({books}) |
 | corpus source | `{c.get('package', '')}` {c.get('package_version', '')} ({c.get('package_license', '')}) |
 | corpus licence | {c.get('text_license', '')} |
-| training | {t['steps']:,} steps x {t['tokens_per_step']:,} tokens ({t['windows']}) = {t['tokens_seen']:,} tokens, seed {t['seed']}; {t['wall_time_s'] / 60:.0f} min wall, {t['cpu_time_s'] / 60:.0f} min CPU, {t['threads']} thread, {t['sittings']} sitting(s), 2 shared cores |
+| training | {t['steps']:,} steps x {t['tokens_per_step']:,} tokens ({t['windows']}) = {t['tokens_seen']:,} tokens, seed {t['seed']}; {t['wall_time_s'] / 60:.0f} min wall, {t['cpu_time_s'] / 60:.0f} min CPU, {t['threads']} thread, {t['sittings']} sitting(s), 2 shared cores{phases_note(t)} |
 | repeats on purpose | {t['repeats']}: induction heads form much faster that way |
 
 ## What it learned (measured on held-out text, from `training.json`)

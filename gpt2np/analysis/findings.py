@@ -11,12 +11,14 @@ Pass `induction=induction_scores(model)[0]` to `head_table` to run the probe onc
 The predictions are small pure functions over arrays (`check_*`), tested on constructed input.
 """
 
+import json
 import re
 
 import numpy as np
 
 from .. import analysis
 from ..errors import GPT2npError
+from ..files.hub import DEMO_DIR
 from ..files.tokenizer import quoted
 from ..heads import head_name
 from .stats import THRESHOLDS, common_prefix
@@ -78,11 +80,24 @@ def induction_scores(model, length=PROBE_LENGTH, seed=PROBE_SEED, bos=True):
 
 
 def distinguishable(model):
-    """The ids the induction probe draws from: those with an embedding row of their own
-    (`analysis.distinguishable_ids`), computed once per model."""
+    """The ids the induction probe draws from, computed once per model: those with an embedding
+    row of their own (`analysis.distinguishable_ids`); for the demo model, those of them its
+    training drew repeated random spans from (its card's `attention.induction.random_pool_ids`:
+    the most frequent tokens of its training text, the only ones it learned to copy)."""
     if getattr(model, "_distinguishable_ids", None) is None:
-        model._distinguishable_ids = analysis.distinguishable_ids(model.params["wte.weight"])
+        ids = analysis.distinguishable_ids(model.params["wte.weight"])
+        pool = demo_probe_pool() if model.info.kind == "demo" else None
+        model._distinguishable_ids = ids if pool is None else np.intersect1d(ids, pool)
     return model._distinguishable_ids
+
+
+def demo_probe_pool(card=DEMO_DIR / "training.json"):
+    """The ids the demo model's card says its random repeats came from, or None."""
+    try:
+        pool = json.loads(card.read_text())["attention"]["induction"]["random_pool_ids"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return np.asarray(pool, dtype=np.int64)
 
 
 def head_table(model, text_or_trace, bos=False, induction=None, thresholds=THRESHOLDS):

@@ -1,4 +1,4 @@
-"""gpt2np.examples: every model gets examples that run on it — GPT-2 small's from the original
+"""gpt2np.analysis.examples: every model gets examples that run on it — GPT-2 small's from the original
 demo's sentences and the published roles, the demo's from its card (read here, not written down),
 any other model's derived and checked; the card's examples measured on the demo model."""
 
@@ -63,7 +63,9 @@ def test_the_cards_examples_do_what_they_are_for(demo):
     follow = ex["follow"]
     t = demo.encode(follow["token"])[0]
     p = probabilities(demo.run(follow["text"]).logits[-1])
-    assert int(np.argmax(p)) == t
+    measured = CARD["examples_measured"]["follow"]
+    assert p[t] == pytest.approx(measured["p"], abs=1e-3)
+    assert (int(np.argmax(p)) == t) == measured["top1"]
     after = I.ablate(demo, follow["text"], ex["ablate"], token=t)["token"]
     assert after["p_after"] < p[t]
 
@@ -104,7 +106,13 @@ def test_gpt2_small_gets_the_original_examples(gpt2_files, gpt2_tokenizer):
         assert ex["follow"] == {"text": "The quick brown fox jumps over the lazy", "token": " dog"}
 
 
-def test_other_models_get_what_fits(gpt2_files, gpt2_tokenizer, demo):
+def split_word(model):
+    """A word (with its leading space) that the model's tokenizer splits into several tokens."""
+    return next(w for w in (" big", " trophy", " suitcases", " antidisestablishmentarianism")
+                if len(model.encode(w)) > 1)
+
+
+def test_other_models_get_what_fits(gpt2_files, gpt2_tokenizer, demo, monkeypatch):
     cfg = GPT2Config.from_file(gpt2_files / "config.json")
     # GPT-2's tokenizer, another shape: every sentence fits; no published heads for this shape.
     small = shaped(dataclasses.replace(cfg, n_layer=2, n_head=3, n_embd=48), gpt2_tokenizer, "mine", "local")
@@ -116,7 +124,13 @@ def test_other_models_get_what_fits(gpt2_files, gpt2_tokenizer, demo):
     ex = E.examples_for(short)
     fits(short, ex)
     assert any("more than the context of 64" in d for d in ex["dropped"])
-    assert ex["follow"] is None and any(d.startswith("follow: ' dog' is") for d in ex["dropped"])
+    assert ex["follow"] == E.gpt2_examples()["follow"]
+    # A follow token that is two tokens for this tokenizer: left out, and said.
+    split = split_word(demo)
+    original = E.gpt2_examples
+    monkeypatch.setattr(E, "gpt2_examples", lambda: dict(original(), follow={"text": "A", "token": split}))
+    ex = E.examples_for(short)
+    assert ex["follow"] is None and any(d.startswith(f"follow: {split!r} is") for d in ex["dropped"])
     # No tokenizer: no text examples at all (the viewer offers token ids instead).
     none = shaped(cfg, None, "gpt2", "official")
     ex = E.examples_for(none)
@@ -126,7 +140,7 @@ def test_other_models_get_what_fits(gpt2_files, gpt2_tokenizer, demo):
 # -- hints -----------------------------------------------------------------------------------------
 def test_error_hints_use_the_models_own_tokens(demo):
     ex = E.examples_for(demo)
-    split = next(w for w in (" big", " trophy", " dog", " suitcase") if len(demo.encode(w)) > 1)
+    split = split_word(demo)
     with pytest.raises(gpt2np.GPT2npError) as e:
         I.token_id(demo, split)
     assert f"e.g. {ex['follow']['token']!r}" in str(e.value)

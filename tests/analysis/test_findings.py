@@ -287,3 +287,15 @@ def test_value_weighted_helper(texty):
     moved = trace.pattern(1)[h, i, j] * v[j, h] @ w[h * dh:(h + 1) * dh]        # α_ij v_j W_O^h
     assert vw.shape == (4, 7, 7) and vw[h, i, j] == pytest.approx(np.linalg.norm(moved), rel=1e-5)
     assert (vw[:, 0, 1:] == 0).all()                                            # causal
+
+
+def test_the_demos_probe_draws_from_its_cards_pool(demo, tmp_path):
+    """On the demo, the findings' induction probe draws its random tokens from the pool its card
+    says training's repeats came from; a card without one gives every distinguishable id."""
+    pool = DEMO_CARD["attention"]["induction"]["random_pool_ids"]
+    _, _, probe = F.induction_scores(demo)
+    assert set(probe["ids"][1:]) <= set(pool)
+    assert F.demo_probe_pool() is not None and F.demo_probe_pool().tolist() == pool
+    card = tmp_path / "training.json"
+    card.write_text(json.dumps({"attention": {}}))
+    assert F.demo_probe_pool(card) is None

@@ -97,7 +97,7 @@ def workdir(tmp_path_factory):
     card's minimal pair both ways round."""
     from demofacts import CARD
     d = tmp_path_factory.mktemp("docs-commands")
-    text = next(s["text"] for s in CARD["examples"]["sentences"] if s["label"] == "Long paragraph")
+    text = max((s["text"] for s in CARD["examples"]["sentences"]), key=len)      # the longest
     (d / "book.txt").write_text(text + "\n")
     (d / "austen-heldout.txt").write_text(text + "\n")
     (d / "texts").mkdir()

@@ -10,11 +10,12 @@ from gpt2np.files.hub import DEMO_DIR
 
 CARD = json.loads((DEMO_DIR / "training.json").read_text())
 CONFIG = json.loads((DEMO_DIR / "config.json").read_text())
+EXAMPLES = CARD["examples"]                # the model's own example sentences, pair, follow, ablate
 
 
 def card_head(key):
-    """(layer, index) of the head the card names for `key`: "best_prev_token" or
-    "best_first_position"."""
+    """(layer, index) of the head the card names for `key`: "best_prev_token",
+    "best_first_position" or "induction"."""
     best = CARD["attention"][key]
     return best["layer"], best["index"]
 
@@ -74,3 +75,14 @@ def one_token_swap(model, text):
             if model.encode(b) == swapped:
                 return b, k
     raise AssertionError(f"no one-token variant of {text!r} found")
+
+
+def distinct_token_ids(model):
+    """Ids whose embedding rows the model can tell apart: every token except those sharing the
+    row that the most tokens hold (the demo's never-seen tokens share one row, see the card's
+    "unseen_tokens"). For a model with all rows distinct: every id."""
+    rows, inverse, counts = np.unique(model.params["wte.weight"], axis=0, return_inverse=True,
+                                      return_counts=True)
+    shared = int(np.argmax(counts))
+    ids = np.arange(len(inverse))
+    return ids if counts[shared] == 1 else ids[inverse.ravel() != shared]

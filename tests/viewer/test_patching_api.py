@@ -61,13 +61,15 @@ def test_result_equals_the_library_on_the_cards_pair(client, demo, ran):
 def test_sites_position_and_token_ids(client, demo, ran):
     handle, _ = ran
     a, v = demo.encode(PAIR["answer"])[0], demo.encode(PAIR["versus"])[0]
-    position = len(demo.encode(SENTENCE)) - 2
+    clean, corrupted = demo.encode(SENTENCE), demo.encode(PAIR["corrupted"])
+    position = next(t for t, (x, y) in enumerate(zip(clean, corrupted)) if x != y)   # the first that differs
     lines = events(client.post(f"/api/runs/{handle}/patch",
                                json=body(answer=a, versus=v, sites="mlp_out z", position=position)))
-    expected = library.patch(demo, SENTENCE, PAIR["corrupted"], a, v, sites=["mlp_out", "z"], position=-2)
+    expected = library.patch(demo, SENTENCE, PAIR["corrupted"], a, v, sites=["mlp_out", "z"],
+                             position=position - len(clean))           # the same position, from the end
     result = lines[-1]
     assert list(result["grids"]) == ["mlp_out", "z"]
-    assert result["position"] == expected.position == len(expected.clean_tokens) - 2
+    assert result["position"] == expected.position == position
     for site in ("mlp_out", "z"):
         np.testing.assert_array_equal(np.array(result["grids"][site]["ld"]), expected.grids[site].ld)
 

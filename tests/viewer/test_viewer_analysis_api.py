@@ -23,7 +23,9 @@ from viewer.answers.wire import quantize
 from viewer.routes.args import MAX_K
 
 SENTENCE = "The trophy doesn't fit in the suitcase because it is too big."
-SMALL = "The trophy doesn't fit in the suitcase because it is too small."
+# The same sentence with a last word of more tokens (" unwieldy" is three under GPT-2's tokenizer,
+# which the demo uses), so that the pair has different lengths.
+SMALL = "The trophy doesn't fit in the suitcase because it is too unwieldy."
 DARCY = "Mr. Darcy and Miss Bennet walked in the garden."
 
 

@@ -22,15 +22,18 @@ import pytest
 from demofacts import CONFIG as DEMO
 from hostile import FIGURES, record
 
+import gpt2np
 from viewer.answers.ledger import pattern_row, query_panel
-from viewer.answers.runs import Run, run_handle
+from viewer.answers.runs import MB, Run, run_handle, trace_bytes
 from viewer.answers.wire import f32, lower_triangle_bytes
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
 HOST = "127.0.0.1"
 CLIENTS, REQUESTS = 8, 50
-CACHE_MB = 4
+# Small enough that the load overflows it (older runs evicted), large enough for one forward pass
+# of the longest sentence here (32 tokens at most) with the viewer's margin of 1.25.
+CACHE_MB = max(4, -(-int(trace_bytes(gpt2np.load("demo").config, 32) * 1.25) // MB))
 
 SUBJECTS = ["Mr. Darcy", "Elizabeth", "Miss Bingley", "The trophy", "Her sister", "Emma",
             "Captain Wentworth", "The carriage"]

@@ -83,8 +83,10 @@ def test_value_pushes_are_the_writes_effect(client, ran, demo):
     scale = 1 / np.sqrt(final.var() + demo.config.layer_norm_epsilon)
     wte = demo.params["wte.weight"].astype(np.float64)
     effect = (scale * (write - write.mean()) * demo.params["ln_f.weight"]) @ wte.T
-    assert [t["id"] for t in d["pushes"]["up"]] == list(np.argsort(-effect, kind="stable")[:5])
-    assert [t["id"] for t in d["pushes"]["down"]] == list(np.argsort(effect, kind="stable")[:5])
+    # Compared by value: tokens that share an embedding row (the demo's never-seen tokens) tie
+    # exactly, and any five of a tie are right.
+    assert [effect[t["id"]] for t in d["pushes"]["up"]] == list(np.sort(effect)[::-1][:5])
+    assert [effect[t["id"]] for t in d["pushes"]["down"]] == list(np.sort(effect)[:5])
 
 
 def test_value_errors_name_the_field(client, ran, demo):
