@@ -304,8 +304,8 @@ def finish(model, vocab, tok, out, *, args, shape, hp, record, corpus, train_ids
     any_seen = np.setdiff1d(vocab.seen, [vocab.vocab_size - 1])
     induction_any, loss_first_any, loss_second_any = induction_probes(g, vocab, any_seen)
     # the viewer's own probe as it runs on the bundled demo (findings.distinguishable: the card's pool)
-    g._distinguishable_ids = np.intersect1d(analysis.distinguishable_ids(g.params["wte.weight"]), pool)
-    viewer_induction = findings.induction_scores(g)[0]
+    viewer_induction = findings.induction_scores(
+        g, pool=np.intersect1d(analysis.distinguishable_ids(g.params["wte.weight"]), pool))[0]
     long_sink, bands, n_long = long_window_sink(g, held_ids, (best_first["layer"], best_first["index"]))
     types, share_three = head_types(g, traces, induction)
     most = max(range(len(types)), key=lambda L: (len(set(types[L])), -L))

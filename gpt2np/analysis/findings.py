@@ -59,8 +59,9 @@ PUBLISHED_ROLES = (
 
 
 # -- measuring heads -----------------------------------------------------------------------------
-def induction_scores(model, length=PROBE_LENGTH, seed=PROBE_SEED, bos=True):
-    """Run the induction probe (`analysis.induction_probe_ids`) and score every head.
+def induction_scores(model, length=PROBE_LENGTH, seed=PROBE_SEED, bos=True, pool=None):
+    """Run the induction probe (`analysis.induction_probe_ids`) and score every head; its random
+    tokens come from pool (default: `distinguishable(model)`).
 
     -> (scores [n_layer, n_head], probe trace, {"length", "seed", "bos", "ids"})
     """
@@ -72,7 +73,7 @@ def induction_scores(model, length=PROBE_LENGTH, seed=PROBE_SEED, bos=True):
                           "induction probe (two copies of at least 2 tokens).")
     ids = analysis.induction_probe_ids(cfg.vocab_size, length, seed,
                                        bos_id=model.bos_id() if bos else None,
-                                       pool=distinguishable(model))
+                                       pool=distinguishable(model) if pool is None else pool)
     trace = model.run(ids)
     scores = np.stack([analysis.induction_score(trace.pattern(L), length, start)
                        for L in range(cfg.n_layer)])                       # [L, H]
