@@ -324,6 +324,7 @@ def finish(model, vocab, tok, out, *, args, shape, hp, record, corpus, train_ids
     text = tdm_sample(hf, tok, "It is a truth universally acknowledged", seed=args.seed)
     cmd = " ".join(["python", "scripts/train_demo_model.py", *(sys.argv[1:])])
     t = record
+    phases = earlier_phases(settings)
     card = {
         "what": "gpt2np demo model - NOT GPT-2: a small GPT-2-shaped model trained from scratch",
         "command": cmd,
@@ -368,8 +369,8 @@ def finish(model, vocab, tok, out, *, args, shape, hp, record, corpus, train_ids
             "tokens_seen": t["step"] * (hp["short"][0] * hp["short"][1] + hp["long"][0] * hp["long"][1]),
             "plan_changes": t.get("plan_changes", []),
             "wall_time_s": t["wall_s"], "cpu_time_s": t["cpu_s"], "sittings": t["sittings"],
-            "earlier_phases": earlier_phases(settings),
-            "cpu_time_s_all_phases": round(t["cpu_s"] + sum(p["cpu_time_s"] for p in earlier_phases(settings)), 1),
+            "earlier_phases": phases,
+            "cpu_time_s_all_phases": round(t["cpu_s"] + sum(p["cpu_time_s"] for p in phases), 1),
             "threads": args.threads,
             "machine": "2 shared CPU cores, nice 19, other work running beside it",
             "probes": t["probes"],
