@@ -20,7 +20,9 @@ Step by step:
      purpose, because they make induction heads form quickly: in 4 of the short windows the
      second half repeats the first (text), in 4 more a random-token half is repeated, and in 1
      long window a random-token span (8-64 tokens) is repeated at a random place. The first copy
-     of random tokens is not scored (nothing can predict it).
+     of random tokens is not scored (nothing can predict it). With `--set sentence_starts=100`
+     every window begins at a sentence or paragraph start, as the sentences the viewer shows do
+     (the shipped model's last phase; it made a head park on position 0 there).
   4. Checkpoints every few minutes (`--work DIR`); `--resume` continues from the last one and
      gives the same numbers as an uninterrupted run (batches come from a saved generator state).
   5. Evaluation on held-out text (the F16 file as saved, reloaded): loss against a unigram model,
@@ -64,13 +66,14 @@ MAX_WEIGHTS = 20 * 1000 * 1000     # model.safetensors must stay <= 20 MB
 MODEL = dict(n_layer=6, n_head=8, n_embd=128, n_positions=256, vocab_size=50257)
 TRAIN = dict(steps=2000, short=(64, 16), long=(256, 4), repeat_text=4, repeat_random=4,
              long_random=1, long_span=4, repeat_spans="random", random_pool=2000, synthetic_steps=0,
+             sentence_starts=0,
              lr=2e-3, min_lr=1e-4, warmup=200, weight_decay=0.1,
              betas=(0.9, 0.95), grad_clip=1.0, eval_every=250, checkpoint_minutes=3.0)
 QUICK = dict(steps=30, eval_every=10)
 TINY = dict(n_layer=2, n_head=2, n_embd=32, n_positions=64)        # --tiny: for the resume test
 TINY_TRAIN = dict(short=(16, 4), long=(64, 1), repeat_text=1, repeat_random=1, long_random=1,
                   eval_every=10 ** 9)
-ADDED_LATER = dict(synthetic_steps=0, repeat_spans="half", long_span=4)   # what a checkpoint without them ran with
+ADDED_LATER = dict(synthetic_steps=0, repeat_spans="half", long_span=4, sentence_starts=0)   # what a checkpoint without them ran with
 TARGETS = dict(prev_token=0.5, first_position=0.3, induction=0.3)
 
 
@@ -96,6 +99,23 @@ def need_torch():
 def gpt2_tokenizer():
     from tokenizers import Tokenizer
     return Tokenizer.from_file(str(GPT2_TOKENIZER))
+
+
+def sentence_starts(tok, ids):
+    """Positions in ids where a sentence or paragraph begins: the first token, a token after
+    <|endoftext|>, and a token that begins with a capital letter or an opening quote after one
+    that ends a sentence (. ! ? before any closing quotes; not the full stop of "Mr.") or a line.
+    -> [n] int64, ascending"""
+    eot = tok.token_to_id(EOT)
+    text = [tok.decode([i]) for i in range(tok.get_vocab_size())]
+    ends = np.array([t.rstrip("\"'”’ ").endswith((".", "!", "?")) or t.endswith("\n")
+                     for t in text])                                   # [V]
+    begins = np.array([t.lstrip()[:1].isupper() or (t.lstrip()[:1] or "x") in "\"'“‘_"
+                       for t in text])                                 # [V]
+    title = np.array([t.strip() in ("Mr", "Mrs", "Dr", "St", "Col", "Capt") for t in text])  # "Mr. Weston"
+    after = (ids[:-1] == eot) | (ends[ids[:-1]] & begins[ids[1:]])     # [N-1]: a start at p + 1
+    after[1:] &= ~title[ids[:-2]]
+    return np.concatenate([[0], 1 + np.flatnonzero(after)]).astype(np.int64)
 
 
 def encode_documents(tok, texts):
@@ -188,7 +208,7 @@ def make_optimizer(model, hp):
                              lr=hp["lr"], betas=hp["betas"])
 
 
-def make_batch(stream, hp, gen, pool, synthetic=False):
+def make_batch(stream, hp, gen, pool, synthetic=False, starts_at=None):
     """One step's windows as [(input ids, labels)] (compact ids; label -100 = not scored).
 
     Short windows: in the first repeat_text a span of the text is repeated right after itself;
@@ -201,7 +221,9 @@ def make_batch(stream, hp, gen, pool, synthetic=False):
     window's second half repeated its first, always 32 tokens back. Random tokens are drawn from
     pool (compact ids: the random_pool most frequent training tokens, whose embeddings are trained
     well enough to tell apart). synthetic (the first synthetic_steps steps): every short window
-    holds a repeated random span and every long window one too."""
+    holds a repeated random span and every long window one too. sentence_starts (a percentage):
+    that share of the windows of each size begins at a sentence or paragraph start (starts_at,
+    positions in stream), as the sentences the viewer shows do; the others anywhere."""
     import torch
 
     def random_tokens(*size):
@@ -222,6 +244,10 @@ def make_batch(stream, hp, gen, pool, synthetic=False):
     (ts, ns), (tl, nl) = hp["short"], hp["long"]
     for T, n in ((ts, ns), (tl, nl)):
         starts = torch.randint(0, len(stream) - T, (n,), generator=gen)
+        k = round(n * hp["sentence_starts"] / 100)
+        if k:
+            fits = starts_at[starts_at < len(stream) - T]
+            starts[:k] = fits[torch.randint(0, len(fits), (k,), generator=gen)]
         x = torch.stack([stream[s:s + T] for s in starts.tolist()])
         unscored = torch.zeros_like(x, dtype=torch.bool)
         if T == ts:
@@ -264,7 +290,7 @@ def save_checkpoint(path, state):
 
 
 def train(model, stream, hp, seed, vocab, work, settings, probe, stop_at=None, new_steps=False,
-          evaluate=False):
+          evaluate=False, starts_at=None):
     """AdamW on random windows; a checkpoint every checkpoint_minutes and at the end (or at
     stop_at). Resumes from work/checkpoint.pt when it exists and its settings match.
     -> the training record (wall and CPU time over all sittings, probe log)."""
@@ -318,7 +344,8 @@ def train(model, stream, hp, seed, vocab, work, settings, probe, stop_at=None, n
     for step in range(record["step"], end):
         for group in opt.param_groups:
             group["lr"] = lr_at(step, hp)
-        loss = batch_loss(model, make_batch(stream, hp, gen, pool, synthetic=step < hp["synthetic_steps"]), offset)
+        loss = batch_loss(model, make_batch(stream, hp, gen, pool, synthetic=step < hp["synthetic_steps"],
+                                           starts_at=starts_at), offset)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), hp["grad_clip"])
@@ -480,9 +507,9 @@ def parse_args(argv=None):
                    help="a 2-layer, 32-wide model on short windows (the resume test)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.add_argument("--lr", type=float, default=None, help=f"peak learning rate (default {TRAIN['lr']})")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=INT",
-                   help="change one integer training setting for an experiment, e.g. "
-                        "--set random_pool=1000 --set repeat_random=8 (recorded on the card)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="change one number among the training settings for an experiment, e.g. "
+                        "--set random_pool=1000 --set weight_decay=0.5 (recorded on the card)")
     p.add_argument("--corpus-deb", default=None, help=f"a downloaded {demo_corpus.DEB_PACKAGE}_*.deb")
     p.add_argument("--corpus-text", type=Path, default=None,
                    help=f"train on this text instead (documents separated by {EOT}; every "
@@ -541,10 +568,15 @@ def main(argv=None):
             hp[key] = getattr(args, key)
     for item in args.set:
         key, _, value = item.partition("=")
-        if key not in hp or not isinstance(hp[key], int) or not value.lstrip("-").isdigit():
-            sys.exit(f"--set {item}: expected KEY=INT with KEY one of "
-                     f"{', '.join(k for k, v in hp.items() if isinstance(v, int))}")
-        hp[key] = int(value)
+        kind = type(hp.get(key))
+        try:
+            if kind not in (int, float):
+                raise ValueError
+            hp[key] = kind(value)
+        except ValueError:
+            sys.exit(f"--set {item}: expected KEY=NUMBER with KEY one of "
+                     f"{', '.join(k for k, v in hp.items() if type(v) in (int, float))} "
+                     "(a whole number where the default is one)")
     hp["warmup"] = min(hp["warmup"], max(1, hp["steps"] // 10))
     scratch = args.quick or args.tiny
     out = args.out or (Path(tempfile.mkdtemp(prefix="gpt2np-demo-quick-")) if scratch else DEFAULT_OUT)
@@ -598,7 +630,8 @@ def main(argv=None):
     record = train(model, torch.from_numpy(vocab.compact[train_ids]), hp, args.seed, vocab, work,
                    settings, probe, stop_at=0 if args.evaluate else args.stop_at,
                    new_steps=(args.resume or args.evaluate) and args.steps is not None,
-                   evaluate=args.evaluate)
+                   evaluate=args.evaluate,
+                   starts_at=torch.from_numpy(sentence_starts(tok, train_ids)))
     (work / "training-record.json").write_text(json.dumps(record, indent=2) + "\n")
     if args.train_only or (record["step"] < hp["steps"] and not args.evaluate):
         log(f"stopped at step {record['step']} of {hp['steps']} "

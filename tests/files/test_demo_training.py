@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -98,3 +99,61 @@ def test_a_second_phase_starts_from_the_first_runs_weights(tmp_path):
     resumed = train(tmp_path, tmp_path / "two", "--init-from", str(tmp_path / "one" / "checkpoint.pt"),
                     "--lr", "0", "--resume")
     assert resumed["record"]["step"] == 6 and resumed["record"]["sittings"] == 2
+
+
+def script():
+    sys.path.insert(0, str(SCRIPT.parent))
+    import train_demo_model
+    return train_demo_model
+
+
+def test_sentence_starts_are_where_sentences_begin():
+    """Sentence and paragraph starts in a token stream, read by hand from the text: after . ! ?
+    (a closing quote may follow) and after a line, a capital letter or an opening quote; not after
+    the full stop of "Mr."; and the first token and the one after <|endoftext|>."""
+    tdm = script()
+    tok = tdm.gpt2_tokenizer()
+    text = ('She came. "Yes," he said! Mr. Weston smiled at it.\nThe end? no more." Then'
+            ' she went.<|endoftext|>Next day.')
+    ids = np.array(tok.encode(text).ids)
+    starts = tdm.sentence_starts(tok, ids)
+    assert [tok.decode(ids[p:p + 2].tolist()) for p in starts] == [
+        "She came", ' "Yes', " Mr.", "The end", " Then she", "Next day"]
+
+
+def test_sentence_start_windows_begin_at_sentence_starts():
+    """sentence_starts=100: every window of both sizes is the stream from one of the given
+    positions; 0: the windows' first tokens are not all of them."""
+    torch = pytest.importorskip("torch")
+    tdm = script()
+    stream = torch.arange(5000)                                  # token i at position i
+    starts_at = torch.arange(0, 5000, 37)
+    hp = dict(tdm.TRAIN, short=(16, 8), long=(64, 4), repeat_text=0, repeat_random=0,
+              long_random=0, sentence_starts=100)
+    pool = torch.arange(10)
+
+    def firsts(hp, seed=0):
+        out = []
+        for x, _ in tdm.make_batch(stream, hp, torch.Generator().manual_seed(seed), pool, starts_at=starts_at):
+            for row in x:
+                p = int(row[0])
+                assert torch.equal(row, stream[p:p + len(row)])
+                out.append(p)
+        return out
+    assert len(firsts(hp)) == 12 and all(p % 37 == 0 for p in firsts(hp))
+    assert not all(p % 37 == 0 for p in firsts(dict(hp, sentence_starts=0)))
+
+
+@pytest.mark.parametrize("item, message", [("weight_decay=x", "KEY=NUMBER"), ("steps=1.5", "whole number"),
+                                           ("nonsense=1", "KEY=NUMBER")])
+def test_set_refuses_what_it_cannot_read(tmp_path, item, message):
+    corpus_text(tmp_path / "corpus.txt")
+    with pytest.raises(SystemExit, match=message):
+        train(tmp_path, tmp_path / "w", "--set", item)
+
+
+def test_set_takes_a_fraction_where_the_setting_is_one(tmp_path):
+    corpus_text(tmp_path / "corpus.txt")
+    state = train(tmp_path, tmp_path / "w", "--set", "weight_decay=0.5", "--set", "sentence_starts=50",
+                  "--stop-at", "1")
+    assert state["settings"]["hp"]["weight_decay"] == 0.5 and state["settings"]["hp"]["sentence_starts"] == 50
