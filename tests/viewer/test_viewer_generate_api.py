@@ -47,7 +47,8 @@ def test_ledger_equals_distribution_of_full_logits(client, run, demo, settings, 
         assert abs(c["logit_t"] - logits[i] / settings["temperature"]) < 1e-4
         for name in ("p", "p_temperature", "p_draw"):
             assert abs(c[name] - d[name][i]) <= 1e-5 * d[name][i] + 1e-9, (name, c[name], d[name][i])
-        assert abs(c["running_sum"] - running[rank]) < 1e-6
+        # a sum of the p above, so held to their relative bound (an absolute 1e-6 failed at 0.387)
+        assert abs(c["running_sum"] - running[rank]) <= 1e-5 * running[rank] + 1e-9
         assert c["top_k"] == bool(d["top_k"][i]) and c["top_p"] == bool(d["top_p"][i])
 
 
