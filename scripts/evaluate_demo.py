@@ -247,7 +247,9 @@ def repeats_text(hp):
             "Lengths and places are random, so the earlier copy is a different distance back in "
             "every window and only attention by content can find it; the first copy of random "
             "tokens is not scored" + (f"; the first {hp['synthetic_steps']} steps had a repeated "
-                                      "random span in every window" if hp.get("synthetic_steps") else ""))
+                                      "random span in every window" if hp.get("synthetic_steps") else "")
+            + (f"; {hp['sentence_starts']}% of the windows begin at a sentence or paragraph start"
+               if hp.get("sentence_starts") else ""))
 
 
 def earlier_phases(settings):
@@ -261,7 +263,8 @@ def earlier_phases(settings):
         "steps": rec["step"], "cpu_time_s": rec["cpu_s"], "wall_time_s": rec["wall_s"],
         "sittings": rec["sittings"], "lr": ps["hp"]["lr"], "steps_planned": ps["hp"]["steps"],
         "random_pool": ps["hp"].get("random_pool"), "synthetic_steps": ps["hp"].get("synthetic_steps", 0),
-        "repeats": repeats_text(ps["hp"]), "probes": rec.get("probes", []),
+        "repeats": repeats_text(ps["hp"]), "weight_decay": ps["hp"]["weight_decay"],
+        "probes": rec.get("probes", []),
         "note": "the next phase started from this run's weights at this step, with a new AdamW "
                 "state and learning-rate schedule and its own settings"}]
 
@@ -301,6 +304,9 @@ def finish(model, vocab, tok, out, *, args, shape, hp, record, corpus, train_ids
     pool = vocab.seen[tdm.random_pool(vocab, hp)]                  # GPT-2 ids
     induction, loss_first, loss_second = induction_probes(g, vocab, pool)
     best_ind = best(induction)
+    # an induction head with no earlier copy to find may rest on position 0: the strongest sink
+    # among the heads that are not induction heads, said beside the best
+    not_induction = np.where(induction < analysis.THRESHOLDS["induction"], first, -1.0)
     any_seen = np.setdiff1d(vocab.seen, [vocab.vocab_size - 1])
     induction_any, loss_first_any, loss_second_any = induction_probes(g, vocab, any_seen)
     # the viewer's own probe as it runs on the bundled demo (findings.distinguishable: the card's pool)
@@ -385,6 +391,9 @@ def finish(model, vocab, tok, out, *, args, shape, hp, record, corpus, train_ids
                            "token at position 0), gpt2np on the saved file, mean over query "
                            "positions i >= 1",
             "best_prev_token": best_prev, "best_first_position": best_first,
+            "best_first_position_not_induction": dict(best(not_induction), note=(
+                "the strongest head on position 0 among those whose induction score is below "
+                f"{analysis.THRESHOLDS['induction']} (gpt2np's induction type)")),
             "targets": tdm.TARGETS,
             "prev_token": np.round(prev, 4).tolist(), "first_position": np.round(first, 4).tolist(),
             "induction": dict(best_ind, best_head=best_ind["head"], best_value=best_ind["value"],
@@ -473,6 +482,15 @@ def phases_note(t):
             f"{t['cpu_time_s_all_phases'] / 60:.0f} min CPU in all")
 
 
+def sink_note(a):
+    """When the best head on position 0 is the induction head: the strongest other one, in words."""
+    other = a.get("best_first_position_not_induction")
+    if not other or other["head"] == a["best_first_position"]["head"]:
+        return ""
+    return (f" (the induction head: where nothing repeats it rests on position 0); the strongest "
+            f"other head: {other['head']} {other['value']:.2f}")
+
+
 def write_model_card(out, card):
     L, m, c, t, a = card["losses"], card["model"], card["corpus"], card["training"], card["attention"]
     ind, lw, ht = a["induction"], a["long_windows"], a["head_types"]
@@ -482,7 +500,7 @@ def write_model_card(out, card):
     rows = [
         ("previous-token", a["best_prev_token"]["head"], f"{a['best_prev_token']['value']:.2f} of its attention on the token before", sentences),  # noqa: E501
         ("induction", ind["head"], f"induction score {ind['value']:.2f}; loss {ind['loss_first_copy']:.2f} on the first copy, {ind['loss_second_copy']:.2f} on the second", f"random tokens among the {ind['random_pool']:,} most frequent of the training text, shown twice (10 sequences of 50); among all its tokens: {ind['any_seen_token']['head']} {ind['any_seen_token']['value']:.2f}"),  # noqa: E501
-        ("sink (position 0), sentence starts", a["best_first_position"]["head"], f"{a['best_first_position']['value']:.2f} of its attention on position 0", sentences),  # noqa: E501
+        ("sink (position 0), sentence starts", a["best_first_position"]["head"], f"{a['best_first_position']['value']:.2f} of its attention on position 0" + sink_note(a), sentences),  # noqa: E501
         ("sink over long windows", lw["head"], f"{lw['value']:.2f} on position 0 (" + ", ".join(f"{k}: {v:.2f}" for k, v in lw["by_query_position"].items()) + f"); strongest there {lw['best']['head']} {lw['best']['value']:.2f}", lw["measured_on"]),  # noqa: E501
         (f"head types in layer {ht['layer_with_most_types']}", "-", ", ".join(ht["types_in_that_layer"]), f"held-out sentences ({ht['sentences_with_a_layer_of_3_types']:.0%} of them have a layer with 3 or more types)"),  # noqa: E501
         ("held-out loss", "-", f"{L['heldout']:.3f} nats/token against {L['unigram_baseline']:.3f} for a unigram model (train {L['train']:.3f})", f"{L['heldout_windows']} held-out windows of {L['window']} tokens"),  # noqa: E501

@@ -73,7 +73,8 @@ QUICK = dict(steps=30, eval_every=10)
 TINY = dict(n_layer=2, n_head=2, n_embd=32, n_positions=64)        # --tiny: for the resume test
 TINY_TRAIN = dict(short=(16, 4), long=(64, 1), repeat_text=1, repeat_random=1, long_random=1,
                   eval_every=10 ** 9)
-ADDED_LATER = dict(synthetic_steps=0, repeat_spans="half", long_span=4, sentence_starts=0)   # what a checkpoint without them ran with
+# what a checkpoint written before these settings existed ran with
+ADDED_LATER = dict(synthetic_steps=0, repeat_spans="half", long_span=4, sentence_starts=0)
 TARGETS = dict(prev_token=0.5, first_position=0.3, induction=0.3)
 
 

@@ -113,6 +113,21 @@ def test_learned_attention_matches_the_card(demo):
         assert abs(ours[best["layer"], best["index"]] - best["value"]) < 0.1, key      # that head's own value
 
 
+def test_the_sink_besides_the_induction_head_matches_the_card(demo):
+    """The card's strongest head on position 0 among those that are not induction heads (an
+    induction head with nothing to copy rests on position 0 too): re-measured on other sentences,
+    it is the strongest such head here within 0.1 and its value within 0.1 of the card's."""
+    other = CARD["attention"]["best_first_position_not_induction"]
+    induction = np.array(CARD["attention"]["induction"]["per_head"])
+    ours = head_means(demo, analysis.sink_mass)
+    ours_not_induction = np.where(induction < analysis.THRESHOLDS["induction"], ours, -1.0)
+    assert induction[other["layer"], other["index"]] < analysis.THRESHOLDS["induction"]
+    print(f"\ndemo sink besides induction heads: card {other['head']} {other['value']:.3f}, "
+          f"here {ours[other['layer'], other['index']]:.3f} (best such here {ours_not_induction.max():.3f})")
+    assert ours_not_induction.max() - ours[other["layer"], other["index"]] < 0.1
+    assert abs(ours[other["layer"], other["index"]] - other["value"]) < 0.1
+
+
 def induction_measured(demo, pool, seeds, n=50):
     """TransformerLens's induction score of every head on [bos, s, s], s n distinct tokens of
     pool, one sequence per seed -> (scores [n_layer, n_head], loss on the first copy, on the second)."""
