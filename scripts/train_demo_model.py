@@ -632,7 +632,7 @@ def main(argv=None):
                    settings, probe, stop_at=0 if args.evaluate else args.stop_at,
                    new_steps=(args.resume or args.evaluate) and args.steps is not None,
                    evaluate=args.evaluate,
-                   starts_at=torch.from_numpy(sentence_starts(tok, train_ids)))
+                   starts_at=torch.from_numpy(sentence_starts(tok, train_ids)) if hp["sentence_starts"] else None)
     (work / "training-record.json").write_text(json.dumps(record, indent=2) + "\n")
     if args.train_only or (record["step"] < hp["steps"] and not args.evaluate):
         log(f"stopped at step {record['step']} of {hp['steps']} "
