@@ -128,6 +128,22 @@ def test_the_sink_besides_the_induction_head_matches_the_card(demo):
     assert abs(ours[other["layer"], other["index"]] - other["value"]) < 0.1
 
 
+def test_head_types_in_the_cards_layer_match_the_card(demo):
+    """Each head's most frequent type over other sentences (gpt2np's rules, with the card's
+    induction scores): the layer the card names has the card's distinct types here too, three or
+    more (the issue's "distinct head types in some layer")."""
+    from collections import Counter
+    types = CARD["attention"]["head_types"]
+    induction = np.array(CARD["attention"]["induction"]["per_head"])
+    tables = [findings.head_table(demo, s, induction=induction) for s in SENTENCES]
+    layer = types["layer_with_most_types"]
+    ours = {Counter(t[layer * demo.config.n_head + h]["type"] for t in tables).most_common(1)[0][0]
+            for h in range(demo.config.n_head)}
+    print(f"\ndemo layer {layer} types here: {sorted(ours)}; card: {types['types_in_that_layer']}")
+    assert sorted(ours) == types["types_in_that_layer"]
+    assert len(ours) >= 3
+
+
 def induction_measured(demo, pool, seeds, n=50):
     """TransformerLens's induction score of every head on [bos, s, s], s n distinct tokens of
     pool, one sequence per seed -> (scores [n_layer, n_head], loss on the first copy, on the second)."""
