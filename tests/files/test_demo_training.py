@@ -25,14 +25,19 @@ def corpus_text(path, n_docs=30):
     return path
 
 
+def script():
+    """The training script as a module (imported once, from scripts/)."""
+    sys.path.insert(0, str(SCRIPT.parent))
+    import train_demo_model
+    return train_demo_model
+
+
 def train(tmp_path, work, *extra):
     """Run the script's main() in this process (one torch import), tiny model, 1 thread."""
     torch = pytest.importorskip("torch")
-    sys.path.insert(0, str(SCRIPT.parent))
-    import train_demo_model
     threads = torch.get_num_threads()
     try:
-        train_demo_model.main(["--tiny", "--corpus-text", str(tmp_path / "corpus.txt"), "--steps", "6",
+        script().main(["--tiny", "--corpus-text", str(tmp_path / "corpus.txt"), "--steps", "6",
                                "--threads", "1", "--work", str(work), "--train-only", *extra])
     finally:
         torch.set_num_threads(threads)
@@ -101,12 +106,6 @@ def test_a_second_phase_starts_from_the_first_runs_weights(tmp_path):
     assert resumed["record"]["step"] == 6 and resumed["record"]["sittings"] == 2
 
 
-def script():
-    sys.path.insert(0, str(SCRIPT.parent))
-    import train_demo_model
-    return train_demo_model
-
-
 def test_sentence_starts_are_where_sentences_begin():
     """Sentence and paragraph starts in a token stream, read by hand from the text: after . ! ?
     (a closing quote may follow) and after a line, a capital letter or an opening quote; not after
@@ -140,7 +139,8 @@ def test_sentence_start_windows_begin_at_sentence_starts():
                 assert torch.equal(row, stream[p:p + len(row)])
                 out.append(p)
         return out
-    assert len(firsts(hp)) == 12 and all(p % 37 == 0 for p in firsts(hp))
+    chosen = firsts(hp)
+    assert len(chosen) == 12 and all(p % 37 == 0 for p in chosen)
     assert not all(p % 37 == 0 for p in firsts(dict(hp, sentence_starts=0)))
 
 
